@@ -1,0 +1,285 @@
+"""The GPT of the reference: a decoder-only stack of masked multi-head self-attention
+and feed-forward blocks, learned positions, and an output head tied to the token embedding.
+
+Attention is always computed explicitly (scores, -inf mask above the diagonal, softmax) so
+that every layer's and head's probabilities can be returned; there is deliberately no
+SDPA/flash path, which would return no weights.
+
+Shapes: B batch, T new positions, S keys (cached + new), nh heads, hd head width, C = n_embd.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import GPTConfig
+
+
+@dataclass
+class Ablation:
+    """Which heads to remove and what they output instead.
+
+    Parameters
+    ----------
+    keep
+        ``(n_layer, n_head)`` float tensor: 1 keeps a head, 0 removes it.
+    fill
+        ``(n_layer, n_head, head_dim)`` tensor written in place of a removed head's output
+        (zeros for zero-ablation, the head's mean output for mean-ablation). ``None`` = zeros.
+    """
+
+    keep: torch.Tensor
+    fill: torch.Tensor | None = None
+
+
+@dataclass
+class GPTOutput:
+    """What one forward pass returns.
+
+    Attributes
+    ----------
+    logits
+        ``(B, T, vocab)`` next-token logits (h_n · W_e^T).
+    hidden
+        ``(B, T, C)`` final activation (after the final LayerNorm when the model has one);
+        the fine-tuning head W_y reads its last position.
+    attentions
+        Per layer, the attention pattern ``(B, nh, T, S)`` [head, query, key], when asked for.
+    residuals
+        ``n_layer + 1`` tensors ``(B, T, C)``: the residual stream after the embedding and after
+        every block, when asked for (the logit lens reads them).
+    head_outputs
+        Per layer, each head's output ``(B, nh, T, hd)`` before the output projection.
+    """
+
+    logits: torch.Tensor
+    hidden: torch.Tensor
+    attentions: list[torch.Tensor] | None = None
+    residuals: list[torch.Tensor] | None = None
+    head_outputs: list[torch.Tensor] | None = None
+
+
+class KVCache:
+    """Pre-allocated keys and values of every layer, ``(n_layer, B, nh, block_size, hd)``.
+
+    Only ``length`` moves: undoing a step is shrinking it, and redoing the same token is
+    growing it again, because cached keys/values depend only on the tokens before them.
+    """
+
+    def __init__(self, config: GPTConfig, batch: int = 1, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        shape = (config.n_layer, batch, config.n_head, config.block_size, config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+        self.block_size = config.block_size
+
+
+_ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+class CausalSelfAttention(nn.Module):
+    """Masked multi-head self-attention that also returns its softmax probabilities."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_dim = config.head_dim
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+        # True above the diagonal: key after query, masked with -inf before the softmax.
+        future = torch.triu(torch.ones(config.block_size, config.block_size, dtype=torch.bool), 1)
+        self.register_buffer("future", future, persistent=False)
+
+    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None = None, pos: int = 0,
+                ablation: Ablation | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        if cache is not None:
+            cache.k[layer, :B, :, pos:pos + T] = k
+            cache.v[layer, :B, :, pos:pos + T] = v
+            k = cache.k[layer, :B, :, :pos + T]  # (B, nh, S, hd)
+            v = cache.v[layer, :B, :, :pos + T]  # (B, nh, S, hd)
+        att = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, S)
+        if T > 1:  # one new query sees every cached key: nothing to mask
+            att = att.masked_fill(self.future[pos:pos + T, :pos + T], float("-inf"))
+        att = F.softmax(att, dim=-1)  # (B, nh, T, S)
+        z = self.attn_dropout(att) @ v  # (B, nh, T, hd)
+        if ablation is not None:
+            keep = ablation.keep[layer].to(z.dtype).view(1, self.n_head, 1, 1)
+            z = z * keep
+            if ablation.fill is not None:
+                z = z + (1 - keep) * ablation.fill[layer].to(z.dtype).view(1, self.n_head, 1, -1)
+        y = z.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y)), att, z
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward layer."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.d_ff, bias=config.bias)
+        self.c_proj = nn.Linear(config.d_ff, config.n_embd, bias=config.bias)
+        self.act = _ACTIVATIONS[config.activation]
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """One decoder block: masked self-attention then feed-forward (no cross-attention)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.pre_ln = config.ln_placement == "pre"
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None, pos: int,
+                ablation: Ablation | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.pre_ln:  # GPT-2: x + f(LN(x))
+            a, att, z = self.attn(self.ln_1(x), layer, cache, pos, ablation)
+            x = x + a
+            x = x + self.mlp(self.ln_2(x))
+        else:  # GPT-1: LN(x + f(x))
+            a, att, z = self.attn(x, layer, cache, pos, ablation)
+            x = self.ln_1(x + a)
+            x = self.ln_2(x + self.mlp(x))
+        return x, att, z
+
+
+class GPT(nn.Module):
+    """Decoder-only GPT with a tied output head and an optional fine-tuning head W_y.
+
+    Parameters
+    ----------
+    config
+        The model's :class:`~gptviz.config.GPTConfig`.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # W_e
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)  # W_p
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = (nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+                     if config.final_ln else nn.Identity())
+        self.classifier = (nn.Linear(config.n_embd, config.n_classes)
+                           if config.n_classes > 0 else None)  # W_y
+        self.apply(self._init_weights)
+        # GPT-2's scaled init of the projections that write into the residual stream.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        """Number of parameters (the tied head counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch: int = 1) -> KVCache:
+        """An empty KV cache on the model's device and dtype."""
+        p = self.wte.weight
+        return KVCache(self.config, batch=batch, device=p.device, dtype=p.dtype)
+
+    def lm_head(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits from a final activation: h · W_e^T (the tied output projection)."""
+        return F.linear(h, self.wte.weight)  # (B, T, vocab)
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, *,
+                return_attn: bool = False, return_resid: bool = False,
+                return_head_out: bool = False, ablation: Ablation | None = None,
+                last_only: bool = False) -> GPTOutput:
+        """Run the model on token ids.
+
+        Parameters
+        ----------
+        idx
+            ``(B, T)`` int64 token ids: the whole text, or only the new tokens when ``cache``
+            already holds the earlier ones.
+        cache
+            A :class:`KVCache`; the new keys/values are written at ``cache.length`` and the
+            length advances by ``T``.
+        return_attn, return_resid, return_head_out
+            Also return the attention patterns, the residual stream, the per-head outputs.
+        ablation
+            Heads to remove (see :class:`Ablation`); ``None`` runs the model unchanged.
+        last_only
+            Compute logits only for the last position (faster decoding).
+
+        Returns
+        -------
+        GPTOutput
+        """
+        B, T = idx.shape
+        pos = cache.length if cache is not None else 0
+        if T == 0:
+            raise ValueError("forward needs at least one token")
+        if pos + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of {pos + T} tokens exceeds the model's block_size "
+                f"{self.config.block_size}")
+        positions = torch.arange(pos, pos + T, device=idx.device)  # (T,)
+        x = self.drop(self.wte(idx) + self.wpe(positions))  # (B, T, C)  h_0 = U W_e + W_p
+        attns: list[torch.Tensor] = []
+        resids: list[torch.Tensor] = [x] if return_resid else []
+        heads: list[torch.Tensor] = []
+        for layer, block in enumerate(self.h):
+            x, att, z = block(x, layer, cache, pos, ablation)
+            if return_attn:
+                attns.append(att)
+            if return_resid:
+                resids.append(x)
+            if return_head_out:
+                heads.append(z)
+        if cache is not None:
+            cache.length = pos + T
+        h = self.ln_f(x)  # (B, T, C)
+        logits = self.lm_head(h[:, -1:] if last_only else h)  # (B, T, vocab)
+        return GPTOutput(
+            logits=logits,
+            hidden=h,
+            attentions=attns if return_attn else None,
+            residuals=resids if return_resid else None,
+            head_outputs=heads if return_head_out else None,
+        )
+
+    def classify(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Class logits of the fine-tuning head from ``hidden`` ``(B, T, C)`` at the last token.
+
+        P(y | x_1..x_m) = softmax(h^m · W_y).
+        """
+        if self.classifier is None:
+            raise ValueError("this model has no fine-tuning head (n_classes == 0)")
+        return self.classifier(hidden[:, -1])  # (B, n_classes)
