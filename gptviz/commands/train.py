@@ -1,0 +1,53 @@
+"""``python -m gptviz train``: reproduce the bundled model (see :mod:`gptviz.train`)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add the training options."""
+    p.add_argument("--stage", choices=["pretrain", "finetune", "report", "all"], default="all")
+    p.add_argument("--run-dir", default="runs/shakespeare", help="work folder (resumable state)")
+    p.add_argument("--out", default="resources/model", help="where the report stage writes the "
+                   "shipped checkpoint")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-head", type=int, default=8)
+    p.add_argument("--n-embd", type=int, default=256)
+    p.add_argument("--block-size", type=int, default=256)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--iters", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--ft-iters", type=int, default=300)
+    p.add_argument("--ft-batch-size", type=int, default=16)
+    p.add_argument("--ft-lr", type=float, default=3e-4)
+    p.add_argument("--ft-eval-len", type=int, default=256,
+                   help="tokens per held-out passage when measuring genre accuracy")
+    p.add_argument("--lam", type=float, default=0.5, help="lambda in L3 = L2 + lambda * L1")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen stage(s)."""
+    import os
+
+    import torch
+
+    from .. import train
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    if args.stage in ("pretrain", "all"):
+        train.pretrain(args)
+    if args.stage in ("finetune", "all"):
+        train.finetune(args)
+    if args.stage in ("report", "all"):
+        train.report(args)
+    return 0
