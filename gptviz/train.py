@@ -142,10 +142,10 @@ class Corpus:
     held_texts: dict[str, str]
 
 
-def build_corpus(run_dir: Path, vocab_size: int, corpus: Path | None = None,
+def build_corpus(run_dir: Path, vocab_size: int, corpus: str | Path | None = None,
                  log: Callable[[str], None] = print) -> Corpus:
     """Train (or reuse) the tokenizer on the training works and encode everything."""
-    train, held = split_works(corpus)
+    train, held = split_works(Path(corpus) if corpus else None)
     train_texts = {k: read_text(p) for k, p in train.items()}
     held_texts = {k: read_text(p) for k, p in held.items()}
     tok_path = run_dir / "tokenizer.json"
@@ -191,7 +191,7 @@ def pretrain(args: Any, log: Callable[[str], None] = print) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     device = pick_device()
-    corpus = build_corpus(run_dir, args.vocab_size, log=log)
+    corpus = build_corpus(run_dir, args.vocab_size, getattr(args, 'corpus', None), log=log)
     log(f"train tokens {len(corpus.train_ids):,}; held-out tokens "
         f"{sum(len(v) for v in corpus.held_ids.values()):,}; device {device}")
     config = GPTConfig(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
@@ -297,7 +297,7 @@ def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
     """Stage 2: the genre head W_y, trained on L3 = L2 + λ·L1."""
     run_dir = Path(args.run_dir)
     base = load_gptviz_checkpoint(run_dir / "pretrained")
-    corpus = build_corpus(run_dir, args.vocab_size, log=log)
+    corpus = build_corpus(run_dir, args.vocab_size, getattr(args, 'corpus', None), log=log)
     torch.manual_seed(args.seed + 1)
     config = GPTConfig.from_dict({**base.config.to_dict(), "n_classes": len(GENRES),
                                   "class_names": list(GENRES)})
@@ -403,7 +403,7 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
 
     run_dir = Path(args.run_dir)
     bundle = load_gptviz_checkpoint(run_dir / "finetuned")
-    corpus = build_corpus(run_dir, args.vocab_size, log=log)
+    corpus = build_corpus(run_dir, args.vocab_size, getattr(args, 'corpus', None), log=log)
     per_work = {w: evaluate_text(bundle, t) for w, t in corpus.held_texts.items()}
     held = {**combine(list(per_work.values())), "works": per_work}
     log(f"held-out: {held['loss_per_token']:.3f} nats/token, "

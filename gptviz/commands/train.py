@@ -11,6 +11,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", default="runs/shakespeare", help="work folder (resumable state)")
     p.add_argument("--out", default="resources/model", help="where the report stage writes the "
                    "shipped checkpoint")
+    p.add_argument("--corpus", default=None, help="folder of *_gut.txt works (default: the "
+                   "installed shakespeare package)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--n-layer", type=int, default=4)

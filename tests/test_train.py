@@ -1,0 +1,136 @@
+"""Training pipeline: held-out works stay out, a few steps lower the loss, L3 = L2 + λ·L1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gptviz.config import GPTConfig
+from gptviz.data import GENRE_OF, GENRES, HELD_OUT, split_works
+from gptviz.model import GPT
+from gptviz.train import build_corpus, l3_loss, labelled_batch, loss_curve_svg, pretrain
+
+WORDS = ("the and to of i you my a that in is not it me with be his your this but he have as "
+         "thou so him will what thy all her no by do shall if are we thee our on lord now good "
+         "love king sir come well more let must o here how would say what").split()
+
+TRAIN_WORKS = ("hamlet_gut", "henry_v_gut", "tempest_gut", "sonnets_gut")
+
+
+def _fake_work(name: str, n_words: int, rng: random.Random) -> str:
+    # Each work carries a sentinel word repeated often enough that BPE would learn it as a
+    # token if (and only if) the work reached the tokenizer's training data.
+    sentinel = "zq" + "".join(rng.choice("bcdfghjklmnpvwx") for _ in range(6))
+    lines = []
+    for i in range(n_words // 8):
+        words = [rng.choice(WORDS) for _ in range(7)] + [sentinel]
+        lines.append(" ".join(words).capitalize() + ".")
+    return f"{name.upper()}\n\n" + "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def fake_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    d = tmp_path_factory.mktemp("corpus")
+    rng = random.Random(0)
+    sentinels = {}
+    for name in TRAIN_WORKS + HELD_OUT:
+        text = _fake_work(name, 3000, rng)
+        (d / f"{name}.txt").write_text(text)
+        sentinels[name] = text.split()[8].rstrip(".")
+    # A First Folio spelling file must be ignored.
+    (d / "hamlet_gut_f.txt").write_text("FOLIO ONLY zzfolio " * 50)
+    return d, sentinels
+
+
+def test_held_out_works_are_excluded(fake_corpus, tmp_path):
+    d, sentinels = fake_corpus
+    train, held = split_works(d)
+    assert set(held) == set(HELD_OUT)
+    assert not set(train) & set(HELD_OUT)
+    assert "hamlet_gut_f" not in train
+    corpus = build_corpus(tmp_path, 400, d, log=lambda s: None)
+    text = corpus.tokenizer.decode(corpus.train_ids.tolist())
+    for name in TRAIN_WORKS:
+        assert sentinels[name] in text
+    vocab = set(corpus.tokenizer.hf.get_vocab())
+    for name in HELD_OUT:
+        # Not in the training stream, and never seen by the tokenizer's trainer: a sentinel
+        # that occurs hundreds of times would otherwise have merged into a few tokens.
+        assert sentinels[name] not in text
+        assert not any(sentinels[name][2:6] in v for v in vocab)
+        assert sentinels[name] in corpus.held_texts[name]
+        assert len(corpus.tokenizer.encode(" " + sentinels[name])) >= 4
+    assert "zzfolio" not in text
+
+
+def test_real_genre_table_covers_every_play():
+    assert set(GENRE_OF.values()) == set(GENRES)
+    for w in HELD_OUT:
+        assert w in GENRE_OF
+
+
+def _args(tmp_path: Path, corpus: Path, iters: int) -> argparse.Namespace:
+    return argparse.Namespace(
+        run_dir=str(tmp_path / "run"), corpus=str(corpus), seed=3, vocab_size=300,
+        n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0, iters=iters,
+        batch_size=8, lr=3e-3, warmup=5, weight_decay=0.0, log_every=5, eval_every=10,
+        ckpt_every=10)
+
+
+def test_a_few_training_steps_lower_the_loss_and_resume(fake_corpus, tmp_path):
+    d, _ = fake_corpus
+    torch.manual_seed(0)
+    pretrain(_args(tmp_path, d, 10), log=lambda s: None)
+    messages: list[str] = []
+    out = pretrain(_args(tmp_path, d, 40), log=messages.append)
+    assert any("resuming at iteration 10" in m for m in messages)
+    recs = [json.loads(line) for line in (tmp_path / "run" / "pretrain_log.jsonl").read_text()
+            .splitlines()]
+    assert [r["iter"] for r in recs] == list(range(5, 45, 5))
+    assert recs[-1]["loss"] < recs[0]["loss"] - 0.5
+    assert (out / "model.safetensors").is_file()
+    svg = loss_curve_svg(recs)
+    assert svg.startswith("<svg") and "polyline" in svg
+
+
+def test_l3_is_l2_plus_lambda_l1():
+    torch.manual_seed(0)
+    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=12, vocab_size=40, n_classes=3)
+    model = GPT(cfg)
+    x = torch.randint(0, 40, (4, 12))
+    y = torch.randint(0, 40, (4, 12))
+    labels = torch.tensor([0, 2, 1, 2])
+    cut = torch.tensor([3, 11, 0, 7])
+    total, l2, l1 = l3_loss(model, x, y, labels, cut, lam=0.25)
+    # By hand: the LM loss over all positions, the class loss at each passage's cut.
+    logits = model(x).logits
+    l1_hand = F.cross_entropy(logits.reshape(-1, 40), y.reshape(-1))
+    cls = torch.stack([model.classify(model(x[i:i + 1, :cut[i] + 1]).hidden)[0]
+                       for i in range(4)])
+    l2_hand = F.cross_entropy(cls, labels)
+    assert torch.allclose(l1, l1_hand, atol=1e-5)
+    assert torch.allclose(l2, l2_hand, atol=1e-5)
+    assert torch.allclose(total, l2_hand + 0.25 * l1_hand, atol=1e-5)
+    total.backward()
+    assert model.classifier.weight.grad.abs().sum() > 0  # W_y learns from L2
+    assert model.wte.weight.grad.abs().sum() > 0  # the body learns from both
+
+
+def test_labelled_batches_are_balanced_and_reproducible(fake_corpus, tmp_path):
+    d, _ = fake_corpus
+    corpus = build_corpus(tmp_path, 300, d, log=lambda s: None)
+    a = labelled_batch(corpus, 5, 1, 60, 32)
+    b = labelled_batch(corpus, 5, 1, 60, 32)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    counts = torch.bincount(a[2], minlength=3)
+    assert (counts > 5).all()
+    # The head reads each passage at a random cut, at least 16 tokens in.
+    assert ((a[3] >= 15) & (a[3] < 32)).all() and len(set(a[3].tolist())) > 5
+    assert math.isclose(float(counts.sum()), 60)
