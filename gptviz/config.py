@@ -4,7 +4,8 @@ The same fields reproduce three families exactly:
 
 * our own bundled model and nanoGPT checkpoints (pre-LayerNorm, exact GELU),
 * GPT-2 (pre-LayerNorm, final LayerNorm, tanh-approximated GELU),
-* GPT-1 (post-LayerNorm as in the original paper, no final LayerNorm, exact GELU).
+* GPT-1 (post-LayerNorm as in the original paper, no final LayerNorm, and, as implemented by
+  Hugging Face's OpenAIGPT, the tanh-approximated GELU).
 """
 
 from __future__ import annotations
