@@ -418,6 +418,10 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
             f"score {induction['max']:.3f}")
     except ImportError:
         induction = None
+    # A small excerpt of each held-out work ships with the model, with its figures, so a test
+    # can check the metadata against what `eval` measures without the corpus installed.
+    sample = "".join(t[len(t) // 2:len(t) // 2 + 3000] for t in corpus.held_texts.values())
+    sample_eval = evaluate_text(bundle, sample)
     pre_log = list(iter_jsonl(run_dir / "pretrain_log.jsonl"))
     meta = dict(bundle.metadata)
     meta.update({
@@ -430,6 +434,7 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
         "genre_of_work": {w: GENRE_OF.get(w, "poem") for w in sorted(corpus.work_ids)},
         "n_params": bundle.model.num_params(),
         "held_out": held,
+        "held_out_sample": {"file": "heldout_sample.txt", **sample_eval},
         "induction": induction,
         "pretrain_final": pre_log[-1] if pre_log else None,
     })
@@ -438,5 +443,6 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
     if pre_log:
         (out / "loss_curve.svg").write_text(loss_curve_svg(pre_log), encoding="utf-8")
     (out / "CREDITS.txt").write_text(CORPUS_CREDIT + "\n", encoding="utf-8")
+    (out / "heldout_sample.txt").write_text(sample, encoding="utf-8")
     log(f"wrote {out}")
     return out
