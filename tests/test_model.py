@@ -1,0 +1,182 @@
+"""The model: KV-cache decoding equals a full recompute, causal attention, ablation, tokenizer
+round trips, and a Qt-free core."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from gptviz.model import Ablation
+
+LN_CONFIGS = {
+    "pre-LN (GPT-2)": dict(ln_placement="pre", final_ln=True, activation="gelu_tanh"),
+    "post-LN (GPT-1)": dict(ln_placement="post", final_ln=False, activation="gelu"),
+}
+
+
+def _ids(bundle, text="Once upon a time there was a little model, it said hello."):
+    ids = bundle.tokenizer.encode(text)
+    assert len(ids) >= 12
+    return ids
+
+
+@pytest.mark.parametrize("overrides", LN_CONFIGS.values(), ids=LN_CONFIGS.keys())
+@pytest.mark.parametrize("prefill", [1, 5])
+def test_kv_cache_steps_equal_full_forward(tiny_bundle_factory, overrides, prefill):
+    bundle = tiny_bundle_factory(**overrides)
+    model = bundle.model
+    ids = _ids(bundle)
+    T = len(ids)
+    idx = torch.tensor([ids])
+    with torch.inference_mode():
+        full = model(idx, return_attn=True)
+        cache = model.new_cache()
+        out = model(idx[:, :prefill], cache, return_attn=True)
+        logits = [out.logits[0]]
+        rows = [[a[0] for a in out.attentions]]  # per layer (nh, prefill, prefill)
+        for t in range(prefill, T):
+            out = model(idx[:, t:t + 1], cache, return_attn=True, last_only=True)
+            assert cache.length == t + 1
+            logits.append(out.logits[0])
+            rows.append([a[0] for a in out.attentions])  # (nh, 1, t + 1)
+    inc_logits = torch.cat(logits)  # (T, V)
+    assert inc_logits.shape == full.logits[0].shape
+    assert torch.allclose(inc_logits, full.logits[0], atol=1e-5, rtol=0)
+    # The distributions must be different from uniform, or the comparison proves little.
+    assert full.logits[0].std(dim=-1).min() > 0.5
+    for layer in range(model.config.n_layer):
+        full_att = full.attentions[layer][0]  # (nh, T, T)
+        assert torch.allclose(rows[0][layer], full_att[:, :prefill, :prefill], atol=1e-5, rtol=0)
+        for k, per_layer in enumerate(rows[1:]):
+            t = prefill + k
+            got = per_layer[layer][:, 0]  # (nh, t + 1)
+            assert torch.allclose(got, full_att[:, t, :t + 1], atol=1e-5, rtol=0)
+        # Attention is not uniform either.
+        assert full_att[:, -1].max() > 2.0 / T
+
+
+@pytest.mark.parametrize("overrides", LN_CONFIGS.values(), ids=LN_CONFIGS.keys())
+def test_attention_is_causal_and_normalised(tiny_bundle_factory, overrides):
+    bundle = tiny_bundle_factory(**overrides)
+    ids = _ids(bundle)
+    with torch.inference_mode():
+        out = bundle.model(torch.tensor([ids]), return_attn=True)
+    assert len(out.attentions) == bundle.config.n_layer
+    T = len(ids)
+    upper = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+    for att in out.attentions:
+        assert att.shape == (1, bundle.config.n_head, T, T)
+        assert torch.allclose(att.sum(-1), torch.ones(1, bundle.config.n_head, T), atol=1e-5)
+        assert (att[..., upper] == 0).all()  # exactly zero above the diagonal
+        assert (att[..., ~upper] > 0).all()
+
+
+def test_future_tokens_do_not_change_the_past(tiny_bundle):
+    """One-directional: logits at position t depend only on tokens <= t."""
+    ids = _ids(tiny_bundle)
+    other = list(ids)
+    other[-1] = (other[-1] + 1) % tiny_bundle.config.vocab_size
+    with torch.inference_mode():
+        a = tiny_bundle.model(torch.tensor([ids])).logits[0]
+        b = tiny_bundle.model(torch.tensor([other])).logits[0]
+    assert torch.equal(a[:-1], b[:-1])
+    assert not torch.allclose(a[-1], b[-1])
+
+
+def test_ablation_all_ones_is_identical_to_none(tiny_bundle):
+    cfg = tiny_bundle.config
+    idx = torch.tensor([_ids(tiny_bundle)])
+    ones = Ablation(keep=torch.ones(cfg.n_layer, cfg.n_head),
+                    fill=torch.randn(cfg.n_layer, cfg.n_head, cfg.head_dim))
+    with torch.inference_mode():
+        a = tiny_bundle.model(idx, return_attn=True)
+        b = tiny_bundle.model(idx, return_attn=True, ablation=ones)
+    assert torch.equal(a.logits, b.logits)
+    for x, y in zip(a.attentions, b.attentions):
+        assert torch.equal(x, y)
+
+
+def test_zero_ablation_equals_zeroing_the_head_in_the_output_projection(tiny_bundle):
+    cfg = tiny_bundle.config
+    model = tiny_bundle.model
+    idx = torch.tensor([_ids(tiny_bundle)])
+    layer, head, hd = 1, 2, cfg.head_dim
+    keep = torch.ones(cfg.n_layer, cfg.n_head)
+    keep[layer, head] = 0
+    with torch.inference_mode():
+        ablated = model(idx, ablation=Ablation(keep=keep)).logits
+        normal = model(idx).logits
+        w = model.h[layer].attn.c_proj.weight
+        saved = w[:, head * hd:(head + 1) * hd].clone()
+        w[:, head * hd:(head + 1) * hd] = 0
+        try:
+            surgery = model(idx).logits
+        finally:
+            w[:, head * hd:(head + 1) * hd] = saved
+    assert torch.allclose(ablated, surgery, atol=1e-5)
+    assert not torch.allclose(ablated, normal, atol=1e-3)
+
+
+def test_mean_ablation_fill_replaces_the_head_output(tiny_bundle):
+    cfg = tiny_bundle.config
+    idx = torch.tensor([_ids(tiny_bundle)])
+    keep = torch.ones(cfg.n_layer, cfg.n_head)
+    keep[0, 1] = 0
+    fill = torch.zeros(cfg.n_layer, cfg.n_head, cfg.head_dim)
+    fill[0, 1] = torch.linspace(-1, 1, cfg.head_dim)
+    with torch.inference_mode():
+        out = tiny_bundle.model(idx, return_head_out=True, ablation=Ablation(keep=keep, fill=fill))
+    z = out.head_outputs[0][0, 1]  # (T, hd)
+    assert torch.allclose(z, fill[0, 1].expand_as(z))
+
+
+UNICODE_TEXTS = [
+    "plain ascii",
+    "emoji 😀🧠👩‍👩‍👧‍👦 and flags 🇫🇷",
+    "CJK 漢字かなカナ한국어",
+    "control \x00\x01\x07\x1b[0m\x7f chars",
+    "windows\r\nline\rends\n\n",
+    "mixed: café naïve Ωμέγα Ελληνικά עברית العربية  \t tabs \u200b zero-width \ufeff",
+    "  leading and trailing spaces  ",
+    "\U0010ffff\U0001f600",
+]
+
+
+@pytest.mark.parametrize("text", UNICODE_TEXTS)
+def test_byte_level_tokenizer_round_trips_any_unicode(tiny_tokenizer, text):
+    ids = tiny_tokenizer.encode(text)
+    assert ids
+    assert tiny_tokenizer.decode(ids) == text
+    # Every token has a non-empty display string without raw control characters.
+    for i in ids:
+        shown = tiny_tokenizer.display(i)
+        assert shown and not any(ord(c) < 32 for c in shown)
+
+
+def test_split_emoji_displays_as_bytes(tiny_tokenizer):
+    ids = tiny_tokenizer.encode("🧠")
+    assert len(ids) > 1  # not in the tiny vocabulary as one token
+    assert "".join(tiny_tokenizer.display(i) for i in ids) == "<0xF0><0x9F><0xA7><0xA0>"
+
+
+def test_core_imports_no_qt():
+    code = textwrap.dedent("""
+        import importlib, pkgutil, sys
+        import gptviz
+        for m in pkgutil.walk_packages(gptviz.__path__, "gptviz."):
+            if m.name != "gptviz.__main__":
+                importlib.import_module(m.name)
+        bad = sorted(k for k in sys.modules
+                     if k.split(".")[0] in ("PySide6", "PySide2", "PyQt5", "PyQt6", "pyqtgraph",
+                                            "shiboken6", "shiboken2"))
+        print("LOADED:" + ",".join(bad))
+        print("COUNT:%d" % sum(1 for k in sys.modules if k.startswith("gptviz.")))
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "LOADED:\n" in res.stdout, res.stdout
+    assert int(res.stdout.split("COUNT:")[1]) >= 8  # the submodules really were imported
