@@ -60,9 +60,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def _table(name: str, grid: list[list[float | None]]) -> str:
     n_head = len(grid[0]) if grid else 0
-    lines = [name, "       " + "".join(f"  H{h:<5d}" for h in range(n_head))]
+    lines = [name, "      " + "".join(f"{'H' + str(h):>8}" for h in range(n_head))]
     for layer, row in enumerate(grid):
-        cells = "".join("     -  " if v is None else f"{v:8.3f}" for v in row)
+        cells = "".join(f"{'-':>8}" if v is None else f"{v:8.3f}" for v in row)
         lines.append(f"  L{layer:<3d}" + cells)
     return "\n".join(lines)
 
