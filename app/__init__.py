@@ -1,0 +1,48 @@
+"""gptviz desktop app: PySide6 + pyqtgraph views onto a live :class:`gptviz.engine.Session`.
+
+Layout of the package (one small module per widget):
+
+* :mod:`app.theme`        colours, fonts, colormaps, pyqtgraph options
+* :mod:`app.snapshot`     plain-numpy messages the worker sends to the window
+* :mod:`app.builder`      builds snapshots from a session (thumbnail mosaic kept incrementally)
+* :mod:`app.worker`       the QThread worker that owns the session, and its UI-side client
+* :mod:`app.controller`   view state, Play timer, requests out, snapshots into the views
+* :mod:`app.main_window`  the window: docks, toolbars, menus (File, Generate, View, Help)
+* views: :mod:`app.prompt_editor`, :mod:`app.token_strip`, :mod:`app.stepping`,
+  :mod:`app.sampling_panel`, :mod:`app.attention_map`, :mod:`app.head_grid`,
+  :mod:`app.next_token`, :mod:`app.class_panel`, :mod:`app.status`
+* :mod:`app.demo_model`   random models of a given shape (benchmarks, tests, no bundled model)
+* :mod:`app.bench_gui`    ``python -m app.bench_gui``: GUI update cost and Play throughput
+
+The core package ``gptviz`` never imports this one.
+"""
+
+__all__ = ["configure_pyqtgraph", "configure_runtime"]
+
+#: GIL switch interval while the app runs (seconds). Python's default of 5 ms lets the worker
+#: thread (the model's Python code) hold the UI thread back 5 ms at every hand-over.
+SWITCH_INTERVAL_S = 0.001
+
+
+def configure_runtime() -> None:
+    """Process-wide settings for a responsive UI next to the worker thread."""
+    import os
+    import sys
+
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # Leave one core to the UI thread: torch's intra-op threads would otherwise take every
+    # core during a step and starve painting (measured: UI stalls of 45-75 ms -> ~25 ms).
+    import torch
+
+    cores = os.cpu_count() or 2
+    want = max(1, cores - 1)
+    if torch.get_num_threads() > want:
+        torch.set_num_threads(want)
+
+
+def configure_pyqtgraph() -> None:
+    """Global pyqtgraph options; must run before any plot is created."""
+    import pyqtgraph as pg
+
+    # Row-major: image[row=query, col=key]; without it the maps appear transposed.
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=False, useOpenGL=False)

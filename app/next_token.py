@@ -1,0 +1,165 @@
+"""Next-token panel: horizontal bars of the top-k candidates, the chosen one highlighted.
+
+After a step it shows the distribution the newest token was drawn from (the chosen bar in
+the accent colour); clicking another bar replaces that token with the clicked one (a
+branch). Before any step it shows the distribution after the prompt, and clicking a bar
+forces it as the next token. Entropy is shown in the header. Items are created once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
+
+from .snapshot import ModelInfo, Snapshot
+from .theme import DARK, Theme
+
+
+class NextTokenView(QWidget):
+    """``candidateClicked(token_id, replace_last)`` when a bar is clicked."""
+
+    candidateClicked = Signal(int, bool)
+
+    def __init__(self, parent: QWidget | None = None, shown: int = 12) -> None:
+        super().__init__(parent)
+        self.theme = DARK
+        self.header = QLabel(" ")
+        self.header.setWordWrap(True)
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.count = QSpinBox()
+        self.count.setRange(3, 20)
+        self.count.setValue(shown)
+        self.count.setPrefix("top ")
+        self.count.setToolTip("How many candidates to show")
+        self.count.valueChanged.connect(self._redraw)
+        top = QHBoxLayout()
+        top.setContentsMargins(4, 0, 4, 0)
+        top.addWidget(self.header, 1)
+        top.addWidget(self.count, 0, Qt.AlignmentFlag.AlignTop)
+        self.glw = pg.GraphicsLayoutWidget()
+        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.vb = self.plot.getViewBox()
+        self.vb.invertY(True)
+        self.vb.setMouseEnabled(x=False, y=False)
+        self.plot.setLabel("bottom", "probability")
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        self.bars = pg.BarGraphItem(x0=[], y=[], height=0.75, width=[], brushes=[])
+        self.plot.addItem(self.bars)
+        self.values: list[pg.TextItem] = []
+        self.hint = QLabel(" ")
+        self.hint.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addLayout(top)
+        lay.addWidget(self.glw, 1)
+        lay.addWidget(self.hint)
+        self.glw.scene().sigMouseClicked.connect(self._on_click)
+        self.candidates = None
+        self.apply_theme(self.theme)
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.glw.setBackground(theme.plot_bg)
+        for name in ("left", "bottom"):
+            ax = self.plot.getAxis(name)
+            ax.setStyle(tickFont=theme.font(0.95 if name == "left" else 0.85))
+            ax.setTextPen(pg.mkPen(theme.text))
+            ax.setPen(pg.mkPen(theme.grid_line))
+        self.plot.getAxis("left").setStyle(tickFont=theme.font(1.0, mono=True))
+        self.header.setFont(theme.font(1.0))
+        self.hint.setStyleSheet(f"color: {theme.text_dim}")
+        for t in self.values:
+            t.setFont(theme.font(0.85))
+            t.setColor(theme.text)
+        self._redraw()
+
+    def set_model(self, info: ModelInfo) -> None:
+        self.candidates = None
+        self._redraw()
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        self.candidates = snap.candidates
+        self._redraw()
+
+    def _ensure_values(self, n: int) -> None:
+        while len(self.values) < n:
+            t = pg.TextItem("", anchor=(0, 0.5), color=self.theme.text)
+            t.setFont(self.theme.font(0.85))
+            self.plot.addItem(t)
+            self.values.append(t)
+
+    def _redraw(self, *_):
+        c = self.candidates
+        th = self.theme
+        if c is None:
+            self.bars.setOpts(x0=[], y=[], width=[], brushes=[])
+            for t in self.values:
+                t.setText("")
+            self.header.setText(" ")
+            return
+        n = min(self.count.value(), len(c.ids))
+        idx = list(range(n))
+        if c.chosen >= n:  # the chosen token ranks lower: show it as the last bar
+            idx[-1] = c.chosen
+        probs = np.asarray([float(c.probs[i]) for i in idx])
+        brushes = [pg.mkBrush(th.bar_chosen if i == c.chosen else th.bar) for i in idx]
+        ys = np.arange(n, dtype=float)
+        self.bars.setOpts(x0=np.zeros(n), y=ys, width=probs, height=0.75, brushes=brushes,
+                          pens=[pg.mkPen(None)] * n)
+        ticks = []
+        for row, i in enumerate(idx):
+            rank = f"#{i + 1}" if i >= n - 1 and i == c.chosen and c.chosen >= n else ""
+            ticks.append((row, f"{c.tokens[i]!r}{(' ' + rank) if rank else ''}"))
+        self.plot.getAxis("left").setTicks([ticks])
+        self._ensure_values(max(n, len(self.values)))
+        xmax = max(0.05, float(probs.max()) * 1.25 if n else 1.0)
+        for row, t in enumerate(self.values):
+            if row < n:
+                t.setText(f"{probs[row]:.1%}")
+                t.setPos(float(probs[row]) + xmax * 0.01, row)
+            else:
+                t.setText("")
+        self.vb.setRange(xRange=(0, xmax), yRange=(-0.6, n - 0.4), padding=0)
+        if c.kind == "last":
+            how = "forced" if c.chosen_forced else "sampled"
+            self.header.setText(
+                f"<b>Step {c.step}</b>: {how} <span style='color:{th.bar_chosen}'><b>"
+                f"{_esc(c.tokens[c.chosen]) if c.chosen >= 0 else '?'}</b></span> "
+                f"(p = {c.chosen_prob:.3f}) · entropy <b>{c.entropy:.2f}</b> bits")
+            self.hint.setText("Click a bar to take that token instead (branch).")
+        else:
+            nxt = ""
+            if c.chosen >= 0:
+                nxt = (f" · taken next: <span style='color:{th.bar_chosen}'><b>"
+                       f"{_esc(c.tokens[c.chosen])}</b></span>")
+            self.header.setText(f"<b>Next token</b> after the prompt · entropy "
+                                f"<b>{c.entropy:.2f}</b> bits{nxt}")
+            self.hint.setText("Click a bar to force that token as the next one.")
+
+    def row_position(self, row: int):
+        """Scene position of the middle of bar ``row`` (tests click there)."""
+        c = self.candidates
+        p = float(c.probs[row]) / 2 if c is not None and row < len(c.probs) else 0.01
+        return self.vb.mapViewToScene(pg.Point(max(p, 0.002), row))
+
+    def _on_click(self, ev) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton or self.candidates is None:
+            return
+        if not self.vb.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        row = int(round(self.vb.mapSceneToView(ev.scenePos()).y()))
+        c = self.candidates
+        n = min(self.count.value(), len(c.ids))
+        if not 0 <= row < n:
+            return
+        i = c.chosen if (row == n - 1 and c.chosen >= n) else row
+        self.candidateClicked.emit(int(c.ids[i]), c.kind == "last")
+
+
+def _esc(s: str) -> str:
+    return repr(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

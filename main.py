@@ -1,0 +1,110 @@
+"""Launch the gptviz desktop app.
+
+    python main.py [--model PATH] [--prompt TEXT]
+    python main.py --prompt TEXT --steps N --screenshot FILE.png [--size 1280x800]
+
+With ``--screenshot`` the window opens, generates N tokens, saves a PNG of the whole window
+and exits (works headless with ``QT_QPA_PLATFORM=offscreen``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python main.py", description="gptviz: see inside a GPT "
+                                "while it writes.")
+    p.add_argument("--model", default=None,
+                   help="model directory or nanoGPT .pt (default: the bundled model)")
+    p.add_argument("--prompt", default=None, help="initial prompt")
+    p.add_argument("--steps", type=int, default=0, help="generate N tokens after opening")
+    p.add_argument("--screenshot", default=None, metavar="FILE.png",
+                   help="after --steps, save a PNG of the window and exit")
+    p.add_argument("--size", default=None, metavar="WxH", help="window size, e.g. 1920x1080")
+    p.add_argument("--greedy", action="store_true", help="start with greedy decoding")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--layer", type=int, default=None, help="initially selected layer")
+    p.add_argument("--head", type=int, default=None, help="initially selected head")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("gptviz")
+    app.setOrganizationName("gptviz")
+    from app.main_window import MainWindow
+
+    win = MainWindow(model=args.model, prompt=args.prompt, load=False)
+    if args.size:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        win.resize(w, h)
+    win.show()
+    ctl = win.controller
+    state = {"rc": 0, "started": False, "step_gen": -1}
+
+    def first_model(info) -> None:
+        if state["started"]:
+            return
+        state["started"] = True
+        from dataclasses import replace
+
+        from gptviz.sampling import SamplingSettings
+
+        s = SamplingSettings(greedy=args.greedy, seed=args.seed)
+        win.sampling.set_settings(s)
+        ctl.set_settings(s)
+        if args.layer is not None or args.head is not None:
+            ctl.view = replace(ctl.view, layer=max(0, min(args.layer or 0, info.n_layer - 1)),
+                               head=max(0, min(args.head or 0, info.n_head - 1)))
+        if args.steps > 0:
+            state["step_gen"] = ctl.step(args.steps)
+        elif args.screenshot:
+            state["step_gen"] = ctl.request("view")
+
+    def finished(gen: int, command: str) -> None:
+        if args.screenshot and gen == state["step_gen"]:
+            QTimer.singleShot(300, shoot)  # let layouts settle after the last snapshot
+
+    def shoot() -> None:
+        ok = win.grab().save(args.screenshot)
+        if not ok:
+            print(f"error: could not write {args.screenshot}", file=sys.stderr)
+            state["rc"] = 1
+        else:
+            print(args.screenshot)
+        win.close()
+        app.quit()
+
+    def failed(message: str) -> None:
+        if args.screenshot:
+            print(f"error: {message}", file=sys.stderr)
+            state["rc"] = 2
+            QTimer.singleShot(0, give_up)
+
+    def give_up() -> None:
+        if win.last_error_box is not None:
+            win.last_error_box.close()
+        win.close()
+        app.quit()
+
+    ctl.modelChanged.connect(first_model)
+    ctl.client.finished.connect(finished)
+    win.loadFailed.connect(failed)
+    from app.main_window import DEFAULT_PROMPT
+
+    win.open_model(args.model, prompt=args.prompt or DEFAULT_PROMPT)
+    if args.screenshot:
+        if win.last_error_box is not None:
+            win.last_error_box.close()
+    rc = app.exec()
+    return state["rc"] or rc
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
