@@ -67,15 +67,26 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Tokenizer:
     return Tokenizer(hf)
 
 
-def batch_at(data: np.ndarray, it: int, seed: int, batch_size: int, block: int
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The batch of iteration ``it``: a pure function of (seed, it)."""
+def batch_at(data: np.ndarray, it: int, seed: int, batch_size: int, block: int,
+             repeat_frac: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch of iteration ``it``: a pure function of (seed, it).
+
+    With ``repeat_frac > 0`` that fraction of the rows holds a real passage of half a block
+    written twice, so that copying what was seen before (an induction head) pays off more
+    often than in running text, where exact repeats are mostly speaker names.
+    """
     g = torch.Generator().manual_seed(seed * 1_000_003 + it)
-    ix = torch.randint(len(data) - block - 1, (batch_size,), generator=g)
-    x = torch.stack([torch.from_numpy(data[i:i + block].astype(np.int64)) for i in ix.tolist()])
-    y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + block].astype(np.int64))
-                     for i in ix.tolist()])
-    return x, y  # (B, T), (B, T)
+    ix = torch.randint(len(data) - block - 1, (batch_size,), generator=g).tolist()
+    repeat = (torch.rand(batch_size, generator=g) < repeat_frac).tolist()
+    rows = []
+    for i, rep in zip(ix, repeat):
+        if rep:
+            half = data[i:i + (block + 2) // 2]
+            rows.append(np.concatenate([half, half])[:block + 1])
+        else:
+            rows.append(data[i:i + block + 1])
+    seq = torch.from_numpy(np.stack(rows).astype(np.int64))  # (B, T+1)
+    return seq[:, :-1].contiguous(), seq[:, 1:].contiguous()  # (B, T), (B, T)
 
 
 def lr_at(it: int, total: int, lr: float, warmup: int) -> float:
@@ -217,7 +228,8 @@ def pretrain(args: Any, log: Callable[[str], None] = print) -> Path:
     for it in range(start, args.iters):
         for group in opt.param_groups:
             group["lr"] = lr_at(it, args.iters, args.lr, args.warmup)
-        x, y = batch_at(corpus.train_ids, it, args.seed, args.batch_size, args.block_size)
+        x, y = batch_at(corpus.train_ids, it, args.seed, args.batch_size, args.block_size,
+                        getattr(args, 'repeat_frac', 0.0))
         with autocast_for(device):
             loss = lm_loss(model, x.to(device), y.to(device))
         opt.zero_grad(set_to_none=True)

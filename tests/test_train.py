@@ -8,6 +8,7 @@ import math
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,8 @@ import torch.nn.functional as F
 from gptviz.config import GPTConfig
 from gptviz.data import GENRE_OF, GENRES, HELD_OUT, split_works
 from gptviz.model import GPT
-from gptviz.train import build_corpus, l3_loss, labelled_batch, loss_curve_svg, pretrain
+from gptviz.train import (batch_at, build_corpus, l3_loss, labelled_batch, loss_curve_svg,
+                          pretrain)
 
 WORDS = ("the and to of i you my a that in is not it me with be his your this but he have as "
          "thou so him will what thy all her no by do shall if are we thee our on lord now good "
@@ -134,3 +136,16 @@ def test_labelled_batches_are_balanced_and_reproducible(fake_corpus, tmp_path):
     # The head reads each passage at a random cut, at least 16 tokens in.
     assert ((a[3] >= 15) & (a[3] < 32)).all() and len(set(a[3].tolist())) > 5
     assert math.isclose(float(counts.sum()), 60)
+
+
+def test_repeat_rows_write_a_real_passage_twice():
+    data = np.arange(5000, dtype=np.uint16)
+    x0, y0 = batch_at(data, 7, 2, 64, 16)
+    assert torch.equal(y0[:, :-1], x0[:, 1:]) and ((x0[:, 1:] - x0[:, :-1]) == 1).all()
+    x, y = batch_at(data, 7, 2, 64, 16, repeat_frac=0.5)
+    seq = torch.cat([x, y[:, -1:]], dim=1)  # (B, 17): the 17-token rows
+    repeated = (seq[:, 9:] == seq[:, :8]).all(dim=1)
+    assert 16 <= int(repeated.sum()) <= 48  # about half the rows
+    assert torch.equal(y[:, :-1], x[:, 1:])  # targets stay the next token
+    plain = ~repeated
+    assert ((seq[plain, 1:] - seq[plain, :-1]) == 1).all()
