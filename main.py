@@ -2,6 +2,11 @@
 
     python main.py [--model PATH] [--prompt TEXT]
     python main.py --prompt TEXT --steps N --screenshot FILE.png [--size 1280x800]
+    python main.py --session demo.gptviz.json --presentation
+
+Preferences (last model, theme, font scale, window layout, recent sessions and prompts)
+persist with QSettings ("gptviz"/"gptviz"); ``GPTVIZ_SETTINGS=FILE.ini`` keeps them in that
+file instead, and screenshot runs neither read nor write them.
 
 With ``--screenshot`` the window opens, generates N tokens, saves a PNG of the whole window
 and exits (works headless with ``QT_QPA_PLATFORM=offscreen``).
@@ -27,6 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--layer", type=int, default=None, help="initially selected layer")
     p.add_argument("--head", type=int, default=None, help="initially selected head")
+    p.add_argument("--session", default=None, metavar="FILE.gptviz.json",
+                   help="open a saved session (its model, tokens and view)")
+    p.add_argument("--presentation", action="store_true",
+                   help="start in presentation mode (full screen unless --size/--screenshot)")
+    p.add_argument("--theme", choices=("system", "light", "dark"), default=None,
+                   help="theme for this run (default: the saved preference)")
     return p.parse_args(argv)
 
 
@@ -38,13 +49,32 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("gptviz")
     app.setOrganizationName("gptviz")
-    from app.main_window import MainWindow
+    import os
+    from pathlib import Path
 
-    win = MainWindow(model=args.model, prompt=args.prompt, load=False)
+    from app.main_window import MainWindow
+    from app.preferences import Preferences
+
+    if args.screenshot:
+        prefs = Preferences.in_memory()
+    elif os.environ.get("GPTVIZ_SETTINGS"):
+        prefs = Preferences.at_path(os.environ["GPTVIZ_SETTINGS"])
+    else:
+        prefs = Preferences()
+    if args.model is None and not args.session and prefs.last_model \
+            and Path(prefs.last_model).exists():
+        args.model = prefs.last_model
+    win = MainWindow(model=args.model, prompt=args.prompt, load=False, preferences=prefs)
+    if args.theme:
+        win.lecture.appearance.mode = args.theme
+        win.lecture.appearance.apply()
     if args.size:
         w, h = (int(v) for v in args.size.lower().split("x"))
         win.resize(w, h)
     win.show()
+    if args.presentation:
+        win.lecture.presentation.set_active(True,
+                                            fullscreen=not (args.size or args.screenshot))
     ctl = win.controller
     state = {"rc": 0, "started": False, "step_gen": -1}
 
@@ -52,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if state["started"]:
             return
         state["started"] = True
+        if args.session:  # the session brings its own settings and view
+            return
         from dataclasses import replace
 
         from gptviz.sampling import SamplingSettings
@@ -98,7 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     win.loadFailed.connect(failed)
     from app.main_window import DEFAULT_PROMPT
 
-    win.open_model(args.model, prompt=args.prompt or DEFAULT_PROMPT)
+    if args.session:  # opens the session's model too
+        state["step_gen"] = win.lecture.sessions.open_path(args.session)
+
+        def session_failed(_command: str, message: str) -> None:
+            if args.screenshot:
+                failed(message)
+            elif ctl.model is None:  # the message box says why; open a model to work with
+                win.open_model(args.model, prompt=args.prompt or DEFAULT_PROMPT)
+
+        win.lecture.sessions.failed.connect(session_failed)
+    else:
+        win.open_model(args.model, prompt=args.prompt or DEFAULT_PROMPT)
     if args.screenshot:
         if win.last_error_box is not None:
             win.last_error_box.close()

@@ -149,6 +149,8 @@ class AttentionMapView(QWidget):
         cb_ax = self.colorbar.axis
         cb_ax.setStyle(tickFont=theme.font(0.85))
         cb_ax.setTextPen(pg.mkPen(theme.text))
+        # the colour bar's title ("weight") sits on its left axis; scales with presentation mode
+        self.colorbar.getAxis("left").label.setFont(theme.font(0.85))
         self._colorbar_ticks()
         self.readout.setFont(theme.font(1.0, mono=True))
         self.title.setFont(theme.font(1.0, bold=True))

@@ -81,6 +81,8 @@ class HeadGrid(QWidget):
         self.average = False
         self.glw.scene().sigMouseClicked.connect(self._on_click)
         self.glw.scene().sigMouseMoved.connect(self._on_move)
+        self.vb.sigResized.connect(self._head_ticks)
+        self.vb.sigRangeChanged.connect(self._head_ticks)
         self.apply_theme(self.theme)
 
     @property
@@ -102,11 +104,25 @@ class HeadGrid(QWidget):
             ax.setPen(pg.mkPen(theme.plot_bg))
         self.readout.setFont(theme.font(0.95))
         self._draw_backdrop()
+        self._head_ticks()
 
     def set_colormap(self, name: str) -> None:
         from dataclasses import replace
 
         self.apply_theme(replace(self.theme, colormap=name))
+
+    def _head_ticks(self, *_) -> None:
+        """Head labels on top, every ``step``-th one so that they never touch (big fonts in
+        presentation mode, many heads in a narrow panel)."""
+        if not self.H:
+            return
+        p, c = self.pitch, self.cell
+        (x0, x1), _ = self.vb.viewRange()
+        px_per_cell = max(1e-9, self.vb.width()) * p / max(1e-9, x1 - x0)
+        label_px = self.theme.pt(0.85) * 96 / 72 * 0.62 * (len(f"H{self.H - 1}") + 1.5)
+        step = 1 if self.vb.width() <= 1 else max(1, math.ceil(label_px / px_per_cell))
+        self.plot.getAxis("top").setTicks(
+            [[(j * p + c / 2, f"H{j}") for j in range(0, self.H, step)]])
 
     def _draw_backdrop(self) -> None:
         """Grey cells with gaps in the plot background colour (static until the model changes)."""
@@ -124,9 +140,7 @@ class HeadGrid(QWidget):
         self.L, self.H = info.n_layer, info.n_head
         p, c = self.pitch, self.cell
         self.plot.getAxis("left").setTicks([[(i * p + c / 2, f"L{i}") for i in range(self.L)]])
-        step = 1 if self.H <= 16 else 2
-        self.plot.getAxis("top").setTicks(
-            [[(j * p + c / 2, f"H{j}") for j in range(0, self.H, step)]])
+        self._head_ticks()
         self.image.clear()
         self._draw_backdrop()
         self.vb.setRange(QRectF(0, 0, self.H * p - self.gap, self.L * p - self.gap), padding=0.01)

@@ -55,7 +55,7 @@ class MainWindow(QMainWindow):
     loadFailed = Signal(str)
 
     def __init__(self, model: str | None = None, bundle=None, prompt: str | None = None,
-                 theme: Theme = DARK, load: bool = True) -> None:
+                 theme: Theme = DARK, load: bool = True, preferences=None) -> None:
         configure_pyqtgraph()
         configure_runtime()
         super().__init__()
@@ -136,10 +136,19 @@ class MainWindow(QMainWindow):
         c.errorOccurred.connect(self._on_error)
         c.applied.connect(self._on_applied)
         c.busyChanged.connect(self._on_busy)
+        # Analysis panels: diagnostics, logit lens, rollout, ablation, comparisons (issue 5).
+        from .analysis_ui import install as install_analysis
+
+        self.analysis = install_analysis(self)
 
         self.set_theme(theme)
         self.resize(1280, 800)
         self._initial_sizes()
+        # Presentation mode, themes, keys, sessions, export, sample prompts, preferences
+        # (issue 6); ``preferences=None``: in memory only (tests never touch the user's).
+        from .lecture import install as install_lecture
+
+        self.lecture = install_lecture(self, preferences)
         if load:
             self.open_model(model, bundle=bundle, prompt=prompt or DEFAULT_PROMPT)
 
@@ -200,7 +209,7 @@ class MainWindow(QMainWindow):
         self.menus["view"] = mb.addMenu("&View")
         self.menus["help"] = mb.addMenu("&Help")
         self._action("open_model", "Open model folder…", self.choose_model_dir,
-                     QKeySequence.StandardKey.Open, "file")
+                     "Ctrl+Shift+O", "file")  # Ctrl+O opens a session (issue 6)
         self._action("open_ckpt", "Open nanoGPT checkpoint (.pt)…", self.choose_model_file,
                      None, "file")
         self.menus["file"].addSeparator()

@@ -71,6 +71,8 @@ class NextTokenView(QWidget):
             ax.setTextPen(pg.mkPen(theme.text))
             ax.setPen(pg.mkPen(theme.grid_line))
         self.plot.getAxis("left").setStyle(tickFont=theme.font(1.0, mono=True))
+        self.plot.setLabel("bottom", "probability", color=theme.text_dim)  # readable colour
+        self.plot.getAxis("bottom").label.setFont(theme.font(0.85))
         self.header.setFont(theme.font(1.0))
         self.hint.setStyleSheet(f"color: {theme.text_dim}")
         for t in self.values:

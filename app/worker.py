@@ -41,6 +41,10 @@ THREADS: "weakref.WeakSet[QThread]" = weakref.WeakSet()
 #: Commands the worker understands.
 COMMANDS = ("load_model", "set_prompt", "step", "undo", "redo", "goto", "reset", "force",
             "set_settings", "set_ablation", "view")
+# Sessions, trace export and sample prompts (issue 6): see app.lecture_commands.
+COMMANDS = COMMANDS + ("save_session", "open_session", "export_trace", "sample_prompt")
+# Analysis panels (issue 5): head ablation, panel settings, comparisons; see app.analysis_builder.
+COMMANDS = COMMANDS + ("analysis",)
 
 
 class _Latest:
@@ -68,6 +72,7 @@ class SessionWorker(QObject):
     finished = Signal(int, str)
     errored = Signal(int, str, str)
     modelChanged = Signal(int, object)
+    resultReady = Signal(int, str, object)   # (gen, command, dict): a command's outcome
 
     def __init__(self, latest: _Latest, top_k_report: int = 20) -> None:
         super().__init__()
@@ -76,6 +81,9 @@ class SessionWorker(QObject):
         self.bundle = None
         self.session = None
         self.builder: SnapshotBuilder | None = None
+        from .analysis_builder import AnalysisBuilder
+
+        self.analysis = AnalysisBuilder()  # issue 5: fills snap.extra["analysis"]
 
     # ------------------------------------------------------------------ helpers
     def _stale(self, gen: int) -> bool:
@@ -85,6 +93,7 @@ class SessionWorker(QObject):
         if self.builder is None or self._stale(req.gen):
             return
         snap = self.builder.build(req.gen, req.command, req.view)
+        self.analysis.extend(snap, self.session)
         snap.t_emit = time.perf_counter()
         self.yielded.emit(req.gen, snap)
 
@@ -191,6 +200,30 @@ class SessionWorker(QObject):
         if self.session is not None:
             self._emit(req)
 
+    def _cmd_analysis(self, req: Request, op: str, **kw: Any) -> None:
+        # issue 5: analysis panels (app.analysis_builder.AnalysisBuilder.command)
+        if self.analysis.command(self.session, op, **kw):
+            self.builder.note_jump()
+        if self.session is not None:
+            self._emit(req)
+
+    # sessions, trace export, sample prompts (issue 6)
+    def _cmd_save_session(self, req: Request, **kw: Any) -> None:
+        from .lecture_commands import save_session
+        save_session(self, req, **kw)
+
+    def _cmd_open_session(self, req: Request, **kw: Any) -> None:
+        from .lecture_commands import open_session
+        open_session(self, req, **kw)
+
+    def _cmd_export_trace(self, req: Request, **kw: Any) -> None:
+        from .lecture_commands import export_trace
+        export_trace(self, req, **kw)
+
+    def _cmd_sample_prompt(self, req: Request, **kw: Any) -> None:
+        from .lecture_commands import sample_prompt
+        sample_prompt(self, req, **kw)
+
 
 class EngineClient(QObject):
     """UI-side handle on the worker thread: sends requests, filters stale replies.
@@ -205,6 +238,7 @@ class EngineClient(QObject):
     finished = Signal(int, str)
     errored = Signal(int, str, str)
     modelChanged = Signal(object)      # ModelInfo
+    result = Signal(int, str, object)  # (gen, command, dict): always delivered, never stale
 
     def __init__(self, parent: QObject | None = None, top_k_report: int = 20) -> None:
         super().__init__(parent)
@@ -220,6 +254,7 @@ class EngineClient(QObject):
         self.worker.finished.connect(self._on_finished)
         self.worker.errored.connect(self.errored)
         self.worker.modelChanged.connect(self._on_model)
+        self.worker.resultReady.connect(self.result)
         self.thread.finished.connect(self.worker.deleteLater)
         self.pending = 0                # requests sent and not finished yet
         self.dropped = 0                # stale snapshots thrown away

@@ -109,6 +109,9 @@ class StepResult:
         Whether this step slid the window (cache and attention recomputed).
     elapsed_ms
         Wall time of the step (choice + forward + bookkeeping).
+    settings
+        The :class:`~gptviz.sampling.SamplingSettings` in force when the token was chosen
+        (for a forced token: the settings in force at that step; ``None`` when unknown).
     """
 
     index: int
@@ -123,6 +126,7 @@ class StepResult:
     window_start: int
     slid: bool
     elapsed_ms: float
+    settings: SamplingSettings | None = None
 
     @property
     def window_pos(self) -> int:
@@ -182,6 +186,10 @@ class Session:
         self._device = param.device
         self._ablation: Ablation | None = None  # as given by the user
         self._ablation_t: Ablation | None = None  # tensors on the model's device
+        #: Number of tokens when the ablation in force was switched on (``None``: no ablation).
+        #: Lowered when a branch or a reset drops the tokens it was switched on after
+        #: (session files restore the ablation at this point, see gptviz.session_file).
+        self.ablation_applied_at: int | None = None
         with torch.inference_mode():
             self._cache = self.model.new_cache()
             self._hidden = torch.zeros(cfg.block_size, cfg.n_embd, device=param.device,
@@ -347,6 +355,8 @@ class Session:
         self.prompt_len = len(ids)
         self._history.clear()
         self._redo.clear()
+        if self._ablation is not None:  # the new prompt is prefilled with the heads removed
+            self.ablation_applied_at = len(ids)
         self._recompute()
 
     def set_settings(self, s: SamplingSettings) -> None:
@@ -421,7 +431,8 @@ class Session:
                                 float(entropy))
 
     @torch.inference_mode()
-    def _advance(self, token: int, forced: bool, t0: float) -> StepResult:
+    def _advance(self, token: int, forced: bool, t0: float,
+                 settings: SamplingSettings | None = None) -> StepResult:
         """Feed ``token`` after the cursor; the redo stack is the caller's business."""
         self._ensure_next()
         assert self._next_probs is not None and self._next_stats is not None
@@ -454,17 +465,22 @@ class Session:
             index=n, token_id=token, token=self.display(token), forced=forced, prob=prob,
             topk_ids=topk_ids, topk_probs=topk_probs, entropy=entropy, attention_row=row,
             window_start=self._ws, slid=slid, elapsed_ms=(time.perf_counter() - t0) * 1e3,
+            settings=self._settings if settings is None else settings,
         )
 
     # ------------------------------------------------------------------ stepping
     @torch.inference_mode()
-    def step(self, force: int | None = None) -> StepResult:
+    def step(self, force: int | None = None, forced: bool | None = None) -> StepResult:
         """Append one token: sampled with the current settings, or ``force``.
 
         Parameters
         ----------
         force
             A token id to append instead of sampling (a branch).
+        forced
+            The :attr:`StepResult.forced` flag to record; ``None`` (default): whether
+            ``force`` was given. Replaying a saved session passes ``forced=False`` for the
+            tokens that were sampled (see also :meth:`replay`).
 
         Returns
         -------
@@ -488,8 +504,31 @@ class Session:
             assert self._next_logits is not None
             logits = self._next_logits[:self.n_choosable]
             token = choose(logits, self._settings, len(self._tokens))
+        self._branch()
+        flag = (force is not None) if forced is None else bool(forced)
+        result = self._advance(token, flag, t0)
+        self._history.append(result)
+        return result
+
+    def _branch(self) -> None:
+        """A new step after the cursor: the redo stack goes, and an ablation switched on
+        after the cursor now counts from the cursor."""
         self._redo.clear()
-        result = self._advance(token, force is not None, t0)
+        if self.ablation_applied_at is not None:
+            self.ablation_applied_at = min(self.ablation_applied_at, len(self._tokens))
+
+    @torch.inference_mode()
+    def replay(self, token_id: int, forced: bool = False,
+               settings: SamplingSettings | None = None) -> StepResult:
+        """Append ``token_id`` as recorded elsewhere (a saved session): like
+        ``step(force=token_id)`` but the result keeps the given ``forced`` flag and
+        ``settings`` (default: the current settings). Clears the redo stack."""
+        t0 = time.perf_counter()
+        token = self._check_token(token_id, "replayed token id")
+        if settings is not None:
+            self._check_settings(settings)
+        self._branch()
+        result = self._advance(token, bool(forced), t0, settings)
         self._history.append(result)
         return result
 
@@ -533,7 +572,8 @@ class Session:
                 self._cache.length = m - self._ws
                 self._stale_next()
             else:
-                self._history.append(self._advance(r.token_id, r.forced, time.perf_counter()))
+                self._history.append(self._advance(r.token_id, r.forced, time.perf_counter(),
+                                                   r.settings))
         return k
 
     def goto(self, n_generated: int) -> None:
@@ -551,7 +591,7 @@ class Session:
         """Back to the prompt; history and redo stack cleared."""
         del self._tokens[self.prompt_len:]
         self._history.clear()
-        self._redo.clear()
+        self._branch()
         self._sync()
         self._valid = min(self._valid, len(self._tokens) - self._ws)
 
@@ -593,6 +633,7 @@ class Session:
             converted = Ablation(keep=keep, fill=fill)
         self._ablation = ablation
         self._ablation_t = converted
+        self.ablation_applied_at = None if ablation is None else len(self._tokens)
         self._recompute()
 
     # ------------------------------------------------------------------ reading

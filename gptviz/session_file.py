@@ -67,9 +67,10 @@ A UTF-8 JSON object::
 
 Restoring
 ---------
-The tokens are replayed as forced steps (:meth:`Session.step` with ``force``), so the same
-tokens come back whatever settings each step was sampled with; the ``forced`` flag of each
-:class:`~gptviz.engine.StepResult` is then set back to the saved one. After the last token
+The tokens are replayed (:meth:`Session.replay`: the saved token, not a new draw), so the
+same tokens come back whatever settings each step was sampled with; each
+:class:`~gptviz.engine.StepResult` keeps the saved ``forced`` flag and, when the file has
+them, the settings the step used (:attr:`StepResult.settings`). After the last token
 the session undoes back to ``cursor`` (the undone tokens form the redo stack) and switches
 the ablation on (at ``applied_at`` when the file has it). Tokens and every attention map are
 then bit-identical to the saved session's when it followed the same path (prefill, steps,
@@ -652,16 +653,9 @@ def restore_session(data: SessionData, bundle: ModelBundle, *,
         apply_ablation()
     for i, rec in enumerate(data.tokens):
         try:
-            r = session.step(force=rec.id)
+            session.replay(rec.id, forced=rec.forced, settings=rec.settings)
         except ValueError as e:
             raise SessionFileError(f"{src}: tokens[{i}]: {e}") from None
-        # Engine hook wanted: step(force=id, forced=False). Until then the flag is set on the
-        # StepResult the session keeps in its history (the numbers do not depend on it).
-        if r.forced != rec.forced:
-            try:
-                r.forced = rec.forced
-            except AttributeError:  # a frozen StepResult: the flag stays "forced"
-                pass
         if ablation is not None and applied_at == session.n_tokens:
             apply_ablation()
         if progress is not None:

@@ -1,0 +1,477 @@
+"""The analysis panels of the desktop app (issue 5), end to end (pytest-qt, offscreen).
+
+Head diagnostics, logit lens, attention rollout, live head ablation and comparisons, checked
+against the Qt-free core (``gptviz.analysis``) on the session the worker holds. Like
+``test_app_gui.py``: every Qt warning fails a test, and no worker thread may be left running.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+QT_MARKS = [pytest.mark.qt_log_level_fail("WARNING"),
+            pytest.mark.qt_log_ignore(r".*propagateSizeHints.*")]
+pytestmark = QT_MARKS
+
+TIMEOUT = 15000
+PROMPT = "the cat sat on the mat. the cat sat on the mat."
+
+
+def running_threads():
+    from app.worker import THREADS
+
+    return [t for t in list(THREADS) if t.isRunning()]
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_running():
+    yield
+    assert running_threads() == [], "a worker thread is still running after the test"
+
+
+@pytest.fixture
+def window(qtbot, tiny_bundle):
+    from app.main_window import MainWindow
+
+    win = MainWindow(bundle=tiny_bundle, prompt=PROMPT)
+    qtbot.addWidget(win)
+    win.resize(1280, 800)
+    win.show()
+    qtbot.waitUntil(lambda: win.controller.snapshot is not None, timeout=TIMEOUT)
+    yield win
+    win.close()
+    assert not win.controller.client.thread.isRunning()
+
+
+def settle(qtbot, win):
+    """Wait until every request has finished and the newest one's snapshot is on screen."""
+    c = win.controller
+    qtbot.waitUntil(lambda: not c.client.busy and c.snapshot is not None
+                    and c.snapshot.gen == c.client.latest, timeout=TIMEOUT)
+    return c.snapshot
+
+
+def result(snap):
+    from app.analysis_builder import AnalysisResult
+
+    res = snap.extra["analysis"]
+    assert isinstance(res, AnalysisResult)
+    assert res.errors == {}
+    return res
+
+
+def session(win):
+    return win.controller.client.worker.session  # read only while the worker is idle
+
+
+def click_scene(qtbot, glw, scene_pt, button=Qt.MouseButton.LeftButton,
+                modifier=Qt.KeyboardModifier.NoModifier):
+    qtbot.mouseClick(glw.viewport(), button, modifier, glw.mapFromScene(scene_pt))
+
+
+def show_panel(qtbot, win, key):
+    win.analysis.reveal(key)
+    qtbot.waitUntil(lambda: win.analysis.visible[key], timeout=TIMEOUT)
+    return settle(qtbot, win)
+
+
+# ---------------------------------------------------------------------- menus
+def test_analysis_menu_toolbar_and_hidden_panels(qtbot, window):
+    ui = window.analysis
+    menu = window.menus["analysis"]
+    texts = [a.text() for a in menu.actions()]
+    for title in ("Head diagnostics", "Ablation", "Logit lens", "Compare A/B",
+                  "Attention rollout"):
+        assert title in texts
+        assert title in [a.text() for a in window.menus["panels"].actions()]
+    for key in ("diagnostics", "ablation", "lens", "compare", "rollout"):
+        assert window.docks[key].isHidden()
+    # nothing is computed for hidden panels
+    res = result(window.controller.snapshot)
+    assert res.heads is None and res.lens is None and res.rollout_row is None
+    # one click on the toolbar shows a panel; a second click hides it
+    for key in ("diagnostics", "ablation"):
+        act = ui.toolbar_actions[key]
+        assert act in ui.toolbar.actions()
+        act.trigger()
+        qtbot.waitUntil(lambda k=key: ui.visible[k], timeout=TIMEOUT)
+    # both in one tab group: the one clicked last is in front, a click brings the other back
+    ui.toolbar_actions["diagnostics"].trigger()
+    qtbot.waitUntil(lambda: ui.visible["diagnostics"] and not ui.visible["ablation"],
+                    timeout=TIMEOUT)
+    assert not window.docks["ablation"].isHidden()
+    ui.toolbar_actions["diagnostics"].trigger()
+    qtbot.waitUntil(lambda: window.docks["diagnostics"].isHidden(), timeout=TIMEOUT)
+    settle(qtbot, window)
+
+
+# ---------------------------------------------------------------------- diagnostics
+def test_diagnostics_show_head_scores_and_select_heads(qtbot, window):
+    from gptviz.analysis import head_scores, induction_scores
+
+    c = window.controller
+    ui = window.analysis
+    panel = ui.diagnostics
+    ui.toolbar_actions["diagnostics"].trigger()
+    qtbot.waitUntil(lambda: ui.visible["diagnostics"], timeout=TIMEOUT)
+    snap = settle(qtbot, window)
+    res = result(snap)
+    s = session(window)
+    want = head_scores(s.attention(), s.window_tokens)
+    assert res.heads is not None
+    for name in ("prev_token", "first_token", "induction", "duplicate_token", "entropy"):
+        np.testing.assert_allclose(res.heads.get(name), want.get(name), rtol=1e-12,
+                                   equal_nan=True)
+        np.testing.assert_allclose(panel.table_model.values[name], want.get(name),
+                                   rtol=1e-12, equal_nan=True)
+    assert np.isfinite(want.induction).all()  # the prompt repeats: scores are defined
+    probe = induction_scores(s.model, n=50, seed=0, batch=4, vocab=s.n_choosable)
+    np.testing.assert_allclose(res.heads.probe_induction, probe)
+    # the map shows the chosen score
+    np.testing.assert_allclose(panel.map.data, want.prev_token.astype(np.float32))
+    panel.score_box.setCurrentIndex(panel.score_box.findData("entropy"))
+    np.testing.assert_allclose(panel.map.data, want.entropy.astype(np.float32))
+    assert "L1 H2" in panel.describe(1, 2) and f"{want.entropy[1, 2]:.4f}" in \
+        panel.describe(1, 2)
+    # the table sorts by the chosen score (entropy: lowest first), NaN last
+    m = panel.table_model
+    col = m.columns.index("entropy")
+    shown = [float(m.values["entropy"][m.head_at(r)]) for r in range(m.rowCount())]
+    assert shown == sorted(shown)
+    panel.table.sortByColumn(m.columns.index("prev_token"), Qt.SortOrder.DescendingOrder)
+    shown = [float(want.prev_token[m.head_at(r)]) for r in range(m.rowCount())]
+    assert shown == sorted(shown, reverse=True)
+    assert m.data(m.index(0, col)) == f"{want.entropy[m.head_at(0)]:.2f}"
+
+    # clicking a map cell selects that head everywhere
+    qtbot.waitUntil(lambda: panel.map.vb.width() > 20, timeout=TIMEOUT)
+    click_scene(qtbot, panel.glw, panel.map.cell_center(1, 2))
+    qtbot.waitUntil(lambda: (c.snapshot.view.layer, c.snapshot.view.head) == (1, 2),
+                    timeout=TIMEOUT)
+    snap = settle(qtbot, window)
+    assert window.attention.layer_box.currentIndex() == 1
+    assert window.attention.head_box.currentIndex() == 2
+    np.testing.assert_array_equal(np.nan_to_num(snap.attn),
+                                  np.nan_to_num(s.attention()[1, 2]))
+    assert panel.map.box.rect().contains(2.5, 1.5)
+    # ... and so does clicking a table row
+    row = m.row_of(0, 3)
+    panel.table.scrollTo(m.index(row, 0))
+    rect = panel.table.visualRect(m.index(row, 0))
+    qtbot.mouseClick(panel.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: (c.snapshot.view.layer, c.snapshot.view.head) == (0, 3),
+                    timeout=TIMEOUT)
+    assert panel.table.selectionModel().isRowSelected(m.row_of(0, 3))
+
+    # computed only when the text changed: a view change reuses them, a step recomputes
+    before = result(settle(qtbot, window)).heads
+    c.set_view(layer=1)
+    snap = settle(qtbot, window)
+    assert result(snap).heads is before and "probe" not in result(snap).timings
+    c.step()
+    snap = settle(qtbot, window)
+    assert result(snap).heads is not before and result(snap).heads.n_tokens == snap.T
+    # Ctrl+click on the map ablates the head (and marks it), a second one restores it
+    click_scene(qtbot, panel.glw, panel.map.cell_center(1, 1),
+                modifier=Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: ui.ablated == ((1, 1),), timeout=TIMEOUT)
+    settle(qtbot, window)
+    assert m.data(m.index(m.row_of(1, 1), m.columns.index("ablated"))) == "✗"
+    assert not panel.map.marks.path().isEmpty()
+    assert "ablated" in panel.describe(1, 1)
+    click_scene(qtbot, panel.glw, panel.map.cell_center(1, 1),
+                modifier=Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: ui.ablated == (), timeout=TIMEOUT)
+    settle(qtbot, window)
+    assert panel.map.marks.path().isEmpty()
+    # and not at all while the panel is hidden
+    window.docks["diagnostics"].hide()
+    qtbot.waitUntil(lambda: not ui.visible["diagnostics"], timeout=TIMEOUT)
+    c.step()
+    assert result(settle(qtbot, window)).heads is None
+
+
+# ---------------------------------------------------------------------- logit lens
+def test_lens_last_row_equals_the_next_token_distribution(qtbot, window):
+    from gptviz.analysis import logit_lens
+
+    c = window.controller
+    lens = window.analysis.lens
+    snap = show_panel(qtbot, window, "lens")
+    res = result(snap)
+    k = lens.k
+    cand = snap.candidates
+    assert cand.kind == "next" and res.lens.position == snap.n_tokens - 1
+    # the last read-out (block L) is the model's output: what the next-token panel shows
+    np.testing.assert_array_equal(res.lens.top_ids[-1], cand.ids[:k])
+    np.testing.assert_allclose(res.lens.top_probs[-1], cand.probs[:k], rtol=1e-5)
+    assert lens.table.rowCount() == 3 and lens.table.columnCount() == k  # no next token yet
+    assert lens.table.item(2, 0).text().startswith(cand.tokens[0])
+    assert lens.table.verticalHeaderItem(2).text().endswith("= out")
+    # after a step the panel shows the distribution the newest token was drawn from: the
+    # lens at the query before it has it as its last row, and the chosen token as target
+    c.step()
+    snap = settle(qtbot, window)
+    c.set_query(snap.n_tokens - 2)
+    snap = settle(qtbot, window)
+    res = result(snap)
+    cand = snap.candidates
+    assert cand.kind == "last" and res.lens.position == snap.n_tokens - 2
+    np.testing.assert_array_equal(res.lens.top_ids[-1], cand.ids[:k])
+    np.testing.assert_allclose(res.lens.top_probs[-1], cand.probs[:k], rtol=1e-5)
+    assert res.lens.target == cand.chosen_id
+    assert res.lens.target_probs[-1] == pytest.approx(cand.chosen_prob, rel=1e-5)
+    assert lens.table.columnCount() == k + 2
+    # the query moves: the lens follows, equal to the core's
+    c.set_query(3)
+    res = result(settle(qtbot, window))
+    s = session(window)
+    want = logit_lens(s.model, s.window_tokens, position=3, k=k)
+    assert res.lens.position == 3
+    np.testing.assert_array_equal(res.lens.top_ids, want.top_ids)
+    np.testing.assert_allclose(res.lens.top_probs, want.top_probs, rtol=1e-4)
+    np.testing.assert_allclose(res.lens.target_probs, want.target_probs, rtol=1e-4)
+    assert "query 3" in lens.header.text()
+    # more tokens per layer
+    lens.k_box.setValue(7)
+    res = result(settle(qtbot, window))
+    assert res.lens.top_ids.shape == (3, 7) and lens.table.columnCount() == 9
+
+
+# ---------------------------------------------------------------------- ablation
+# A popup menu on the offscreen platform: it says it cannot raise it or grab the keyboard.
+@pytest.mark.qt_log_ignore(r".*propagateSizeHints.*", r".*does not support raise\(\).*",
+                           r".*does not support grabbing the keyboard.*")
+def test_ablating_a_head_from_the_grid_and_clearing_it(qtbot, window):
+    c = window.controller
+    ui = window.analysis
+    grid = window.grid
+    snap0 = settle(qtbot, window)
+    probs0 = session(window).next_probs()
+    cand0 = snap0.candidates
+    assert cand0.kind == "next"
+    c.select_head(1, 0)
+    att1 = settle(qtbot, window).attn.copy()
+    qtbot.waitUntil(lambda: grid.vb.width() > 50, timeout=TIMEOUT)
+    # Ctrl+click a thumbnail: head (0, 1) off
+    click_scene(qtbot, grid.glw, grid.cell_center(0, 1),
+                modifier=Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: ui.ablated == ((0, 1),), timeout=TIMEOUT)
+    snap = settle(qtbot, window)
+    assert (snap.view.layer, snap.view.head) == (0, 1)  # Ctrl+click also selects it
+    res = result(snap)
+    assert res.ablated == ((0, 1),) and res.ablation_mode == "zero"
+    c.select_head(1, 0)
+    snap = settle(qtbot, window)
+    # the next-token distribution and the later layer's maps change at once
+    assert not np.array_equal(session(window).next_probs(), probs0)
+    assert not np.array_equal(snap.candidates.probs, cand0.probs)
+    assert not np.allclose(np.nan_to_num(snap.attn), np.nan_to_num(att1))
+    # the head is marked in the grid, the diagnostics table and the ablation panel
+    p = grid.cell_center(0, 1)
+    assert ui.grid_cross.path().boundingRect().contains(grid.vb.mapSceneToView(p))
+    assert ui.grid_dim.path().boundingRect().contains(grid.vb.mapSceneToView(p))
+    assert not window.docks["ablation"].isHidden()   # shown on the first ablation
+    assert ui.ablation.list.count() == 1 and ui.ablation.list.item(0).text() == "✗ L0 H1"
+    m = ui.diagnostics.table_model
+    assert m.data(m.index(m.row_of(0, 1), m.columns.index("ablated"))) == "✗"
+    # right-click opens the head's menu, which toggles too (a second head, then back)
+    click_scene(qtbot, grid.glw, grid.cell_center(1, 3), button=Qt.MouseButton.RightButton)
+    qtbot.waitUntil(lambda: ui.last_menu is not None and ui.last_menu.isVisible(),
+                    timeout=TIMEOUT)
+    assert "Ablate L1 H3" in [a.text() for a in ui.last_menu.actions()]
+    ui.last_menu.close()
+    menu = ui.head_menu(1, 3)
+    [a for a in menu.actions() if a.text() == "Ablate L1 H3"][0].trigger()
+    qtbot.waitUntil(lambda: ui.ablated == ((0, 1), (1, 3)), timeout=TIMEOUT)
+    menu = ui.head_menu(1, 3)
+    [a for a in menu.actions() if a.text() == "Restore L1 H3"][0].trigger()
+    qtbot.waitUntil(lambda: ui.ablated == ((0, 1),), timeout=TIMEOUT)
+    # Clear all restores the exact original distribution
+    qtbot.mouseClick(ui.ablation.clear_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: ui.ablated == (), timeout=TIMEOUT)
+    snap = settle(qtbot, window)
+    np.testing.assert_array_equal(session(window).next_probs(), probs0)
+    np.testing.assert_array_equal(snap.candidates.ids, cand0.ids)
+    np.testing.assert_array_equal(snap.candidates.probs, cand0.probs)
+    c.select_head(1, 0)
+    snap = settle(qtbot, window)
+    np.testing.assert_array_equal(np.nan_to_num(snap.attn), np.nan_to_num(att1))
+    assert ui.grid_cross.path().isEmpty() and ui.ablation.list.count() == 0
+    assert session(window).ablation is None
+
+
+def test_ablation_deltas_equal_ablation_effect(qtbot, window):
+    import torch
+
+    from gptviz.analysis import ablation_effect, head_output_means, make_ablation
+
+    c = window.controller
+    ui = window.analysis
+    window.sampling.greedy.setChecked(True)
+    settle(qtbot, window)
+    c.step(3)
+    settle(qtbot, window)  # (a newer request would cut a multi-step run short)
+    snap = show_panel(qtbot, window, "ablation")
+    assert snap.n_generated == 3
+    cand_clean = snap.candidates
+    ui.toggle_head(0, 1)
+    ui.toggle_head(1, 3)
+    qtbot.waitUntil(lambda: ui.ablated == ((0, 1), (1, 3)), timeout=TIMEOUT)
+    snap = settle(qtbot, window)
+    res = result(snap)
+    s = session(window)
+    ids = s.window_tokens
+    want = ablation_effect(s.model, ids, [(0, 1), (1, 3)], position=-2)
+    eff = res.effect
+    assert eff is ui.ablation.effect
+    assert eff["position"] == len(ids) - 2 and eff["chosen_token"] == ids[-1]
+    for key in ("top_token", "chosen_token"):
+        assert eff[key] == want[key]
+    for key in ("top_logprob_before", "top_logprob_after", "top_logprob_change",
+                "chosen_logprob_before", "chosen_logprob_after", "chosen_logprob_change",
+                "kl_bits", "total_variation"):
+        assert eff[key] == pytest.approx(want[key], abs=2e-5), key
+    assert [d["id"] for d in eff["top_after"]] == [d["id"] for d in want["top_after"]]
+    dt = ui.ablation.delta_table
+    assert dt.item(0, 3).text() == f"{eff['top_logprob_change']:+.3f}"
+    assert dt.item(1, 3).text() == f"{eff['chosen_logprob_change']:+.3f}"
+    assert dt.item(1, 0).text() == repr(s.display(ids[-1]))
+    assert f"{eff['kl_bits']:.4f}" in ui.ablation.summary.text()
+    # the next-token panel shows the ablated distribution of the newest step at once
+    abl = make_ablation(s.config, [(0, 1), (1, 3)])
+    with torch.no_grad():
+        logits = s.model(torch.tensor([ids[:-1]]), ablation=abl, last_only=True).logits[0, -1]
+    probs = torch.softmax(logits.float(), -1).numpy()
+    cand = snap.candidates
+    assert cand.kind == "last" and cand.chosen_id == ids[-1]
+    np.testing.assert_allclose(cand.probs[:5], np.sort(probs)[::-1][:5], rtol=1e-5)
+    assert cand.chosen_prob == pytest.approx(float(probs[ids[-1]]), rel=1e-5)
+    assert not np.allclose(cand.probs[:5], cand_clean.probs[:5])
+    # mean-ablation: the heads output their mean over the text
+    ui.ablation.mode_box.setCurrentIndex(ui.ablation.mode_box.findData("mean"))
+    qtbot.waitUntil(lambda: result(c.snapshot).ablation_mode == "mean", timeout=TIMEOUT)
+    res = result(settle(qtbot, window))
+    assert window.actions["ablation_mean"].isChecked()
+    means = head_output_means(s.model, ids)
+    want = ablation_effect(s.model, ids, [(0, 1), (1, 3)], mode="mean", position=-2,
+                           means=means)
+    for key in ("top_logprob_change", "chosen_logprob_change", "kl_bits"):
+        assert res.effect[key] == pytest.approx(want[key], abs=2e-5), key
+    assert res.means_tokens == len(ids)
+    # clearing brings back the clean distribution of the newest step, exactly
+    ui.clear()
+    qtbot.waitUntil(lambda: ui.ablated == (), timeout=TIMEOUT)
+    snap = settle(qtbot, window)
+    np.testing.assert_array_equal(snap.candidates.probs, cand_clean.probs)
+
+
+# ---------------------------------------------------------------------- rollout
+def test_rollout_map_and_token_strip(qtbot, window):
+    from gptviz.analysis import attention_rollout, rollout_row
+
+    c = window.controller
+    ui = window.analysis
+    canvas = window.token_strip.canvas
+    ui.actions["rollout_strip"].setChecked(True)
+    snap = settle(qtbot, window)
+    res = result(snap)
+    s = session(window)
+    att = s.attention()
+    q = snap.query - snap.window_start
+    want = rollout_row(att, q)
+    np.testing.assert_allclose(res.rollout_row, want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(canvas.weights, want[:q + 1], rtol=1e-5, atol=1e-7)
+    assert "rollout" in window.token_strip.legend.text()
+    assert res.rollout_map is None  # the map only when its panel is visible
+    # the map, for the query the user picks
+    snap = show_panel(qtbot, window, "rollout")
+    c.set_query(5)
+    snap = settle(qtbot, window)
+    res = result(snap)
+    full = attention_rollout(att)
+    np.testing.assert_allclose(np.nan_to_num(res.rollout_map), full, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(canvas.weights, full[5, :6], rtol=1e-5, atol=1e-7)
+    assert ui.rollout.map.box.rect().top() == 5
+    # without the residual identity
+    ui.rollout.residual.setChecked(False)
+    qtbot.waitUntil(lambda: not result(c.snapshot).spec.rollout_residual, timeout=TIMEOUT)
+    res = result(settle(qtbot, window))
+    np.testing.assert_allclose(res.rollout_row, rollout_row(att, 5, residual=False),
+                               rtol=1e-5, atol=1e-7)
+    # ablated heads are left out of the layer averages
+    ui.toggle_head(0, 2)
+    qtbot.waitUntil(lambda: ui.ablated == ((0, 2),), timeout=TIMEOUT)
+    res = result(settle(qtbot, window))
+    keep = np.ones((2, 4))
+    keep[0, 2] = 0
+    np.testing.assert_allclose(res.rollout_row, rollout_row(session(window).attention(), 5,
+                                                            residual=False, head_mask=keep),
+                               rtol=1e-5, atol=1e-7)
+    # switched off: the strip shows the selected head's attention again
+    ui.actions["rollout_strip"].setChecked(False)
+    snap = settle(qtbot, window)
+    np.testing.assert_allclose(canvas.weights, np.nan_to_num(snap.attn[5, :6]))
+
+
+# ---------------------------------------------------------------------- comparisons
+def test_comparison_difference_is_a_minus_b_on_aligned_tokens(qtbot, window):
+    from gptviz.analysis import attention_array
+
+    c = window.controller
+    ui = window.analysis
+    cp = ui.compare
+    snap = show_panel(qtbot, window, "compare")
+    assert "Pin" in result(snap).compare.message
+    c.select_head(1, 2)
+    ui.pin()
+    snap = settle(qtbot, window)
+    s = session(window)
+    ids_a = list(s.window_tokens)
+    assert result(snap).pinned
+    # another prompt of about the same length, compared position by position
+    c.set_prompt("a dog ran to the hat. a dog ran to the hat.")
+    settle(qtbot, window)
+    cp.align_box.setCurrentIndex(cp.align_box.findData("position"))
+    snap = settle(qtbot, window)
+    res = result(snap)
+    ids_b = list(s.window_tokens)
+    att_a = attention_array(s.model, ids_a)[1, 2]
+    att_b = attention_array(s.model, ids_b)[1, 2]
+    n = min(len(ids_a), len(ids_b))
+    cv = res.compare
+    assert cv.n == n and cv.source == "pinned" and (cv.layer, cv.head) == (1, 2)
+    want = att_a[:n, :n] - att_b[:n, :n]
+    np.testing.assert_allclose(np.nan_to_num(cv.diff), want, atol=1e-6)
+    assert np.isnan(cv.diff[0, 1:]).all()  # the future stays masked
+    assert np.abs(want).max() > 1e-3
+    np.testing.assert_allclose(np.nan_to_num(cp.maps[2].data), want, atol=1e-6)
+    np.testing.assert_allclose(np.nan_to_num(cp.maps[0].data), att_a, atol=1e-6)
+    np.testing.assert_allclose(np.nan_to_num(cp.maps[1].data), att_b, atol=1e-6)
+    # aligned by common prefix: two branches of one text agree on their shared prefix
+    c.set_prompt(PROMPT)
+    settle(qtbot, window)
+    ui.pin()
+    c.force(int(ids_a[3]), False)
+    settle(qtbot, window)
+    cp.align_box.setCurrentIndex(cp.align_box.findData("prefix"))
+    res = result(settle(qtbot, window))
+    assert res.compare.n == len(ids_a)
+    np.testing.assert_array_equal(np.nan_to_num(res.compare.diff), 0.0)
+    # clean (A) vs ablated (B): a later layer's maps differ
+    ui.toggle_head(0, 1)
+    qtbot.waitUntil(lambda: ui.ablated == ((0, 1),), timeout=TIMEOUT)
+    window.actions["compare_ablation"].trigger()
+    qtbot.waitUntil(lambda: result(c.snapshot).compare.source == "ablation", timeout=TIMEOUT)
+    res = result(settle(qtbot, window))
+    ids = list(session(window).window_tokens)
+    clean = attention_array(s.model, ids)[1, 2]
+    ablated = session(window).attention()[1, 2]
+    np.testing.assert_allclose(np.nan_to_num(res.compare.diff), clean - ablated, atol=1e-6)
+    assert np.abs(clean - ablated).max() > 1e-3
+    assert "ablated" in res.compare.label_b

@@ -1,0 +1,244 @@
+"""Export from the app (issue 6): plots to PNG/SVG, attention and next-token tables to CSV,
+the whole trace to NPZ (same schema as ``python -m gptviz trace``), and the Export dialog.
+
+Qt warnings fail the tests, and no worker thread may be left running.
+"""
+
+from __future__ import annotations
+
+import csv
+import struct
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
+              pytest.mark.qt_log_ignore(r".*propagateSizeHints.*")]
+TIMEOUT = 20000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def running_threads():
+    from app.worker import THREADS
+
+    return [t for t in list(THREADS) if t.isRunning()]
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_running():
+    yield
+    assert running_threads() == [], "a worker thread is still running after the test"
+
+
+@pytest.fixture
+def window(qtbot, tiny_bundle):
+    from app.main_window import MainWindow
+
+    win = MainWindow(bundle=tiny_bundle, prompt="Once upon a time there was")
+    qtbot.addWidget(win)
+    win.resize(1280, 800)
+    win.show()
+    qtbot.waitUntil(lambda: win.controller.snapshot is not None, timeout=TIMEOUT)
+    c = win.controller
+    c.step(4)
+    qtbot.waitUntil(lambda: not c.client.busy and c.snapshot.n_generated == 4, timeout=TIMEOUT)
+    c.select_head(1, 2)
+    qtbot.waitUntil(lambda: not c.client.busy and c.snapshot.view.head == 2, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: win.attention.vb.width() > 100 and win.next_token.vb.height() > 50,
+                    timeout=TIMEOUT)
+    yield win
+    win.close()
+    assert not win.controller.client.thread.isRunning()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def svg_texts(path) -> list[str]:
+    root = ET.parse(path).getroot()
+    assert root.tag.endswith("svg")
+    return ["".join(el.itertext()).strip() for el in root.iter() if el.tag.endswith("text")]
+
+
+def axis_labels(plot, name: str) -> list[str]:
+    ticks = plot.getAxis(name)._tickLevels
+    return [label for level in ticks for _pos, label in level]
+
+
+# ---------------------------------------------------------------------- plots
+def test_every_plot_panel_exports_to_png_at_the_chosen_width(window, tmp_path):
+    from app.export_actions import export_png, plot_panels
+
+    panels = plot_panels(window)
+    assert {"attention", "grid", "next"} <= set(panels)
+    for key, (_title, view) in panels.items():
+        p = export_png(tmp_path / f"{key}.png", view, width=1600)
+        data = p.read_bytes()
+        w, h = png_size(data)
+        assert w == 1600 and h > 100, key
+        assert len(data) > 5000, key
+        # the aspect ratio is the panel's
+        item = view.ci
+        r = item.boundingRect()
+        assert h / w == pytest.approx(r.height() / r.width(), abs=0.01), key
+    # default: the size on screen
+    w, _h = png_size(export_png(tmp_path / "a.png", panels["attention"][1]).read_bytes())
+    assert abs(w - panels["attention"][1].ci.boundingRect().width()) <= 1
+    assert not list(tmp_path.glob(".*.tmp"))          # atomic writes leave nothing behind
+
+
+def test_svg_exports_keep_the_token_labels(window, tmp_path):
+    from app.export_actions import export_svg, plot_panels
+
+    panels = plot_panels(window)
+    snap = window.controller.snapshot
+    # attention map: both axes' token labels, the axis titles, the colour bar
+    texts = svg_texts(export_svg(tmp_path / "attention.svg", panels["attention"][1]))
+    joined = "\n".join(texts)
+    labels = axis_labels(window.attention.plot, "left") + axis_labels(window.attention.plot, "top")
+    assert len(labels) >= 5
+    for label in labels:
+        assert label in texts, label
+    assert {"query", "key"} <= set(texts) and "weight" in joined
+    # next-token chart: candidate tokens and their percentages
+    texts = svg_texts(export_svg(tmp_path / "next.svg", panels["next"][1]))
+    cand = snap.candidates
+    for tok in cand.tokens[:5]:
+        assert repr(tok) in "\n".join(texts), tok
+    assert any(t.endswith("%") for t in texts)
+    # head grid: layer and head labels
+    texts = svg_texts(export_svg(tmp_path / "grid.svg", panels["grid"][1]))
+    assert {"L0", "L1", "H0", "H3"} <= set(texts)
+
+
+# ---------------------------------------------------------------------- CSV
+def test_attention_csv_is_the_map_on_screen(window, tmp_path):
+    from app.export_actions import export_attention_csv
+
+    snap = window.controller.snapshot
+    p = export_attention_csv(tmp_path / "att.csv", snap)
+    with open(p, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    T = snap.T
+    tokens = snap.tokens[snap.window_start:]
+    assert rows[0] == ["query \\ key", *tokens]
+    assert [r[0] for r in rows[1:]] == tokens and len(rows) == T + 1
+    m = np.array([[np.float32(x) for x in r[1:]] for r in rows[1:]], dtype=np.float32)
+    ref = np.nan_to_num(snap.attn, nan=0.0)
+    np.testing.assert_array_equal(m, ref)                  # bit for bit
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, atol=1e-5)
+    assert np.all(np.triu(m, 1) == 0)
+    # it is the selected head of the worker's session
+    att = window.controller.client.worker.session.attention()
+    np.testing.assert_array_equal(m, att[1, 2])
+
+
+def test_next_token_csv_is_the_table_on_screen(window, tmp_path):
+    from app.export_actions import export_next_token_csv
+
+    snap = window.controller.snapshot
+    p = export_next_token_csv(tmp_path / "next.csv", snap)
+    with open(p, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    c = snap.candidates
+    order = np.argsort(-c.probs, kind="stable")
+    assert [int(r["rank"]) for r in rows] == list(range(1, len(c.ids) + 1))
+    assert [int(r["id"]) for r in rows] == [int(c.ids[i]) for i in order]
+    assert [r["token"] for r in rows] == [c.tokens[i] for i in order]
+    assert [np.float32(r["probability"]) for r in rows] == [c.probs[i] for i in order]
+
+
+# ---------------------------------------------------------------------- NPZ
+def test_trace_npz_has_the_trace_command_schema(qtbot, window, tmp_path, tiny_bundle):
+    from gptviz import save_checkpoint
+    from gptviz.cli import main as cli
+    from gptviz.export import TRACE_KEYS
+
+    ex = window.lecture.exporter
+    path = tmp_path / "trace.npz"
+    with qtbot.waitSignal(ex.exported, timeout=TIMEOUT) as sig:
+        ex.export("trace_npz", str(path))
+    assert sig.args == ["trace_npz", str(path)]
+    snap = window.controller.snapshot
+    with np.load(path, allow_pickle=False) as z:
+        got = {k: z[k] for k in z.files}
+    assert set(got) == set(TRACE_KEYS)
+    T = snap.T
+    L, H = 2, 4
+    assert got["token_ids"].tolist() == snap.ids[snap.window_start:].tolist()
+    assert got["tokens"].tolist() == snap.tokens[snap.window_start:]
+    assert got["attention"].shape == (L, H, T, T) and got["attention"].dtype == np.float32
+    np.testing.assert_allclose(got["attention"],
+                               window.controller.client.worker.session.attention(), atol=1e-6)
+    assert got["probs"].shape == (T, tiny_bundle.config.vocab_size)
+    np.testing.assert_allclose(got["probs"].sum(axis=1), 1.0, atol=1e-5)
+    assert int(got["prompt_len"]) == snap.prompt_len
+    # the same keys, dtypes and ranks as the command line's file
+    d = save_checkpoint(tmp_path / "m", tiny_bundle.model, tiny_bundle.tokenizer)
+    ref_path = tmp_path / "cli.npz"
+    assert cli(["trace", "--model", str(d), "--prompt", "Once upon a time there was",
+                "--steps", "2", "--out", str(ref_path)]) == 0
+    with np.load(ref_path, allow_pickle=False) as z:
+        ref = {k: z[k] for k in z.files}
+    assert set(ref) == set(got)
+    for k in TRACE_KEYS:
+        assert (got[k].dtype.kind, got[k].ndim) == (ref[k].dtype.kind, ref[k].ndim), k
+    assert got["config"].item() == ref["config"].item()
+
+
+def test_trace_export_failure_is_reported(qtbot, window, tmp_path):
+    ex = window.lecture.exporter
+    with qtbot.waitSignal(ex.failed, timeout=TIMEOUT) as sig:
+        ex.export("trace_npz", str(tmp_path / "missing" / "t.npz"))
+    assert "No such file" in sig.args[0]
+    box = window.last_error_box
+    assert box.isVisible() and box.windowTitle() == "Export failed"
+    box.close()
+
+
+# ---------------------------------------------------------------------- dialog
+def test_export_dialog(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QFileDialog
+
+    window.activateWindow()
+    window.attention.glw.setFocus()
+    qtbot.keyClick(window.attention.glw, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    dlg = window.lecture.exporter.dialog
+    qtbot.waitUntil(lambda: dlg is not None and dlg.isVisible(), timeout=TIMEOUT)
+    keys = [dlg.what.itemData(i) for i in range(dlg.what.count())]
+    assert keys[:3] == ["attention", "grid", "next"]
+    assert keys[-3:] == ["attention_csv", "next_csv", "trace_npz"]
+    # a plot: format and width apply
+    dlg.what.setCurrentIndex(keys.index("next"))
+    dlg.format.setCurrentIndex(1)
+    assert dlg.suggested_name() == "next.svg" and not dlg.width.isEnabled()
+    out = dlg.export_to(str(tmp_path / "n.svg"))
+    assert out is not None and ET.parse(out).getroot().tag.endswith("svg")
+    dlg.what.setCurrentIndex(keys.index("attention"))
+    dlg.format.setCurrentIndex(0)
+    dlg.width.setValue(800)
+    assert dlg.width.isEnabled() and dlg.suggested_name() == "attention-L1-H2.png"
+    assert png_size(dlg.export_to(str(tmp_path / "a.png")).read_bytes())[0] == 800
+    # data: the format box does not apply; Export… asks for the file and closes the dialog
+    dlg.what.setCurrentIndex(keys.index("next_csv"))
+    assert not dlg.format.isEnabled()
+    target = tmp_path / "chosen.csv"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(target), "")))
+    dlg.go.click()
+    assert target.read_text(encoding="utf-8").startswith("rank,id,token,probability")
+    assert not dlg.isVisible()
+    # an error is shown, not raised
+    dlg2 = window.lecture.exporter.show_dialog()
+    dlg2.what.setCurrentIndex(keys.index("attention_csv"))
+    with qtbot.waitSignal(window.lecture.exporter.failed, timeout=TIMEOUT):
+        assert dlg2.export_to(str(tmp_path / "nope" / "x.csv")) is None
+    window.last_error_box.close()
+    dlg2.close()
