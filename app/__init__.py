@@ -2,15 +2,30 @@
 
 Layout of the package (one small module per widget):
 
-* :mod:`app.theme`        colours, fonts, colormaps, pyqtgraph options
-* :mod:`app.snapshot`     plain-numpy messages the worker sends to the window
-* :mod:`app.builder`      builds snapshots from a session (thumbnail mosaic kept incrementally)
-* :mod:`app.worker`       the QThread worker that owns the session, and its UI-side client
-* :mod:`app.controller`   view state, Play timer, requests out, snapshots into the views
-* :mod:`app.main_window`  the window: docks, toolbars, menus (File, Generate, View, Help)
+* core of the app:
+  :mod:`app.theme`        colours, fonts, colormaps, pyqtgraph options;
+  :mod:`app.snapshot`     plain-numpy messages the worker sends to the window (no Qt, no torch);
+  :mod:`app.builder`      builds snapshots from a session (thumbnail mosaic kept incrementally);
+  :mod:`app.worker`       the QThread worker that owns the session, and its UI-side client;
+  :mod:`app.controller`   view state, Play timer, requests out, snapshots into the views;
+  :mod:`app.main_window`  the window: docks, toolbars, menus (File, Generate, View, Analysis, Help)
 * views: :mod:`app.prompt_editor`, :mod:`app.token_strip`, :mod:`app.stepping`,
   :mod:`app.sampling_panel`, :mod:`app.attention_map`, :mod:`app.head_grid`,
-  :mod:`app.next_token`, :mod:`app.class_panel`, :mod:`app.status`
+  :mod:`app.next_token`, :mod:`app.class_panel`, :mod:`app.status`; shared widgets:
+  :mod:`app.elided_label` (one-line labels that elide instead of wrapping)
+* analysis panels (installed by :mod:`app.analysis_ui`: docks, Analysis menu and toolbar):
+  :mod:`app.diagnostics_panel` (head scores), :mod:`app.lens_panel` (logit lens),
+  :mod:`app.rollout_panel` (attention rollout), :mod:`app.ablation_panel` (live head
+  ablation), :mod:`app.compare_panel` (A/B comparisons); their building blocks in
+  :mod:`app.analysis_widgets`, the worker-side computations (no Qt) in
+  :mod:`app.analysis_builder`
+* lecture mode and sharing (installed by :mod:`app.lecture`): :mod:`app.appearance` (themes
+  that follow the system, font scale, colormap), :mod:`app.presentation` (F11),
+  :mod:`app.shortcuts` (keyboard control, Help ▸ Keyboard shortcuts),
+  :mod:`app.sample_prompts` (sample and recent prompts), :mod:`app.session_actions` (open /
+  save sessions), :mod:`app.export_actions` (PNG/SVG/CSV/NPZ export),
+  :mod:`app.preferences` (settings kept between runs); the worker-side commands (no Qt) in
+  :mod:`app.lecture_commands`
 * :mod:`app.demo_model`   random models of a given shape (benchmarks, tests, no bundled model)
 * :mod:`app.bench_gui`    ``python -m app.bench_gui``: GUI update cost and Play throughput
 

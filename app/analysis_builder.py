@@ -14,15 +14,16 @@ the text in the model's window, the ablation, and the query where it matters):
 
 * head diagnostics: :func:`gptviz.analysis.head_scores` on ``session.attention()`` and the
   window's ids (+ the probe induction score, once per model, on the clean model);
-* logit lens at the selected query: :func:`gptviz.analysis.logit_lens` over the window up to
-  the query, with the session's ablation (one forward pass over that prefix);
+* logit lens at the selected query: the same numbers as :func:`gptviz.analysis.logit_lens`
+  with the session's ablation, from one single-token pass over a copy of the session's KV
+  cache up to the query (``Session.kv_cache_snapshot``);
 * attention rollout (Abnar & Zuidema) of the window, heads averaged without the ablated ones
   (an ablated head moves nothing between positions); the query's row shades the token strip;
 * ablation effect: the next-token distribution at the current step with and without the
   ablated heads, the same numbers as :func:`gptviz.analysis.ablation_effect`. The ablated
-  logits are read from the session's own final activations (no forward pass); the clean
-  logits are kept from the moment the ablation was switched on, or recomputed with one clean
-  forward pass when the text has changed since;
+  logits are read from the session's own final activations (``Session.final_hidden``, no
+  forward pass); the clean logits are kept from the moment the ablation was switched on, or
+  recomputed with one clean forward pass when the text has changed since;
 * comparisons of the selected head: a pinned state A against the current state B, or the
   clean model (A) against the ablated one (B), and their difference on aligned positions
   (:func:`gptviz.analysis.attention_difference`).
@@ -382,17 +383,18 @@ class AnalysisBuilder:
     def _logits_at(s, rel: int):
         """float64 logits ``[V]`` of the session's model (with its ablation) after window
         position ``rel``: read from the session's final activations, which the engine keeps
-        for every window position (no forward pass); a forward pass if they are missing."""
+        for every window position (:meth:`~gptviz.engine.Session.final_hidden`, no forward
+        pass); a forward pass for a position they do not hold."""
         import torch
 
         with torch.inference_mode():
-            hidden = getattr(s, "_hidden", None)
-            if isinstance(hidden, torch.Tensor) and 0 <= rel < min(s.window_len, hidden.shape[0]):
+            hidden = s.final_hidden()
+            if 0 <= rel < hidden.shape[0]:
                 h = hidden[rel].view(1, 1, -1)
                 return s.model.lm_head(h)[0, 0].double().cpu()
             ids = torch.tensor([s.window_tokens[:rel + 1]], dtype=torch.long,
                                device=s.model.wte.weight.device)
-            out = s.model(ids, ablation=_torch_ablation(s), last_only=True)
+            out = s.model(ids, ablation=s.device_ablation, last_only=True)
             return out.logits[0, -1].double().cpu()
 
     def _clean_logits_at(self, s, tk, wids: np.ndarray, p: int):
@@ -513,7 +515,7 @@ class AnalysisBuilder:
         if lv is None:
             r = _lens_from_cache(s, wids, q_rel, k)
             if r is None:  # no usable cache: run the prefix (one forward pass)
-                r = logit_lens(s.model, wids, position=q_rel, k=k, ablation=_torch_ablation(s))
+                r = logit_lens(s.model, wids, position=q_rel, k=k, ablation=s.device_ablation)
             ws = s.window_start
             lv = LensView(
                 position=ws + q_rel, token=s.display(int(wids[q_rel])), layers=list(r.layers),
@@ -690,29 +692,22 @@ class AnalysisBuilder:
 def _lens_from_cache(s, wids: np.ndarray, q_rel: int, k: int):
     """The logit lens at window position ``q_rel`` from one single-token forward pass over a
     copy of the session's KV cache up to that position (the keys/values of the earlier
-    positions, under the session's ablation), instead of running the whole prefix: the cost
-    of one step. ``None`` when the session has no usable cache."""
+    positions, under the session's ablation: :meth:`~gptviz.engine.Session.kv_cache_snapshot`),
+    instead of running the whole prefix: the cost of one step. ``None`` when the session cannot
+    give the cache for that position."""
     import torch
 
     from gptviz.lens import LensResult, layer_names, lens_readout
-    from gptviz.model import KVCache
 
-    cache = getattr(s, "_cache", None)
-    kc, vc = getattr(cache, "k", None), getattr(cache, "v", None)
-    if not isinstance(kc, torch.Tensor) or not isinstance(vc, torch.Tensor):
-        return None
-    if getattr(cache, "length", -1) < q_rel or kc.shape[3] <= q_rel:
-        return None
     T = int(wids.shape[0])
     target = int(wids[q_rel + 1]) if q_rel + 1 < T else None
     with torch.inference_mode():
-        small = KVCache.__new__(KVCache)
-        small.k = kc[:, :1, :, :q_rel + 1].clone()  # (L, 1, nh, q+1, hd)
-        small.v = vc[:, :1, :, :q_rel + 1].clone()
-        small.length = q_rel
-        small.block_size = q_rel + 1
-        idx = torch.tensor([[int(wids[q_rel])]], dtype=torch.long, device=kc.device)
-        out = s.model(idx, small, return_resid=True, ablation=_torch_ablation(s),
+        try:
+            cache = s.kv_cache_snapshot(q_rel)  # positions 0 .. q_rel - 1, room for q_rel
+        except ValueError:
+            return None
+        idx = torch.tensor([[int(wids[q_rel])]], dtype=torch.long, device=cache.k.device)
+        out = s.model(idx, cache, return_resid=True, ablation=s.device_ablation,
                       last_only=True)
         resid = torch.stack([r[0, -1] for r in out.residuals], dim=0)  # [L+1, C]
         top_i, top_p, t_probs, t_ranks = lens_readout(s.model, resid, k=k, target=target)
@@ -726,21 +721,3 @@ class _Unset:
 
 
 _UNSET = _Unset()
-
-
-def _torch_ablation(s):
-    """The session's ablation as tensors on the model's device (``None`` if none)."""
-    import torch
-
-    from gptviz.model import Ablation
-
-    abl = s.ablation
-    if abl is None:
-        return None
-    p = s.model.wte.weight
-    keep = abl.keep if torch.is_tensor(abl.keep) else torch.as_tensor(np.asarray(abl.keep))
-    fill = abl.fill
-    if fill is not None and not torch.is_tensor(fill):
-        fill = torch.as_tensor(np.asarray(fill))
-    return Ablation(keep=keep.to(p.device, p.dtype),
-                    fill=None if fill is None else fill.to(p.device, p.dtype))

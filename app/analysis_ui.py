@@ -403,19 +403,12 @@ class AnalysisUI(QObject):
             self._shade_strip(res, snap)
 
     def _shade_strip(self, res: AnalysisResult, snap: Snapshot) -> None:
-        strip = self.window.token_strip
-        canvas = strip.canvas
         q_rel = snap.query - snap.window_start
-        w = np.asarray(res.rollout_row[:q_rel + 1], np.float32)
-        canvas.weights = w
-        canvas.weight_max = float(w.max()) if w.size else 0.0
-        canvas.update()
-        text = strip.legend.text()
-        cut = text.find(" &nbsp;·&nbsp; shading")
-        base = text[:cut] if cut >= 0 else text
         how = "with residual" if res.spec.rollout_residual else "attention only"
-        strip.legend.setText(f"{base} &nbsp;·&nbsp; shading = <b>attention rollout</b> of query "
-                             f"<b>{snap.query}</b> over all layers ({how})")
+        self.window.token_strip.set_shading(
+            np.asarray(res.rollout_row[:q_rel + 1], np.float32),
+            f"attention rollout of query {snap.query} ({how})",
+            f"<b>attention rollout</b> of query <b>{snap.query}</b> over all layers ({how})")
 
 
 def install(window) -> AnalysisUI:

@@ -3,7 +3,9 @@
 The worker keeps the mosaic (:class:`app.builder.GridMosaic`) and updates it incrementally;
 this view only calls ``setImage`` on it. Separate ImageItems per head would cost ~100 ms per
 repaint at 12 x 12 heads; one mosaic costs a few ms. Clicking a cell selects that layer and
-head (``headSelected(layer, head)``); the selected cell is outlined.
+head (``headSelected(layer, head)``); the selected cell is outlined. The mosaic keeps square
+cells and sits in the panel's top left corner (under the head labels), whatever the panel's
+shape.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QSizePolicy,
                                QVBoxLayout, QWidget)
 
+from .elided_label import ElidedLabel
 from .snapshot import ModelInfo, Snapshot
 from .theme import DARK, Theme, colormap
 
@@ -39,8 +42,7 @@ class HeadGrid(QWidget):
                                  "like text) for long ones")
         self.mode_box.currentIndexChanged.connect(
             lambda i: self.modeChanged.emit(self.mode_box.itemData(i)))
-        self.caption = QLabel("")
-        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.caption = ElidedLabel("")
         top = QHBoxLayout()
         top.setContentsMargins(4, 0, 4, 0)
         top.addWidget(QLabel("Thumbnails"))
@@ -53,7 +55,6 @@ class HeadGrid(QWidget):
         self.plot.hideButtons()
         self.vb: pg.ViewBox = self.plot.getViewBox()
         self.vb.invertY(True)
-        self.vb.setAspectLocked(True)
         self.vb.setMouseEnabled(x=False, y=False)
         self.vb.setDefaultPadding(0.0)
         self.plot.showAxis("top")
@@ -81,7 +82,7 @@ class HeadGrid(QWidget):
         self.average = False
         self.glw.scene().sigMouseClicked.connect(self._on_click)
         self.glw.scene().sigMouseMoved.connect(self._on_move)
-        self.vb.sigResized.connect(self._head_ticks)
+        self.vb.sigResized.connect(self._fit)
         self.vb.sigRangeChanged.connect(self._head_ticks)
         self.apply_theme(self.theme)
 
@@ -124,6 +125,27 @@ class HeadGrid(QWidget):
         self.plot.getAxis("top").setTicks(
             [[(j * p + c / 2, f"H{j}") for j in range(0, self.H, step)]])
 
+    def _fit(self, *_) -> None:
+        """Show the whole mosaic with square cells, as large as the panel allows, anchored at
+        the top left (with ``setAspectLocked`` it would float in the middle of a tall or wide
+        panel, far from its head and layer labels). Only while shown: a hidden panel (or a
+        window being closed) fits again when it is shown (:meth:`showEvent`)."""
+        if not self.L or not self.isVisible():
+            return
+        w, h = self.vb.width(), self.vb.height()
+        if w <= 1 or h <= 1:
+            return
+        margin_px = 3.0          # room for the selection outline
+        width, height = self.H * self.pitch - self.gap, self.L * self.pitch - self.gap
+        scale = max(1e-9, min((w - 2 * margin_px) / width, (h - 2 * margin_px) / height))
+        x0 = y0 = -margin_px / scale
+        self.vb.setRange(xRange=(x0, x0 + w / scale), yRange=(y0, y0 + h / scale), padding=0)
+        self._head_ticks()
+
+    def showEvent(self, e) -> None:  # noqa: N802 - Qt name
+        super().showEvent(e)
+        self._fit()
+
     def _draw_backdrop(self) -> None:
         """Grey cells with gaps in the plot background colour (static until the model changes)."""
         if not self.L:
@@ -143,7 +165,7 @@ class HeadGrid(QWidget):
         self._head_ticks()
         self.image.clear()
         self._draw_backdrop()
-        self.vb.setRange(QRectF(0, 0, self.H * p - self.gap, self.L * p - self.gap), padding=0.01)
+        self._fit()
         self._place_selection()
 
     def _place_selection(self) -> None:
@@ -160,6 +182,7 @@ class HeadGrid(QWidget):
         if (snap.grid_cell, snap.grid_gap) != (self.cell, self.gap):
             self.cell, self.gap = snap.grid_cell, snap.grid_gap
             self._draw_backdrop()
+            self._fit()
         self.image.setImage(snap.grid, levels=(0.0, 1.0), autoLevels=False)
         v = snap.view
         if (v.layer, v.head, v.average) != (self.layer, self.head, self.average):

@@ -3,7 +3,9 @@
 After a step it shows the distribution the newest token was drawn from (the chosen bar in
 the accent colour); clicking another bar replaces that token with the clicked one (a
 branch). Before any step it shows the distribution after the prompt, and clicking a bar
-forces it as the next token. Entropy is shown in the header. Items are created once.
+forces it as the next token. The header is two short lines (the token, then its probability
+and the entropy) that elide rather than wrap, and the chart shows only as many bars as stay
+readable at the current font size. Items are created once.
 """
 
 from __future__ import annotations
@@ -11,10 +13,17 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtGui import QFontMetricsF
+from PySide6.QtWidgets import QHBoxLayout, QSpinBox, QVBoxLayout, QWidget
 
+from .elided_label import ElidedLabel
 from .snapshot import ModelInfo, Snapshot
 from .theme import DARK, Theme
+
+#: Height of one bar's row in tick-font line heights: fewer bars are shown than asked for when
+#: the chart is too short for this (big fonts, a short panel).
+ROW_LINES = 1.15
+MIN_ROWS = 3
 
 
 class NextTokenView(QWidget):
@@ -25,19 +34,20 @@ class NextTokenView(QWidget):
     def __init__(self, parent: QWidget | None = None, shown: int = 12) -> None:
         super().__init__(parent)
         self.theme = DARK
-        self.header = QLabel(" ")
-        self.header.setWordWrap(True)
-        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header = ElidedLabel(" ")     # "Step 5: 'x'" / "Next token after the prompt"
+        self.detail = ElidedLabel(" ")     # "sampled, p = 0.123 · entropy 4.56 bits"
         self.count = QSpinBox()
-        self.count.setRange(3, 20)
+        self.count.setRange(MIN_ROWS, 20)
         self.count.setValue(shown)
         self.count.setPrefix("top ")
-        self.count.setToolTip("How many candidates to show")
+        self.count.setToolTip("How many candidates to show (fewer while the panel is too "
+                              "short for them)")
         self.count.valueChanged.connect(self._redraw)
-        top = QHBoxLayout()
+        top = QVBoxLayout()
         top.setContentsMargins(4, 0, 4, 0)
-        top.addWidget(self.header, 1)
-        top.addWidget(self.count, 0, Qt.AlignmentFlag.AlignTop)
+        top.setSpacing(0)
+        top.addWidget(self.header)
+        top.addWidget(self.detail)
         self.glw = pg.GraphicsLayoutWidget()
         self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
         self.plot.setMenuEnabled(False)
@@ -50,15 +60,20 @@ class NextTokenView(QWidget):
         self.bars = pg.BarGraphItem(x0=[], y=[], height=0.75, width=[], brushes=[])
         self.plot.addItem(self.bars)
         self.values: list[pg.TextItem] = []
-        self.hint = QLabel(" ")
-        self.hint.setWordWrap(True)
+        self.n_shown = 0
+        self.hint = ElidedLabel(" ")
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(4, 0, 4, 0)
+        bottom.addWidget(self.hint, 1)
+        bottom.addWidget(self.count)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         lay.addLayout(top)
         lay.addWidget(self.glw, 1)
-        lay.addWidget(self.hint)
+        lay.addLayout(bottom)
         self.glw.scene().sigMouseClicked.connect(self._on_click)
+        self.vb.sigResized.connect(self._on_resize)
         self.candidates = None
         self.apply_theme(self.theme)
 
@@ -74,6 +89,8 @@ class NextTokenView(QWidget):
         self.plot.setLabel("bottom", "probability", color=theme.text_dim)  # readable colour
         self.plot.getAxis("bottom").label.setFont(theme.font(0.85))
         self.header.setFont(theme.font(1.0))
+        self.detail.setFont(theme.font(0.9))
+        self.detail.setStyleSheet(f"color: {theme.text_dim}")
         self.hint.setStyleSheet(f"color: {theme.text_dim}")
         for t in self.values:
             t.setFont(theme.font(0.85))
@@ -95,6 +112,21 @@ class NextTokenView(QWidget):
             self.plot.addItem(t)
             self.values.append(t)
 
+    def rows_that_fit(self) -> int:
+        """How many bars stay readable in the chart's height (at least :data:`MIN_ROWS`; any
+        number before the chart is laid out)."""
+        h = self.vb.height()
+        if h <= 1:
+            return 1 << 30
+        row_px = QFontMetricsF(self.plot.getAxis("left").style["tickFont"]).height() * ROW_LINES
+        return max(MIN_ROWS, int(h // row_px))
+
+    def _on_resize(self, *_) -> None:
+        c = self.candidates
+        if c is not None and min(self.count.value(), len(c.ids), self.rows_that_fit()) \
+                != self.n_shown:
+            self._redraw()
+
     def _redraw(self, *_):
         c = self.candidates
         th = self.theme
@@ -102,9 +134,12 @@ class NextTokenView(QWidget):
             self.bars.setOpts(x0=[], y=[], width=[], brushes=[])
             for t in self.values:
                 t.setText("")
+            self.n_shown = 0
             self.header.setText(" ")
+            self.detail.setText(" ")
             return
-        n = min(self.count.value(), len(c.ids))
+        n = min(self.count.value(), len(c.ids), self.rows_that_fit())
+        self.n_shown = n
         idx = list(range(n))
         if c.chosen >= n:  # the chosen token ranks lower: show it as the last bar
             idx[-1] = c.chosen
@@ -127,20 +162,21 @@ class NextTokenView(QWidget):
             else:
                 t.setText("")
         self.vb.setRange(xRange=(0, xmax), yRange=(-0.6, n - 0.4), padding=0)
+        token = f"<span style='color:{th.bar_chosen}'><b>{{}}</b></span>"
         if c.kind == "last":
             how = "forced" if c.chosen_forced else "sampled"
-            self.header.setText(
-                f"<b>Step {c.step}</b>: {how} <span style='color:{th.bar_chosen}'><b>"
-                f"{_esc(c.tokens[c.chosen]) if c.chosen >= 0 else '?'}</b></span> "
-                f"(p = {c.chosen_prob:.3f}) · entropy <b>{c.entropy:.2f}</b> bits")
+            self.header.set_rich(f"<b>Step {c.step}</b>: {token}",
+                                 repr(c.tokens[c.chosen]) if c.chosen >= 0 else "?", bold=True)
+            self.detail.set_rich(f"{how}, p = {c.chosen_prob:.3f} · entropy "
+                                 f"<b>{c.entropy:.2f}</b> bits")
             self.hint.setText("Click a bar to take that token instead (branch).")
         else:
-            nxt = ""
+            self.header.set_rich("<b>Next token</b> after the prompt")
             if c.chosen >= 0:
-                nxt = (f" · taken next: <span style='color:{th.bar_chosen}'><b>"
-                       f"{_esc(c.tokens[c.chosen])}</b></span>")
-            self.header.setText(f"<b>Next token</b> after the prompt · entropy "
-                                f"<b>{c.entropy:.2f}</b> bits{nxt}")
+                self.detail.set_rich(f"entropy <b>{c.entropy:.2f}</b> bits · taken next: {token}",
+                                     repr(c.tokens[c.chosen]), bold=True)
+            else:
+                self.detail.set_rich(f"entropy <b>{c.entropy:.2f}</b> bits")
             self.hint.setText("Click a bar to force that token as the next one.")
 
     def row_position(self, row: int):
@@ -156,12 +192,9 @@ class NextTokenView(QWidget):
             return
         row = int(round(self.vb.mapSceneToView(ev.scenePos()).y()))
         c = self.candidates
-        n = min(self.count.value(), len(c.ids))
+        n = self.n_shown
         if not 0 <= row < n:
             return
         i = c.chosen if (row == n - 1 and c.chosen >= n) else row
         self.candidateClicked.emit(int(c.ids[i]), c.kind == "last")
 
-
-def _esc(s: str) -> str:
-    return repr(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -4,7 +4,9 @@
   a pink edge; tokens outside the model's window are dimmed;
 * the query chip has a thick accent outline; the query's attention (selected head) over
   the earlier tokens is drawn as the chips' background intensity (scaled to the row's
-  maximum so long texts stay visible; the tooltip gives the exact weight);
+  maximum so long texts stay visible; the tooltip gives the exact weight). Other weights can
+  take its place (:meth:`TokenStrip.set_shading`, e.g. attention rollout); the legend and the
+  tooltips then say what is shown;
 * hovering shows position, id, string, the probability it had when chosen; clicking a chip
   makes it the query (``chipClicked(position)``).
 """
@@ -44,6 +46,7 @@ class ChipCanvas(QWidget):
         self.query = -1
         self.weights = np.zeros(0, np.float32)  # attention of the query over the window
         self.weight_max = 0.0
+        self.weights_label = ""  # what the shading shows, for the tooltips
         self.rects: list[QRect] = []
         self._widths: dict[str, int] = {}
         self._layout_width = -1
@@ -68,12 +71,22 @@ class ChipCanvas(QWidget):
         self.query = snap.query
         q_rel = snap.query - snap.window_start
         row = snap.attn[q_rel] if 0 <= q_rel < snap.attn.shape[0] else np.zeros(0, np.float32)
-        w = np.nan_to_num(row[:q_rel + 1], nan=0.0)
-        self.weights = w
-        self.weight_max = float(w.max()) if w.size else 0.0
+        self._set_weights(np.nan_to_num(row[:q_rel + 1], nan=0.0),
+                          f"attention from query {snap.query}")
         if tokens_changed:
             self._relayout()
         self.update()
+
+    def set_weights(self, weights: np.ndarray, label: str) -> None:
+        """Shade the chips of the window with ``weights`` instead of the query's attention
+        (until the next :meth:`set_data`); ``label`` says what they are in the tooltips."""
+        self._set_weights(np.asarray(weights, np.float32), label)
+        self.update()
+
+    def _set_weights(self, w: np.ndarray, label: str) -> None:
+        self.weights = w
+        self.weight_max = float(w.max()) if w.size else 0.0
+        self.weights_label = label
 
     # ------------------------------------------------------------------ layout
     def _chip_width(self, fm: QFontMetrics, text: str) -> int:
@@ -195,7 +208,7 @@ class ChipCanvas(QWidget):
         if i < self.window_start:
             lines.append("outside the model's window")
         elif 0 <= k < self.weights.shape[0]:
-            lines.append(f"attention from query {self.query}: {float(self.weights[k]):.4f}")
+            lines.append(f"{self.weights_label}: {float(self.weights[k]):.4f}")
         return "\n".join(lines)
 
     def event(self, e) -> bool:
@@ -262,12 +275,14 @@ class TokenStrip(QWidget):
         self._stick_bottom = True
         self._n = 0
         self.theme = DARK
-        self._update_legend(None)
+        self._snap: Snapshot | None = None
+        self._shading: str | None = None  # legend text of other shading than attention
+        self._update_legend()
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
         self.canvas.apply_theme(theme)
-        self._update_legend(None)
+        self._update_legend()
 
     def set_model(self, info: ModelInfo) -> None:
         self.follow.setChecked(True)
@@ -282,10 +297,21 @@ class TokenStrip(QWidget):
         if on:
             self.followLatest.emit()
 
-    def _update_legend(self, snap: Snapshot | None) -> None:
+    def set_shading(self, weights: np.ndarray, label: str, legend: str) -> None:
+        """Shade the chips with ``weights`` over the window instead of the selected head's
+        attention, until the next snapshot: ``label`` (plain text) names them in the chips'
+        tooltips, ``legend`` (rich text) after "shading =" in the legend."""
+        self.canvas.set_weights(weights, label)
+        self._shading = legend
+        self._update_legend()
+
+    def _update_legend(self) -> None:
         th = self.theme
+        snap = self._snap
         extra = ""
-        if snap is not None:
+        if self._shading is not None:
+            extra = f" &nbsp;·&nbsp; shading = {self._shading}"
+        elif snap is not None:
             head = "avg of heads" if snap.view.average else f"head {snap.view.head}"
             qtok = snap.tokens[snap.query] if 0 <= snap.query < len(snap.tokens) else ""
             extra = (f" &nbsp;·&nbsp; shading = attention from query <b>{snap.query}</b> "
@@ -304,7 +330,8 @@ class TokenStrip(QWidget):
         self.follow.blockSignals(True)
         self.follow.setChecked(snap.view.query is None)
         self.follow.blockSignals(False)
-        self._update_legend(snap)
+        self._snap, self._shading = snap, None
+        self._update_legend()
         self._stick_bottom = snap.view.query is None
         if self._stick_bottom and grew:
             bar = self.scroll.verticalScrollBar()

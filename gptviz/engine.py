@@ -37,6 +37,14 @@ Ablation
 recomputed with the heads removed and every later step runs ablated; ``None`` restores the
 normal path. Steps on the redo stack are replayed (same tokens, recomputed numbers).
 
+Reading the buffers
+-------------------
+Besides the attention and the next-token distribution, analyses can read the window's final
+activations (:meth:`Session.final_hidden`: logits of any window position without a forward
+pass), copy the KV cache up to a position (:meth:`Session.kv_cache_snapshot`: run one more
+position for the cost of one step) and run the model with the session's ablation
+(:attr:`Session.device_ablation`), without touching the session.
+
 Examples
 --------
 >>> from gptviz import load_model
@@ -60,7 +68,7 @@ import torch
 
 from .checkpoint import ModelBundle
 from .config import GPTConfig
-from .model import Ablation
+from .model import Ablation, KVCache
 from .sampling import SamplingSettings, choose
 
 __all__ = ["StepResult", "Session", "window_start_for"]
@@ -163,7 +171,9 @@ class Session:
     Notes
     -----
     Not thread-safe: drive one session from one thread at a time. All numpy arrays returned
-    are float32 / int64 on the CPU, whatever device the model is on.
+    are float32 / int64 on the CPU, whatever device the model is on. The reads meant for
+    analyses that run the model themselves (:meth:`final_hidden`, :meth:`kv_cache_snapshot`,
+    :attr:`device_ablation`) are torch tensors on the model's device.
     """
 
     def __init__(self, bundle: ModelBundle, prompt: str | Sequence[int],
@@ -281,6 +291,13 @@ class Session:
     def ablation(self) -> Ablation | None:
         """The ablation the session runs with (``None``: the normal model)."""
         return self._ablation
+
+    @property
+    def device_ablation(self) -> Ablation | None:
+        """The ablation in force as the model takes it: ``keep``/``fill`` tensors on the
+        model's device and dtype (``None``: the normal model). Pass it as ``ablation=`` to run
+        the model the way the session does. Read-only: change it with :meth:`set_ablation`."""
+        return self._ablation_t
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -675,6 +692,53 @@ class Session:
         view = self._attn[layer, head, :T, :T]
         view.flags.writeable = False
         return view
+
+    def final_hidden(self, copy: bool = False) -> torch.Tensor:
+        """The final activations of the window ``(T, C)`` (after the last layer norm, before
+        the output projection), one row per window position, on the model's device.
+
+        ``model.lm_head(final_hidden()[t])`` are the logits of the token after window position
+        ``t`` (under the session's ablation) without a forward pass. A view into the session's
+        buffer unless ``copy``: do not modify it; it is valid until the next call that changes
+        the session (step, undo, ...).
+        """
+        T = len(self._tokens) - self._ws
+        view = self._hidden[:T]
+        return view.clone() if copy else view
+
+    def kv_cache_snapshot(self, length: int | None = None, room: int = 1) -> KVCache:
+        """A copy of the keys and values of the first ``length`` window positions (default:
+        the whole window), as a new batch-1 :class:`~gptviz.model.KVCache` with ``length`` set
+        and room for ``room`` more positions.
+
+        Feeding the token at window position ``length`` into it
+        (``model(idx, cache, ablation=session.device_ablation)``) runs that position like the
+        session did, at the cost of one step instead of the whole prefix (e.g. the logit lens
+        at an earlier query). The session's own cache is not touched.
+
+        Raises
+        ------
+        ValueError
+            ``length`` outside ``0 .. window_len``, ``room < 0``, or ``length + room`` beyond
+            ``block_size``.
+        """
+        cached = len(self._tokens) - self._ws  # window positions whose keys/values are valid
+        n = cached if length is None else _check_int(length, "length")
+        extra = _check_int(room, "room")
+        if not 0 <= n <= cached:
+            raise ValueError(f"the cache holds window positions 0..{cached - 1} (asked for the "
+                             f"first {n})")
+        if extra < 0 or n + extra > self.config.block_size or n + extra == 0:
+            raise ValueError(f"room must be >= 0 with length + room in 1..{self.config.block_size}"
+                             f" (got length {n}, room {extra})")
+        p = self.model.wte.weight
+        with torch.no_grad():
+            snap = KVCache(self.config, batch=1, device=p.device, dtype=p.dtype,
+                           capacity=n + extra)
+            snap.k[:, :, :, :n] = self._cache.k[:, :1, :, :n]
+            snap.v[:, :, :, :n] = self._cache.v[:, :1, :, :n]
+        snap.length = n
+        return snap
 
     @torch.inference_mode()
     def class_probs(self) -> np.ndarray | None:

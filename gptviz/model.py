@@ -72,12 +72,17 @@ class KVCache:
     """
 
     def __init__(self, config: GPTConfig, batch: int = 1, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32) -> None:
-        shape = (config.n_layer, batch, config.n_head, config.block_size, config.head_dim)
+                 dtype: torch.dtype = torch.float32, capacity: int | None = None) -> None:
+        """``capacity``: positions the cache can hold (default and at most ``block_size``);
+        kept as ``self.block_size``."""
+        size = config.block_size if capacity is None else int(capacity)
+        if not 0 < size <= config.block_size:
+            raise ValueError(f"cache capacity must be 1..{config.block_size} (got {size})")
+        shape = (config.n_layer, batch, config.n_head, size, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0
-        self.block_size = config.block_size
+        self.block_size = size
 
 
 _ACTIVATIONS = {

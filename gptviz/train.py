@@ -259,6 +259,73 @@ def pretrain(args: Any, log: Callable[[str], None] = print) -> Path:
     return out
 
 
+def copy_batch(it: int, seed: int, batch_size: int, block: int, vocab: int,
+               min_half: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """The copying task of iteration ``it``: random tokens, then the same tokens again.
+
+    Each row holds ``h`` random ids (``min_half <= h <= block // 2``), the same ``h`` ids
+    again, then random filler; only the second copy is scored (targets elsewhere are -100,
+    which the cross-entropy ignores), so the loss rewards exactly one thing: looking back at
+    the earlier occurrence of the current token and predicting what followed it.
+    """
+    g = torch.Generator().manual_seed(seed * 15_485_863 + it)
+    x = torch.randint(0, vocab, (batch_size, block + 1), generator=g)  # (B, T+1)
+    y = torch.full((batch_size, block), -100, dtype=torch.long)  # (B, T)
+    halves = torch.randint(min_half, block // 2 + 1, (batch_size,), generator=g).tolist()
+    for b, h in enumerate(halves):
+        x[b, h:2 * h] = x[b, :h]
+        y[b, h:2 * h - 1] = x[b, h + 1:2 * h]
+    return x[:, :-1].contiguous(), y
+
+
+def induct(args: Any, log: Callable[[str], None] = print) -> Path:
+    """Stage 1b: continue pre-training with an auxiliary copying objective, L1 + w·L_copy.
+
+    Measured here: after 3,000 iterations of plain L1 on Shakespeare (12M tokens) no head
+    copied (probe induction scores about 0.01), and mixing repeated passages into the text
+    did not change that. An induction head forms when the copying task has a loss of its
+    own; L1 stays in the objective so the language model keeps what it learned.
+    """
+    run_dir = Path(args.run_dir)
+    base = load_gptviz_checkpoint(run_dir / "pretrained")
+    corpus = build_corpus(run_dir, args.vocab_size, getattr(args, 'corpus', None), log=log)
+    torch.manual_seed(args.seed + 2)
+    model = base.model
+    device = pick_device()
+    model.to(device).train()
+    opt = make_optimizer(model, args.induct_lr, args.weight_decay)
+    cfg = model.config
+    vocab = corpus.tokenizer.vocab_size
+    t0 = time.time()
+    log_path = run_dir / "induct_log.jsonl"
+    log_path.unlink(missing_ok=True)
+    for it in range(args.induct_iters):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(it, args.induct_iters, args.induct_lr, 20)
+        x, y = batch_at(corpus.train_ids, 10_000_000 + it, args.seed, args.batch_size,
+                        cfg.block_size)
+        xc, yc = copy_batch(it, args.seed, args.batch_size // 2, cfg.block_size, vocab)
+        with autocast_for(device):
+            l1 = lm_loss(model, x.to(device), y.to(device))
+            lc = lm_loss(model, xc.to(device), yc.to(device))
+            total = l1 + args.induct_weight * lc
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if (it + 1) % args.log_every == 0 or it + 1 == args.induct_iters:
+            rec = {"iter": it + 1, "l1": l1.item(), "copy": lc.item(),
+                   "elapsed": time.time() - t0}
+            with log_path.open("a") as f:
+                f.write(json.dumps(rec) + "\n")
+            log(f"induct {it + 1}/{args.induct_iters} L1 {rec['l1']:.3f} copy {rec['copy']:.3f}")
+    out = run_dir / "inducted"
+    meta = {**base.metadata, "induct": {"iters": args.induct_iters, "weight": args.induct_weight,
+                                        "lr": args.induct_lr, "wall_time_s": time.time() - t0}}
+    save_checkpoint(out, model.cpu().eval(), corpus.tokenizer, meta)
+    return out
+
+
 def labelled_batch(corpus: Corpus, it: int, seed: int, batch_size: int, block: int,
                    min_len: int = 16) -> tuple[torch.Tensor, ...]:
     """Class-balanced passages: genre uniform, then a work (by length), then an offset."""
@@ -308,7 +375,8 @@ def genre_accuracy(model: GPT, x: torch.Tensor, labels: torch.Tensor) -> dict[st
 def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
     """Stage 2: the genre head W_y, trained on L3 = L2 + λ·L1."""
     run_dir = Path(args.run_dir)
-    base = load_gptviz_checkpoint(run_dir / "pretrained")
+    source = run_dir / ("inducted" if (run_dir / "inducted").is_dir() else "pretrained")
+    base = load_gptviz_checkpoint(source)
     corpus = build_corpus(run_dir, args.vocab_size, getattr(args, 'corpus', None), log=log)
     torch.manual_seed(args.seed + 1)
     config = GPTConfig.from_dict({**base.config.to_dict(), "n_classes": len(GENRES),

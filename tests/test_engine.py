@@ -439,6 +439,73 @@ def test_attention_views_and_heads(tiny_bundle):
     assert s.attention_head(1, 3).shape == (s.n_tokens, s.n_tokens)
 
 
+def test_final_hidden_kv_cache_snapshot_and_device_ablation(tiny_bundle):
+    """The public read-only views of the engine's buffers (used by the app's analyses)."""
+    cfg = tiny_bundle.config
+    s = Session(tiny_bundle, PROMPT, SamplingSettings(seed=2))
+    assert s.device_ablation is None
+    keep = torch.ones(cfg.n_layer, cfg.n_head)
+    keep[0, 1] = 0
+    abl = Ablation(keep=keep)
+    s.set_ablation(abl)
+    dev = s.device_ablation
+    p = tiny_bundle.model.wte.weight
+    assert (dev.keep.device, dev.keep.dtype) == (p.device, p.dtype) and dev.fill is None
+    torch.testing.assert_close(dev.keep, keep)
+    s.generate(4)
+    s.undo(1)  # the cache holds one position more than the window
+    ids = s.window_tokens
+    T = len(ids)
+    _, probs = full_forward(tiny_bundle, ids, ablation=abl)  # (T, V)
+    # final activations: the logits of every window position without a forward pass
+    with torch.no_grad():
+        h = s.final_hidden()
+        assert h.shape == (T, cfg.n_embd)
+        got = torch.softmax(s.model.lm_head(h).float(), -1).numpy()
+        np.testing.assert_allclose(got, probs, atol=1e-5)
+        c = s.final_hidden(copy=True)
+        c.zero_()
+        assert s.final_hidden().abs().sum() > 0  # the copy is the caller's
+    # a cache snapshot continues the forward pass at any window position
+    before = s.next_probs()
+    full = s.kv_cache_snapshot()
+    assert full.length == T and full.k.shape == (cfg.n_layer, 1, cfg.n_head, T + 1, cfg.head_dim)
+    for q in (0, 3, T - 1):
+        cache = s.kv_cache_snapshot(q)
+        assert cache.length == q and cache.block_size == q + 1
+        with torch.no_grad():
+            out = s.model(torch.tensor([[ids[q]]]), cache, ablation=s.device_ablation)
+        assert cache.length == q + 1
+        np.testing.assert_allclose(torch.softmax(out.logits[0, -1], -1).numpy(), probs[q],
+                                   atol=1e-5)
+    np.testing.assert_array_equal(s.next_probs(), before)  # the session is untouched
+    r = s.step(force=ids[-1])
+    _, probs2 = full_forward(tiny_bundle, s.tokens, ablation=abl)
+    np.testing.assert_allclose(s.next_probs(), probs2[-1], atol=1e-5)
+    assert r.token_id == ids[-1]
+    for bad in (dict(length=T + 2), dict(length=-1), dict(room=-1), dict(length=0, room=0),
+                dict(length=2, room=cfg.block_size)):
+        with pytest.raises(ValueError):
+            s.kv_cache_snapshot(**bad)
+
+
+def test_final_hidden_follows_the_sliding_window(tiny_bundle_factory):
+    bundle = tiny_bundle_factory(block_size=16)
+    s = Session(bundle, "Hi", SamplingSettings(seed=3))
+    s.generate(20)
+    assert s.window_start > 0
+    ids = s.window_tokens
+    _, probs = full_forward(bundle, ids)
+    with torch.no_grad():
+        h = s.final_hidden()
+        np.testing.assert_allclose(torch.softmax(s.model.lm_head(h), -1).numpy(), probs,
+                                   atol=1e-5)
+        cache = s.kv_cache_snapshot(len(ids) - 1)
+        out = s.model(torch.tensor([[ids[-1]]]), cache)
+    np.testing.assert_allclose(torch.softmax(out.logits[0, -1], -1).numpy(), probs[-1],
+                               atol=1e-5)
+
+
 def test_attention_buffer_grows_past_initial_capacity(tiny_bundle_factory):
     bundle = tiny_bundle_factory(block_size=256)
     s = Session(bundle, "Hi")

@@ -1,5 +1,5 @@
 """Session files: save -> read -> restore gives the same session; bad files are refused
-cleanly; writes are atomic."""
+cleanly; writes are atomic; the engine hooks the files rely on."""
 
 from __future__ import annotations
 
@@ -373,3 +373,86 @@ def test_session_data_from_dict_names_its_source(tiny_bundle, session):
     assert data.cursor == 6 and data.view == VIEW
     with pytest.raises(SessionFileError, match="^clipboard: "):
         session_data_from_dict({**d, "version": 99}, "clipboard")
+
+
+# ---------------------------------------------------------------------- engine hooks
+# ``replay``/``forced``, ``StepResult.settings`` and ``Session.ablation_applied_at``, which
+# session files rely on.
+def test_engine_replay_records_flags_and_settings(tiny_bundle):
+    s1 = SamplingSettings(temperature=0.7, seed=3)
+    s2 = SamplingSettings(greedy=True)
+    s = Session(tiny_bundle, "Once upon a time", settings=s1)
+    a = s.step()
+    assert a.settings == s1 and not a.forced
+    s.set_settings(s2)
+    b = s.step(force=7)
+    assert b.forced and b.settings == s2
+    c = s.step(force=9, forced=False)             # a replayed sampled token
+    assert not c.forced and c.token_id == 9
+    d = s.replay(11, forced=False, settings=s1)   # keeps what it is told
+    assert (d.token_id, d.forced, d.settings) == (11, False, s1)
+    e = s.replay(12, forced=True)
+    assert e.forced and e.settings == s2          # default: the current settings
+    # undo/redo keep the recorded settings, also when redo has to feed the token again
+    s.undo(2)
+    assert [r.settings for r in s.redo_stack] == [s1, s2]
+    s.redo(2)
+    assert [r.settings for r in s.history] == [s1, s2, s2, s1, s2]
+    with pytest.raises(ValueError):
+        s.replay(10**9)
+
+
+def test_engine_ablation_applied_at_follows_branches_and_resets(tiny_bundle):
+    s = Session(tiny_bundle, "Once upon a time")
+    assert s.ablation_applied_at is None
+    s.generate(5)
+    abl = make_ablation(tiny_bundle.config, [(0, 1)], "zero")
+    s.set_ablation(abl)
+    assert s.ablation_applied_at == s.n_tokens
+    at = s.n_tokens
+    s.generate(3)
+    s.undo(2)                      # undo keeps the redo stack: the point stays
+    assert s.ablation_applied_at == at
+    s.undo(3)                      # before the point, with the point on the redo stack
+    assert s.ablation_applied_at == at
+    s.step()                       # a branch drops the redo stack: counts from the cursor
+    assert s.ablation_applied_at == s.n_tokens - 1 < at
+    s.reset()
+    assert s.ablation_applied_at == s.prompt_len
+    s.set_prompt("The quick brown fox")
+    assert s.ablation_applied_at == s.prompt_len
+    s.set_ablation(None)
+    assert s.ablation_applied_at is None
+
+
+def test_session_after_reset_with_ablation_saves_a_readable_file(tmp_path, tiny_bundle):
+    """Without the clamp above, applied_at would point past the saved tokens."""
+    s = Session(tiny_bundle, "Once upon a time")
+    s.generate(6)
+    s.set_ablation(make_ablation(tiny_bundle.config, [(1, 2)], "zero"))
+    s.generate(2)
+    s.reset()
+    s.generate(3)
+    p = tmp_path / "s.gptviz.json"
+    save_session(p, s, tiny_bundle)
+    data = read_session_file(p)
+    r, _view = restore_session(data, tiny_bundle)
+    assert r.tokens == s.tokens
+    np.testing.assert_allclose(r.attention(), s.attention(), atol=1e-6)
+
+
+def test_restored_tokens_keep_sampled_and_forced_flags(tmp_path, tiny_bundle):
+    s = Session(tiny_bundle, "Hello", settings=SamplingSettings(seed=5))
+    s.generate(3)
+    s.step(force=42)
+    s.set_settings(SamplingSettings(temperature=0.5, seed=5))
+    s.generate(2)
+    p = tmp_path / "a.gptviz.json"
+    save_session(p, s, tiny_bundle)
+    r, _ = restore_session(read_session_file(p), tiny_bundle)
+    assert [(h.token_id, h.forced, h.settings) for h in r.history] == \
+        [(h.token_id, h.forced, h.settings) for h in s.history]
+    # saving the restored session gives the same tokens section
+    q = tmp_path / "b.gptviz.json"
+    save_session(q, r, tiny_bundle)
+    assert json.loads(q.read_text())["tokens"] == json.loads(p.read_text())["tokens"]

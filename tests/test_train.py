@@ -149,3 +149,16 @@ def test_repeat_rows_write_a_real_passage_twice():
     assert torch.equal(y[:, :-1], x[:, 1:])  # targets stay the next token
     plain = ~repeated
     assert ((seq[plain, 1:] - seq[plain, :-1]) == 1).all()
+
+
+def test_copy_batches_score_only_the_second_copy():
+    from gptviz.train import copy_batch
+
+    x, y = copy_batch(3, 1, 32, 24, 50, min_half=4)
+    assert x.shape == y.shape == (32, 24)
+    for b in range(32):
+        scored = (y[b] != -100).nonzero().flatten()
+        h = int(scored[0])  # the second copy starts at h and repeats x[:h]
+        assert torch.equal(x[b, h:2 * h], x[b, :h])
+        assert torch.equal(scored, torch.arange(h, 2 * h - 1))
+        assert torch.equal(y[b, h:2 * h - 1], x[b, h + 1:2 * h])  # the token that followed

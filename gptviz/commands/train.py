@@ -7,7 +7,7 @@ import argparse
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the training options."""
-    p.add_argument("--stage", choices=["pretrain", "finetune", "report", "all"], default="all")
+    p.add_argument("--stage", choices=["pretrain", "induct", "finetune", "report", "all"], default="all")
     p.add_argument("--run-dir", default="runs/shakespeare", help="work folder (resumable state)")
     p.add_argument("--out", default="resources/model", help="where the report stage writes the "
                    "shipped checkpoint")
@@ -30,6 +30,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--induct-iters", type=int, default=600,
+                   help="iterations of L1 + w * copying loss after pre-training (0: skip)")
+    p.add_argument("--induct-weight", type=float, default=1.0)
+    p.add_argument("--induct-lr", type=float, default=1e-3)
     p.add_argument("--ft-iters", type=int, default=300)
     p.add_argument("--ft-batch-size", type=int, default=16)
     p.add_argument("--ft-lr", type=float, default=3e-4)
@@ -50,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     if args.stage in ("pretrain", "all"):
         train.pretrain(args)
+    if args.stage == "induct" or (args.stage == "all" and args.induct_iters > 0):
+        train.induct(args)
     if args.stage in ("finetune", "all"):
         train.finetune(args)
     if args.stage in ("report", "all"):

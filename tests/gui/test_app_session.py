@@ -1,8 +1,7 @@
-"""Sessions in the app (issue 6): save -> open round trips, refused files, preferences; and the
-engine hooks the session files use (``replay``/``forced``, ``StepResult.settings``,
-``Session.ablation_applied_at``).
+"""Sessions in the app (issue 6): save -> open round trips, refused files, preferences.
+(The engine hooks the session files use are tested in ``tests/test_session_file.py``.)
 
-GUI tests fail on a Qt warning and on a worker thread left running (as in test_app_gui).
+The tests fail on a Qt warning and on a worker thread left running (conftest.py).
 """
 
 from __future__ import annotations
@@ -16,57 +15,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-QT_MARKS = [pytest.mark.qt_log_level_fail("WARNING"),
-            pytest.mark.qt_log_ignore(r".*propagateSizeHints.*")]
-pytestmark = QT_MARKS
-TIMEOUT = 20000
-
-
-def running_threads():
-    from app.worker import THREADS
-
-    return [t for t in list(THREADS) if t.isRunning()]
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left_running():
-    yield
-    assert running_threads() == [], "a worker thread is still running after the test"
-
-
-def make_window(qtbot, bundle, prompt="Once upon a time there was", preferences=None,
-                size=(1280, 800)):
-    from app.main_window import MainWindow
-
-    win = MainWindow(bundle=bundle, prompt=prompt, preferences=preferences)
-    qtbot.addWidget(win)
-    if size:
-        win.resize(*size)
-    win.show()
-    qtbot.waitUntil(lambda: win.controller.snapshot is not None, timeout=TIMEOUT)
-    return win
-
-
-@pytest.fixture
-def window(qtbot, tiny_bundle):
-    win = make_window(qtbot, tiny_bundle)
-    yield win
-    win.close()
-    assert not win.controller.client.thread.isRunning()
-
-
-def settle(qtbot, win, gen):
-    c = win.controller
-    qtbot.waitUntil(lambda: c.client.latest == gen and not c.client.busy
-                    and c.snapshot is not None and c.snapshot.gen == gen, timeout=TIMEOUT)
-    return c.snapshot
-
-
-def idle(qtbot, win):
-    c = win.controller
-    qtbot.waitUntil(lambda: not c.client.busy and c.snapshot is not None
-                    and c.snapshot.gen == c.client.latest, timeout=TIMEOUT)
-    return c.snapshot
+from .conftest import TIMEOUT, same_state, settle, show_window  # noqa: E402
 
 
 def full_attention(win):
@@ -75,113 +24,12 @@ def full_attention(win):
 
 
 def same_snapshot(a, b):
-    assert a.ids.tolist() == b.ids.tolist()
-    assert a.tokens == b.tokens
+    """:func:`same_state`, and the same flags, counts, view and settings."""
+    same_state(a, b)
     np.testing.assert_array_equal(a.forced, b.forced)
-    np.testing.assert_array_equal(a.chosen_probs, b.chosen_probs)
-    np.testing.assert_array_equal(a.attn, b.attn)
-    np.testing.assert_array_equal(a.grid, b.grid)
-    np.testing.assert_array_equal(a.candidates.ids, b.candidates.ids)
-    np.testing.assert_array_equal(a.candidates.probs, b.candidates.probs)
-    assert a.candidates.chosen == b.candidates.chosen
     assert (a.n_generated, a.n_total, a.prompt_len) == (b.n_generated, b.n_total, b.prompt_len)
     assert a.view == b.view and a.query == b.query
     assert a.settings == b.settings
-
-
-# ---------------------------------------------------------------------- engine hooks
-def test_engine_replay_records_flags_and_settings(tiny_bundle):
-    from gptviz.engine import Session
-    from gptviz.sampling import SamplingSettings
-
-    s1 = SamplingSettings(temperature=0.7, seed=3)
-    s2 = SamplingSettings(greedy=True)
-    s = Session(tiny_bundle, "Once upon a time", settings=s1)
-    a = s.step()
-    assert a.settings == s1 and not a.forced
-    s.set_settings(s2)
-    b = s.step(force=7)
-    assert b.forced and b.settings == s2
-    c = s.step(force=9, forced=False)             # a replayed sampled token
-    assert not c.forced and c.token_id == 9
-    d = s.replay(11, forced=False, settings=s1)   # keeps what it is told
-    assert (d.token_id, d.forced, d.settings) == (11, False, s1)
-    e = s.replay(12, forced=True)
-    assert e.forced and e.settings == s2          # default: the current settings
-    # undo/redo keep the recorded settings, also when redo has to feed the token again
-    s.undo(2)
-    assert [r.settings for r in s.redo_stack] == [s1, s2]
-    s.redo(2)
-    assert [r.settings for r in s.history] == [s1, s2, s2, s1, s2]
-    with pytest.raises(ValueError):
-        s.replay(10**9)
-
-
-def test_engine_ablation_applied_at_follows_branches_and_resets(tiny_bundle):
-    from gptviz.ablation import make_ablation
-    from gptviz.engine import Session
-
-    s = Session(tiny_bundle, "Once upon a time")
-    assert s.ablation_applied_at is None
-    s.generate(5)
-    abl = make_ablation(tiny_bundle.config, [(0, 1)], "zero")
-    s.set_ablation(abl)
-    assert s.ablation_applied_at == s.n_tokens
-    at = s.n_tokens
-    s.generate(3)
-    s.undo(2)                      # undo keeps the redo stack: the point stays
-    assert s.ablation_applied_at == at
-    s.undo(3)                      # before the point, with the point on the redo stack
-    assert s.ablation_applied_at == at
-    s.step()                       # a branch drops the redo stack: counts from the cursor
-    assert s.ablation_applied_at == s.n_tokens - 1 < at
-    s.reset()
-    assert s.ablation_applied_at == s.prompt_len
-    s.set_prompt("The quick brown fox")
-    assert s.ablation_applied_at == s.prompt_len
-    s.set_ablation(None)
-    assert s.ablation_applied_at is None
-
-
-def test_session_after_reset_with_ablation_saves_a_readable_file(tmp_path, tiny_bundle):
-    """Without the clamp above, applied_at would point past the saved tokens."""
-    from gptviz.ablation import make_ablation
-    from gptviz.engine import Session
-    from gptviz.session_file import read_session_file, restore_session, save_session
-
-    s = Session(tiny_bundle, "Once upon a time")
-    s.generate(6)
-    s.set_ablation(make_ablation(tiny_bundle.config, [(1, 2)], "zero"))
-    s.generate(2)
-    s.reset()
-    s.generate(3)
-    p = tmp_path / "s.gptviz.json"
-    save_session(p, s, tiny_bundle)
-    data = read_session_file(p)
-    r, _view = restore_session(data, tiny_bundle)
-    assert r.tokens == s.tokens
-    np.testing.assert_allclose(r.attention(), s.attention(), atol=1e-6)
-
-
-def test_restored_tokens_keep_sampled_and_forced_flags(tmp_path, tiny_bundle):
-    from gptviz.engine import Session
-    from gptviz.sampling import SamplingSettings
-    from gptviz.session_file import read_session_file, restore_session, save_session
-
-    s = Session(tiny_bundle, "Hello", settings=SamplingSettings(seed=5))
-    s.generate(3)
-    s.step(force=42)
-    s.set_settings(SamplingSettings(temperature=0.5, seed=5))
-    s.generate(2)
-    p = tmp_path / "a.gptviz.json"
-    save_session(p, s, tiny_bundle)
-    r, _ = restore_session(read_session_file(p), tiny_bundle)
-    assert [(h.token_id, h.forced, h.settings) for h in r.history] == \
-        [(h.token_id, h.forced, h.settings) for h in s.history]
-    # saving the restored session gives the same tokens section
-    q = tmp_path / "b.gptviz.json"
-    save_session(q, r, tiny_bundle)
-    assert json.loads(q.read_text())["tokens"] == json.loads(p.read_text())["tokens"]
 
 
 # ---------------------------------------------------------------------- app round trip
@@ -215,7 +63,7 @@ def test_save_then_open_gives_the_same_tokens_attention_and_view(qtbot, window, 
     # change everything
     window.prompt_editor.set_text("The quick brown fox")
     window.prompt_editor.submit()
-    idle(qtbot, window)
+    settle(qtbot, window)
     settle(qtbot, window, c.step(3))
     settle(qtbot, window, c.set_view(layer=0, head=0, average=True, query=None,
                                      grid_mode="map", sqrt_scale=True))
@@ -375,7 +223,7 @@ def test_ctrl_s_and_ctrl_o_use_the_file_dialogs(qtbot, window, tmp_path, monkeyp
     settle(qtbot, window, c.reset())
     with qtbot.waitSignal(lec.sessions.opened, timeout=TIMEOUT):
         qtbot.keyClick(window.attention.glw, Qt.Key.Key_O, Qt.KeyboardModifier.ControlModifier)
-    assert idle(qtbot, window).n_generated == 4
+    assert settle(qtbot, window).n_generated == 4
 
 
 # ---------------------------------------------------------------------- preferences
@@ -383,7 +231,7 @@ def test_preferences_persist_between_runs(qtbot, tiny_bundle, tmp_path):
     from app.preferences import Preferences
 
     ini = tmp_path / "prefs.ini"
-    win = make_window(qtbot, tiny_bundle, preferences=Preferences.at_path(str(ini)))
+    win = show_window(qtbot, tiny_bundle, preferences=Preferences.at_path(str(ini)))
     lec = win.lecture
     assert lec.prefs.persistent
     lec.appearance.set_mode("light")
@@ -403,7 +251,7 @@ def test_preferences_persist_between_runs(qtbot, tiny_bundle, tmp_path):
     assert ini.is_file()
     assert Preferences.at_path(str(ini)).geometry == geometry
 
-    win2 = make_window(qtbot, tiny_bundle, preferences=Preferences.at_path(str(ini)), size=None)
+    win2 = show_window(qtbot, tiny_bundle, preferences=Preferences.at_path(str(ini)), size=None)
     try:
         lec2 = win2.lecture
         assert lec2.appearance.mode == "light" and win2.theme.name == "light"

@@ -3,7 +3,7 @@ sample prompts.
 
 Keys are sent with QTest to the focused widget, through Qt's real shortcut machinery
 (``ShortcutOverride`` first, then the shortcut map). Qt warnings fail the tests (a key that
-nobody takes makes QTest warn), and no worker thread may be left running.
+nobody takes makes QTest warn), and no worker thread may be left running (conftest.py).
 """
 
 from __future__ import annotations
@@ -15,44 +15,12 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QFontMetricsF, QKeySequence  # noqa: E402
 
-pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
-              pytest.mark.qt_log_ignore(r".*propagateSizeHints.*")]
-TIMEOUT = 20000
-
-
-def running_threads():
-    from app.worker import THREADS
-
-    return [t for t in list(THREADS) if t.isRunning()]
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left_running():
-    yield
-    assert running_threads() == [], "a worker thread is still running after the test"
+from .conftest import TIMEOUT, settle, show_window  # noqa: E402
 
 
 @pytest.fixture
-def window(qtbot, tiny_bundle):
-    from app.main_window import MainWindow
-
-    win = MainWindow(bundle=tiny_bundle, prompt="Once upon a time there was")
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    qtbot.waitUntil(lambda: win.controller.snapshot is not None, timeout=TIMEOUT)
-    win.activateWindow()
-    qtbot.waitUntil(lambda: win.isActiveWindow(), timeout=TIMEOUT)
-    yield win
-    win.close()
-    assert not win.controller.client.thread.isRunning()
-
-
-def idle(qtbot, win):
-    c = win.controller
-    qtbot.waitUntil(lambda: not c.client.busy and c.snapshot is not None
-                    and c.snapshot.gen == c.client.latest, timeout=TIMEOUT)
-    return c.snapshot
+def window_options():
+    return {"activate": True}
 
 
 def press(qtbot, widget, keys: str):
@@ -76,7 +44,7 @@ def test_every_listed_shortcut_triggers_its_action(qtbot, window, monkeypatch):
     target = window.attention.glw
     target.setFocus()
     c.step(3)
-    idle(qtbot, window)
+    settle(qtbot, window)
     fired: dict[int, int] = {}
     actions = {}
     for a in _all_actions(window):
@@ -91,7 +59,7 @@ def test_every_listed_shortcut_triggers_its_action(qtbot, window, monkeypatch):
         if not a.isEnabled():                # e.g. Forward with nothing to redo: step first
             if key == "Right":
                 c.back()
-                idle(qtbot, window)
+                settle(qtbot, window)
             assert a.isEnabled(), key
         target.setFocus()
         n = fired.get(id(a), 0)
@@ -110,7 +78,7 @@ def test_every_listed_shortcut_triggers_its_action(qtbot, window, monkeypatch):
         if not window.isActiveWindow():       # offscreen: nobody gives activation back
             window.activateWindow()
             qtbot.waitUntil(window.isActiveWindow, timeout=TIMEOUT)
-        idle(qtbot, window)
+        settle(qtbot, window)
     # every row of the dialog was among the keys pressed
     listed = set()
     for _what, keys in shortcut_rows(window):
@@ -169,7 +137,7 @@ def test_keys_change_the_state_as_described(qtbot, window):
     qtbot.waitUntil(lambda: c.snapshot.n_generated >= 4, timeout=TIMEOUT)
     press(qtbot, m, "Shift+Space")
     assert not c.playing
-    idle(qtbot, window)
+    settle(qtbot, window)
     press(qtbot, m, "Home")
     qtbot.waitUntil(lambda: c.snapshot.n_tokens == n0 and c.snapshot.n_total == 0,
                     timeout=TIMEOUT)
@@ -203,7 +171,7 @@ def test_typed_text_is_exactly_what_was_typed(qtbot, window):
     assert window.prompt_editor.text() == "a b 12 [x]" and c.client.latest == gen
     # Ctrl+Enter submits; the keys are for stepping again afterwards
     qtbot.keyClick(edit, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-    snap = idle(qtbot, window)
+    snap = settle(qtbot, window)
     assert snap.n_generated == 0 and window.attention.glw.hasFocus()
     press(qtbot, window.attention.glw, "Space")
     qtbot.waitUntil(lambda: c.snapshot.n_generated == 1, timeout=TIMEOUT)
@@ -310,7 +278,7 @@ def test_presentation_mode_scales_fonts_hides_advanced_panels_and_restores(qtbot
     ap = lec.appearance
     c = window.controller
     c.step(2)
-    idle(qtbot, window)
+    settle(qtbot, window)
     # an "advanced" panel added later (like the diagnostics panels)
     window.add_panel("diag", "Diagnostics", QLabel("head scores")).show()
     assert window.docks["diag"].isVisible()
@@ -376,14 +344,8 @@ def test_presentation_font_size_menu(qtbot, window):
 
 def test_head_labels_never_touch(qtbot, tiny_bundle_factory):
     """Many heads, big fonts: the grid labels every n-th head instead of overlapping."""
-    from app.main_window import MainWindow
-
-    win = MainWindow(bundle=tiny_bundle_factory(n_head=16, n_embd=64), prompt="Hello there")
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    qtbot.waitUntil(lambda: win.controller.snapshot is not None and win.grid.vb.width() > 50,
-                    timeout=TIMEOUT)
+    win = show_window(qtbot, tiny_bundle_factory(n_head=16, n_embd=64), prompt="Hello there")
+    qtbot.waitUntil(lambda: win.grid.vb.width() > 50, timeout=TIMEOUT)
     try:
         grid = win.grid
 
@@ -406,6 +368,56 @@ def test_head_labels_never_touch(qtbot, tiny_bundle_factory):
         assert spacing_ok() == (n_small, True)
     finally:
         win.close()
+
+
+def test_panels_stay_compact_at_presentation_sizes(qtbot, window):
+    """The thumbnails sit at the top of their panel; the next-token header and the grid
+    caption stay on one line each (elided, whole in the tooltip); the bars stay readable."""
+    import pyqtgraph as pg
+
+    c = window.controller
+    c.step(2)
+    settle(qtbot, window)
+    grid, nt = window.grid, window.next_token
+
+    def mosaic_corners():
+        """Top-left and bottom-right corners of the mosaic, in pixels inside the view box."""
+        r = grid.vb.sceneBoundingRect()
+        a = grid.vb.mapViewToScene(pg.Point(0, 0))
+        b = grid.vb.mapViewToScene(pg.Point(grid.H * grid.pitch - grid.gap,
+                                             grid.L * grid.pitch - grid.gap))
+        return (a.x() - r.left(), a.y() - r.top()), (r.right() - b.x(), r.bottom() - b.y())
+
+    def fits(label):
+        return label.sizeHint().width() <= label.width() + 1
+
+    def check():
+        qtbot.waitUntil(lambda: grid.vb.width() > 50 and nt.vb.height() > 50, timeout=TIMEOUT)
+        (x0, y0), (x1, y1) = mosaic_corners()
+        assert 0 <= x0 <= 5 and 0 <= y0 <= 5          # top left, under the head labels
+        assert x1 >= 0 and y1 >= 0 and min(x1, y1) <= 5  # all of it, as large as it fits
+        for label in (nt.header, nt.detail, nt.hint, grid.caption):
+            assert fits(label), label.full_text()
+            line = label.fontMetrics().height()
+            assert label.height() < 2 * line          # one line each
+            if label.elided:
+                assert label.full_text() in label.toolTip()
+        row_px = nt.vb.height() / max(1, nt.n_shown)
+        font = nt.plot.getAxis("left").style["tickFont"]
+        assert nt.n_shown >= 3 and row_px >= QFontMetricsF(font).height()
+        assert "Step 2" in nt.header.full_text()
+        assert "whole maps" in grid.caption.full_text()
+
+    check()
+    assert nt.n_shown == nt.count.value() and not grid.caption.elided
+    window.lecture.presentation.set_active(True, fullscreen=False)   # fonts x 1.6
+    qtbot.wait(50)
+    check()
+    assert grid.caption.elided and nt.n_shown < nt.count.value()
+    window.lecture.presentation.set_active(False)
+    qtbot.wait(50)
+    check()
+    assert nt.n_shown == nt.count.value()
 
 
 # ---------------------------------------------------------------------- themes
@@ -479,7 +491,7 @@ def test_sample_prompts_menu(qtbot, window):
     settle_n = c.snapshot.n_tokens
     with qtbot.waitSignal(lec.samples.applied, timeout=TIMEOUT):
         acts[induction].trigger()
-    snap = idle(qtbot, window)
+    snap = settle(qtbot, window)
     assert window.prompt_editor.text() == samples[induction].text
     assert snap.n_generated == 0 and snap.n_tokens != settle_n
     assert snap.tokens == [window.controller.client.worker.session.display(i)
@@ -492,7 +504,7 @@ def test_sample_prompts_menu(qtbot, window):
     with qtbot.waitSignal(lec.samples.applied, timeout=TIMEOUT) as sig:
         acts[rr].trigger()
     text = sig.args[0]
-    snap = idle(qtbot, window)
+    snap = settle(qtbot, window)
     assert window.prompt_editor.text() == text and not text.startswith("@")
     half = len(text) // 2
     assert text[:half] == text[half:]
@@ -514,12 +526,12 @@ def test_recent_prompts_menu(qtbot, window):
     for text in ("The quick brown fox", "Hello, world!"):
         window.prompt_editor.set_text(text)
         window.prompt_editor.submit()
-        idle(qtbot, window)
+        settle(qtbot, window)
     lec.samples.rebuild_recent()
     acts = lec.samples.recent_menu.actions()
     assert [a.toolTip() for a in acts] == ["Hello, world!", "The quick brown fox"]
     acts[1].trigger()
-    snap = idle(qtbot, window)
+    snap = settle(qtbot, window)
     assert window.prompt_editor.text() == "The quick brown fox"
     assert snap.n_generated == 0
     assert lec.prefs.recent("prompts")[0] == "The quick brown fox"

@@ -1,8 +1,8 @@
 """The analysis panels of the desktop app (issue 5), end to end (pytest-qt, offscreen).
 
 Head diagnostics, logit lens, attention rollout, live head ablation and comparisons, checked
-against the Qt-free core (``gptviz.analysis``) on the session the worker holds. Like
-``test_app_gui.py``: every Qt warning fails a test, and no worker thread may be left running.
+against the Qt-free core (``gptviz.analysis``) on the session the worker holds. Every Qt
+warning fails a test, and no worker thread may be left running (conftest.py).
 """
 
 from __future__ import annotations
@@ -14,46 +14,14 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-QT_MARKS = [pytest.mark.qt_log_level_fail("WARNING"),
-            pytest.mark.qt_log_ignore(r".*propagateSizeHints.*")]
-pytestmark = QT_MARKS
+from .conftest import TIMEOUT, click_scene, settle  # noqa: E402
 
-TIMEOUT = 15000
 PROMPT = "the cat sat on the mat. the cat sat on the mat."
 
 
-def running_threads():
-    from app.worker import THREADS
-
-    return [t for t in list(THREADS) if t.isRunning()]
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left_running():
-    yield
-    assert running_threads() == [], "a worker thread is still running after the test"
-
-
 @pytest.fixture
-def window(qtbot, tiny_bundle):
-    from app.main_window import MainWindow
-
-    win = MainWindow(bundle=tiny_bundle, prompt=PROMPT)
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    qtbot.waitUntil(lambda: win.controller.snapshot is not None, timeout=TIMEOUT)
-    yield win
-    win.close()
-    assert not win.controller.client.thread.isRunning()
-
-
-def settle(qtbot, win):
-    """Wait until every request has finished and the newest one's snapshot is on screen."""
-    c = win.controller
-    qtbot.waitUntil(lambda: not c.client.busy and c.snapshot is not None
-                    and c.snapshot.gen == c.client.latest, timeout=TIMEOUT)
-    return c.snapshot
+def window_options():
+    return {"prompt": PROMPT}
 
 
 def result(snap):
@@ -67,11 +35,6 @@ def result(snap):
 
 def session(win):
     return win.controller.client.worker.session  # read only while the worker is idle
-
-
-def click_scene(qtbot, glw, scene_pt, button=Qt.MouseButton.LeftButton,
-                modifier=Qt.KeyboardModifier.NoModifier):
-    qtbot.mouseClick(glw.viewport(), button, modifier, glw.mapFromScene(scene_pt))
 
 
 def show_panel(qtbot, win, key):
@@ -388,6 +351,8 @@ def test_rollout_map_and_token_strip(qtbot, window):
     np.testing.assert_allclose(res.rollout_row, want, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(canvas.weights, want[:q + 1], rtol=1e-5, atol=1e-7)
     assert "rollout" in window.token_strip.legend.text()
+    assert "attention from" not in window.token_strip.legend.text()
+    assert f"attention rollout of query {snap.query}" in canvas.tooltip_text(q)
     assert res.rollout_map is None  # the map only when its panel is visible
     # the map, for the query the user picks
     snap = show_panel(qtbot, window, "rollout")
@@ -417,6 +382,8 @@ def test_rollout_map_and_token_strip(qtbot, window):
     ui.actions["rollout_strip"].setChecked(False)
     snap = settle(qtbot, window)
     np.testing.assert_allclose(canvas.weights, np.nan_to_num(snap.attn[5, :6]))
+    assert "attention from query 5" in canvas.tooltip_text(3)
+    assert "rollout" not in window.token_strip.legend.text()
 
 
 # ---------------------------------------------------------------------- comparisons

@@ -1,8 +1,7 @@
 """The desktop app, end to end (pytest-qt, offscreen).
 
-Every test here fails on a Qt warning (``qt_log_level_fail``) and on a worker thread left
-running at the end. The only message ignored is the offscreen platform's
-"does not support propagateSizeHints()", which says nothing about the app.
+Every test here fails on a Qt warning and on a worker thread left running at the end (see
+``tests/gui/conftest.py``).
 """
 
 from __future__ import annotations
@@ -20,62 +19,8 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-QT_MARKS = [pytest.mark.qt_log_level_fail("WARNING"),
-            pytest.mark.qt_log_ignore(r".*propagateSizeHints.*")]
-pytestmark = QT_MARKS
-
-TIMEOUT = 15000
-
-
-def running_threads():
-    from app.worker import THREADS
-
-    return [t for t in list(THREADS) if t.isRunning()]
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left_running():
-    yield
-    assert running_threads() == [], "a worker thread is still running after the test"
-
-
-@pytest.fixture
-def window(qtbot, tiny_bundle):
-    from app.main_window import MainWindow
-
-    win = MainWindow(bundle=tiny_bundle, prompt="Once upon a time there was")
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    qtbot.waitUntil(lambda: win.controller.snapshot is not None, timeout=TIMEOUT)
-    yield win
-    win.close()
-    assert not win.controller.client.thread.isRunning()
-
-
-def settle(qtbot, win, gen):
-    """Wait until request ``gen`` has finished and its snapshot is on screen."""
-    c = win.controller
-    qtbot.waitUntil(lambda: c.client.latest == gen and not c.client.busy
-                    and c.snapshot is not None and c.snapshot.gen == gen, timeout=TIMEOUT)
-    return c.snapshot
-
-
-def same_state(a, b):
-    assert a.ids.tolist() == b.ids.tolist()
-    assert a.tokens == b.tokens
-    np.testing.assert_array_equal(a.attn, b.attn)      # NaN above the diagonal in both
-    np.testing.assert_array_equal(a.grid, b.grid)
-    np.testing.assert_array_equal(a.candidates.ids, b.candidates.ids)
-    np.testing.assert_array_equal(a.candidates.probs, b.candidates.probs)
-    assert a.candidates.chosen == b.candidates.chosen
-    np.testing.assert_array_equal(a.chosen_probs, b.chosen_probs)
-
-
-def click_scene(qtbot, glw, scene_pt):
-    """Left-click a pyqtgraph GraphicsLayoutWidget at a scene point."""
-    view_pt = glw.mapFromScene(scene_pt)
-    qtbot.mouseClick(glw.viewport(), Qt.MouseButton.LeftButton, pos=view_pt)
+from .conftest import (TIMEOUT, click_scene, running_threads, same_state,  # noqa: E402
+                       settle, show_window)
 
 
 # ---------------------------------------------------------------------- stepping
@@ -304,12 +249,7 @@ def test_long_text_slides_the_window(qtbot, window):
 
 
 def test_closing_the_window_stops_the_worker_thread(qtbot, tiny_bundle):
-    from app.main_window import MainWindow
-
-    win = MainWindow(bundle=tiny_bundle, prompt="Hello")
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitUntil(lambda: win.controller.snapshot is not None, timeout=TIMEOUT)
+    win = show_window(qtbot, tiny_bundle, prompt="Hello", size=None)
     thread = win.controller.client.thread
     win.controller.step(10_000)        # busy when closed
     assert thread.isRunning()
@@ -319,13 +259,8 @@ def test_closing_the_window_stops_the_worker_thread(qtbot, tiny_bundle):
 
 
 def test_model_with_a_classifier_shows_its_panel(qtbot, tiny_bundle_factory):
-    from app.main_window import MainWindow
-
-    win = MainWindow(bundle=tiny_bundle_factory(n_classes=3, class_names=("a", "b", "c")),
-                     prompt="Hello there")
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitUntil(lambda: win.controller.snapshot is not None, timeout=TIMEOUT)
+    win = show_window(qtbot, tiny_bundle_factory(n_classes=3, class_names=("a", "b", "c")),
+                      prompt="Hello there", size=None)
     try:
         assert win.docks["classes"].isVisible()
         assert [w.text() for w in win.classes.names] == ["a", "b", "c"]
@@ -341,7 +276,7 @@ def test_screenshot_command(tmp_path, tiny_bundle):
 
     d = save_checkpoint(tmp_path / "m", tiny_bundle.model, tiny_bundle.tokenizer)
     out = tmp_path / "shot.png"
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     r = subprocess.run([sys.executable, "main.py", "--model", str(d), "--prompt", "Hello",
                         "--steps", "3", "--screenshot", str(out), "--size", "1000x700"],
                        cwd=root, capture_output=True, text=True, timeout=120,
@@ -352,7 +287,7 @@ def test_screenshot_command(tmp_path, tiny_bundle):
 
 
 def test_qt_warnings_fail_tests(tmp_path):
-    """The marks used above really turn a Qt warning into a failure."""
+    """The marks of tests/gui/conftest.py really turn a Qt warning into a failure."""
     t = tmp_path / "test_warn.py"
     t.write_text(textwrap.dedent("""
         import pytest

@@ -1,7 +1,7 @@
 """Export from the app (issue 6): plots to PNG/SVG, attention and next-token tables to CSV,
 the whole trace to NPZ (same schema as ``python -m gptviz trace``), and the Export dialog.
 
-Qt warnings fail the tests, and no worker thread may be left running.
+Qt warnings fail the tests, and no worker thread may be left running (conftest.py).
 """
 
 from __future__ import annotations
@@ -15,43 +15,22 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-pytestmark = [pytest.mark.qt_log_level_fail("WARNING"),
-              pytest.mark.qt_log_ignore(r".*propagateSizeHints.*")]
-TIMEOUT = 20000
+from .conftest import TIMEOUT  # noqa: E402
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def running_threads():
-    from app.worker import THREADS
-
-    return [t for t in list(THREADS) if t.isRunning()]
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left_running():
-    yield
-    assert running_threads() == [], "a worker thread is still running after the test"
-
-
 @pytest.fixture
-def window(qtbot, tiny_bundle):
-    from app.main_window import MainWindow
-
-    win = MainWindow(bundle=tiny_bundle, prompt="Once upon a time there was")
-    qtbot.addWidget(win)
-    win.resize(1280, 800)
-    win.show()
-    qtbot.waitUntil(lambda: win.controller.snapshot is not None, timeout=TIMEOUT)
-    c = win.controller
+def window(window, qtbot):
+    """The app after 4 steps, with head L1 H2 selected and the plots laid out."""
+    c = window.controller
     c.step(4)
     qtbot.waitUntil(lambda: not c.client.busy and c.snapshot.n_generated == 4, timeout=TIMEOUT)
     c.select_head(1, 2)
     qtbot.waitUntil(lambda: not c.client.busy and c.snapshot.view.head == 2, timeout=TIMEOUT)
-    qtbot.waitUntil(lambda: win.attention.vb.width() > 100 and win.next_token.vb.height() > 50,
-                    timeout=TIMEOUT)
-    yield win
-    win.close()
-    assert not win.controller.client.thread.isRunning()
+    qtbot.waitUntil(lambda: window.attention.vb.width() > 100
+                    and window.next_token.vb.height() > 50, timeout=TIMEOUT)
+    return window
 
 
 def png_size(data: bytes) -> tuple[int, int]:

@@ -1,0 +1,122 @@
+"""A one-line label that never asks for more width than it gets: what does not fit is elided.
+
+:class:`ElidedLabel` shows plain text (:meth:`~ElidedLabel.setText`) or rich text with one
+elidable slot (:meth:`~ElidedLabel.set_rich`, e.g. a token in bold colour inside a fixed
+sentence). When the text has to be shortened, the tooltip shows it whole (above the tooltip set
+with ``setToolTip``). Used for panel headers and captions that would otherwise wrap onto many
+lines or be clipped at presentation font sizes.
+"""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QFont, QFontMetricsF, QTextDocument
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+
+SLOT = "{}"
+
+
+class ElidedLabel(QLabel):
+    """A ``QLabel`` on one line that elides its text to its width (``Qt.ElideRight``)."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(False)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._template: str | None = None   # rich text with one SLOT, or None: plain text
+        self._part = ""                     # the plain text (or the slot's text)
+        self._slot_bold = False
+        self._tip = ""
+        self.elided = False                 # whether the text shown is shortened
+        self.setText(text)
+
+    # ------------------------------------------------------------------ content
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt name
+        """Plain text, elided on the right when it does not fit."""
+        self._template, self._part = None, str(text)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self._refresh()
+
+    def set_rich(self, template: str, part: str = "", *, bold: bool = False) -> None:
+        """Rich text ``template`` whose ``{}`` is replaced by the plain text ``part`` (escaped
+        here), which is elided first; ``bold`` when the slot sits inside ``<b>``. A template that
+        does not fit even with an empty slot is shown as elided plain text."""
+        self._template, self._part, self._slot_bold = template, str(part), bold
+        self.setTextFormat(Qt.TextFormat.RichText)
+        self._refresh()
+
+    def full_text(self) -> str:
+        """The whole text as plain text (what the tooltip shows when elided)."""
+        if self._template is None:
+            return self._part
+        return _plain(self._template.replace(SLOT, html.escape(self._part)), self.font())
+
+    def setToolTip(self, tip: str) -> None:  # noqa: N802 - Qt name
+        self._tip = tip
+        self._refresh()
+
+    # ------------------------------------------------------------------ layout
+    def minimumSizeHint(self):  # noqa: N802 - Qt name
+        s = super().minimumSizeHint()
+        s.setWidth(0)
+        return s
+
+    def resizeEvent(self, e) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(e)
+        self._refresh()
+
+    def changeEvent(self, e) -> None:  # noqa: N802 - Qt name
+        super().changeEvent(e)
+        if e.type() == QEvent.Type.FontChange:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        width = self.contentsRect().width() - 2 * self.margin() - 2  # 2: rounding, cursor
+        if width <= 0:  # not laid out yet: show everything, elide at the first resize
+            width = 1 << 20
+        font = self.font()
+        mode = Qt.TextElideMode.ElideRight
+        if self._template is None:
+            shown = QFontMetricsF(font).elidedText(self._part, mode, width)
+            self.elided = shown != self._part
+            QLabel.setText(self, shown)
+        else:
+            fixed = _html_width(self._template.replace(SLOT, ""), font)
+            slot_font = QFont(font)
+            slot_font.setBold(self._slot_bold or font.bold())
+            if fixed <= width:
+                shown = QFontMetricsF(slot_font).elidedText(self._part, mode, width - fixed)
+                self.elided = shown != self._part
+                if self.elided and _html_width(self._template.replace(SLOT, html.escape(shown)),
+                                               font) > width:
+                    shown = ""     # rounding of the two measures: leave the slot out
+                self.setTextFormat(Qt.TextFormat.RichText)
+                QLabel.setText(self, self._template.replace(SLOT, html.escape(shown)))
+            else:
+                full = self.full_text()
+                self.elided = True
+                self.setTextFormat(Qt.TextFormat.PlainText)
+                QLabel.setText(self, QFontMetricsF(font).elidedText(full, mode, width))
+        tip = self._tip
+        if self.elided:
+            tip = self.full_text() + (f"\n{tip}" if tip else "")
+        QLabel.setToolTip(self, tip)
+
+
+def _document(text: str, font: QFont) -> QTextDocument:
+    doc = QTextDocument()
+    doc.setDefaultFont(font)
+    doc.setDocumentMargin(0)
+    doc.setHtml(text)
+    return doc
+
+
+def _html_width(text: str, font: QFont) -> float:
+    """Width in pixels of rich ``text`` on one line in ``font``."""
+    return _document(text, font).idealWidth()
+
+
+def _plain(text: str, font: QFont) -> str:
+    return _document(text, font).toPlainText()
