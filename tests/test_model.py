@@ -163,6 +163,14 @@ def test_split_emoji_displays_as_bytes(tiny_tokenizer):
     assert "".join(tiny_tokenizer.display(i) for i in ids) == "<0xF0><0x9F><0xA7><0xA0>"
 
 
+def test_characters_without_a_glyph_are_named():
+    from gptviz.tokenizer import display_bytes
+
+    # C1 control, zero-width space, line separator: shown by code point, never as an empty box.
+    assert display_bytes("a\u0085b\u200bc\u2028".encode()) == "a<U+0085>b<U+200B>c<U+2028>"
+    assert display_bytes("é 😀\n".encode()) == "é·😀↵"
+
+
 def test_core_imports_no_qt():
     code = textwrap.dedent("""
         import importlib, pkgutil, sys
