@@ -26,6 +26,7 @@ Layout of the package (one small module per widget):
   save sessions), :mod:`app.export_actions` (PNG/SVG/CSV/NPZ export),
   :mod:`app.preferences` (settings kept between runs); the worker-side commands (no Qt) in
   :mod:`app.lecture_commands`
+* :mod:`app.launch`       what ``main.py`` starts: preferences, model or session, ``--screenshot``
 * :mod:`app.demo_model`   random models of a given shape (benchmarks, tests, no bundled model)
 * :mod:`app.bench_gui`    ``python -m app.bench_gui``: GUI update cost and Play throughput
 
