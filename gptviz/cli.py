@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(module.run(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not an error of ours. Point stdout at devnull
+        # so that the interpreter's final flush does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         # Bad input is the user's to fix: one clear line, no traceback.
         print(f"error: {e}", file=sys.stderr)
