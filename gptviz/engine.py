@@ -142,6 +142,32 @@ class StepResult:
         return self.index - self.window_start
 
 
+def _first_changed_layer(a: Ablation | None, b: Ablation | None, n_layer: int) -> int:
+    """Lowest layer whose heads are removed differently by ``a`` and ``b`` (``n_layer``: none).
+
+    Both hold tensors on the same device; ``None`` keeps every head. A removed head's output
+    is ``fill`` (zeros when ``fill`` is None), so fills only matter where ``keep < 1``.
+    """
+    for layer in range(n_layer):
+        ka = a.keep[layer] if a is not None else None
+        kb = b.keep[layer] if b is not None else None
+        if ka is None and kb is None:
+            continue
+        ref = ka if ka is not None else kb
+        ka = ka if ka is not None else torch.ones_like(ref)
+        kb = kb if kb is not None else torch.ones_like(ref)
+        if not torch.equal(ka, kb):
+            return layer
+        fa = a.fill[layer] if a is not None and a.fill is not None else None
+        fb = b.fill[layer] if b is not None and b.fill is not None else None
+        if (fa is not None or fb is not None) and bool((ka < 1).any()):
+            za = fa if fa is not None else torch.zeros_like(fb)
+            zb = fb if fb is not None else torch.zeros_like(fa)
+            if not torch.equal(za, zb):
+                return layer
+    return n_layer
+
+
 def _check_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer (got {value!r})")
@@ -204,6 +230,10 @@ class Session:
             self._cache = self.model.new_cache()
             self._hidden = torch.zeros(cfg.block_size, cfg.n_embd, device=param.device,
                                        dtype=param.dtype)  # (B, C) final activation per window pos
+            # The residual stream entering every block (and after the last), per window
+            # position: toggling a head in layer l re-runs only blocks >= l from row l.
+            self._resid = torch.zeros(cfg.n_layer + 1, cfg.block_size, cfg.n_embd,
+                                      device=param.device, dtype=param.dtype)  # (L+1, B, C)
         self._attn = np.zeros((cfg.n_layer, cfg.n_head, 0, 0), dtype=np.float32)  # (L, H, cap, cap)
         self._tokens: list[int] = []
         self._history: list[StepResult] = []
@@ -406,10 +436,11 @@ class Session:
         T = len(window)
         idx = torch.tensor([window], dtype=torch.long, device=self._device)  # (1, T)
         self._cache.length = 0
-        out = self.model(idx, self._cache, return_attn=True, ablation=self._ablation_t,
-                         last_only=True)
+        out = self.model(idx, self._cache, return_attn=True, return_resid=True,
+                         ablation=self._ablation_t, last_only=True)
         L, H = self.config.n_layer, self.config.n_head
         att = torch.stack(out.attentions).reshape(L, H, T, T)  # (L, H, T, T)
+        self._resid[:, :T] = torch.stack(out.residuals)[:, 0]  # (L+1, T, C)
         # Room to grow a little before the first doubling, so steps rarely reallocate.
         self._ensure_capacity(min(self.config.block_size, T + 16))
         self._attn[:, :, :T, :T] = att.float().cpu().numpy()
@@ -468,10 +499,11 @@ class Session:
             T = pos + 1
             self._cache.length = pos
             idx = torch.tensor([[token]], dtype=torch.long, device=self._device)  # (1, 1)
-            out = self.model(idx, self._cache, return_attn=True, ablation=self._ablation_t,
-                             last_only=True)
+            out = self.model(idx, self._cache, return_attn=True, return_resid=True,
+                             ablation=self._ablation_t, last_only=True)
             L, H = self.config.n_layer, self.config.n_head
             row = torch.stack(out.attentions).reshape(L, H, T).float().cpu().numpy()  # (L, H, T)
+            self._resid[:, pos] = torch.stack(out.residuals)[:, 0, 0]  # (L+1, C)
             self._ensure_capacity(T)
             self._attn[:, :, pos, :T] = row
             self._hidden[pos] = out.hidden[0, 0]
@@ -648,10 +680,41 @@ class Session:
             if not torch.isfinite(keep).all() or (fill is not None and not torch.isfinite(fill).all()):
                 raise ValueError("ablation keep/fill must hold finite values")
             converted = Ablation(keep=keep, fill=fill)
+        previous = self._ablation_t
         self._ablation = ablation
         self._ablation_t = converted
         self.ablation_applied_at = None if ablation is None else len(self._tokens)
-        self._recompute()
+        layer = _first_changed_layer(previous, converted, self.config.n_layer)
+        T = len(self._tokens) - self._ws
+        if layer == self.config.n_layer:
+            return  # the same heads removed the same way: every number stays as it is
+        if 0 < layer and self._valid >= T and self._ws == window_start_for(
+                len(self._tokens), self.config.block_size):
+            self._rerun_from(layer)
+        else:
+            self._recompute()
+
+    @torch.inference_mode()
+    def _rerun_from(self, layer: int) -> None:
+        """Re-run blocks ``layer ..`` over the window; the blocks below are unchanged (the
+        heads they remove, if any, are the same), and so are their keys and values."""
+        T = len(self._tokens) - self._ws
+        L, H = self.config.n_layer, self.config.n_head
+        x = self._resid[layer, :T].unsqueeze(0)  # (1, T, C) entering block `layer`
+        attns, resids = [], []
+        for i in range(layer, L):
+            x, att, _ = self.model.h[i](x, i, self._cache, 0, self._ablation_t)
+            attns.append(att)
+            resids.append(x)
+        self._cache.length = T
+        h = self.model.ln_f(x)  # (1, T, C)
+        att = torch.stack(attns).reshape(L - layer, H, T, T)  # (L-l, H, T, T)
+        self._attn[layer:, :, :T, :T] = att.float().cpu().numpy()
+        self._resid[layer + 1:, :T] = torch.stack(resids)[:, 0]  # (L-l, T, C)
+        self._hidden[:T] = h[0]
+        self._valid = T
+        self._stale_next()
+        self._next_logits = self.model.lm_head(h[:, -1:])[0, -1]  # (V,)
 
     # ------------------------------------------------------------------ reading
     def next_distribution(self) -> tuple[np.ndarray, np.ndarray, float]:

@@ -429,6 +429,38 @@ def test_ablation_recomputes_and_applies_to_later_steps(tiny_bundle):
                                 fill=torch.zeros(cfg.n_layer, cfg.n_head)))
 
 
+def test_toggling_a_head_reruns_from_its_layer_and_matches_a_full_forward(tiny_bundle_factory):
+    from gptviz.ablation import make_ablation
+
+    bundle = tiny_bundle_factory(n_layer=3)
+    s = Session(bundle, PROMPT, SamplingSettings(seed=4))
+    s.generate(5)  # incremental rows, then a toggle in the top layers only
+    clean_low = s.attention()[:1].copy()
+    # Re-runs from layer 2, 1, 2 (with a head of layer 1 still removed below), then 1.
+    for heads, mode in [([(2, 1)], "zero"), ([(1, 0), (2, 1)], "zero"),
+                        ([(1, 0), (2, 3)], "zero"), ([(1, 0), (2, 3)], "mean")]:
+        abl = make_ablation(bundle.config, heads, mode, model=bundle.model, ids=s.window_tokens)
+        s.set_ablation(abl)
+        att, probs = full_forward(bundle, s.tokens, ablation=abl)
+        np.testing.assert_allclose(s.attention(), att, atol=1e-5)
+        np.testing.assert_allclose(s.next_probs(), probs[-1], atol=1e-5)
+        # Layer 0 sits below every removed head: its rows are the very same numbers.
+        np.testing.assert_array_equal(s.attention()[:1], clean_low)
+        s.step()  # later steps run ablated from the re-run cache
+        att, probs = full_forward(bundle, s.tokens, ablation=abl)
+        np.testing.assert_allclose(s.attention(), att, atol=1e-5)
+        np.testing.assert_allclose(s.next_probs(), probs[-1], atol=1e-5)
+        s.undo()
+    s.set_ablation(None)
+    att, probs = full_forward(bundle, s.tokens)
+    np.testing.assert_allclose(s.attention(), att, atol=1e-5)
+    np.testing.assert_allclose(s.next_probs(), probs[-1], atol=1e-5)
+    # Setting the same removal again changes nothing, bit for bit.
+    before = s.next_probs()
+    s.set_ablation(Ablation(keep=torch.ones(3, bundle.config.n_head)))
+    np.testing.assert_array_equal(s.next_probs(), before)
+
+
 def test_attention_views_and_heads(tiny_bundle):
     s = Session(tiny_bundle, PROMPT)
     s.generate(3)
