@@ -12,7 +12,8 @@ Layout of the package (one small module per widget):
 * views: :mod:`app.prompt_editor`, :mod:`app.token_strip`, :mod:`app.stepping`,
   :mod:`app.sampling_panel`, :mod:`app.attention_map`, :mod:`app.head_grid`,
   :mod:`app.next_token`, :mod:`app.class_panel`, :mod:`app.status`; shared widgets:
-  :mod:`app.elided_label` (one-line labels that elide instead of wrapping)
+  :mod:`app.elided_label` (one-line labels that elide instead of wrapping),
+  :mod:`app.panel_layout` (the controls / plot / readout layout every plot panel shares)
 * analysis panels (installed by :mod:`app.analysis_ui`: docks, Analysis menu and toolbar):
   :mod:`app.diagnostics_panel` (head scores), :mod:`app.lens_panel` (logit lens),
   :mod:`app.rollout_panel` (attention rollout), :mod:`app.ablation_panel` (live head

@@ -16,8 +16,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel,
-                               QSizePolicy, QVBoxLayout, QWidget)
+                               QWidget)
 
+from .panel_layout import panel_layout, shrinkable_label
 from .snapshot import ModelInfo, Snapshot
 from .theme import DARK, Theme, colormap
 
@@ -52,8 +53,7 @@ class AttentionMapView(QWidget):
         self.sqrt_box.setToolTip("Square-root colour scale: small weights (long texts) stay "
                                  "visible; the colour bar shows true weights")
         self.sqrt_box.toggled.connect(self.scaleChanged)
-        self.title = QLabel("")
-        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.title = shrinkable_label("")
         top = QHBoxLayout()
         top.setContentsMargins(4, 0, 4, 0)
         top.addWidget(QLabel("Layer"))
@@ -99,15 +99,8 @@ class AttentionMapView(QWidget):
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colormap("viridis"),
                                         interactive=False, width=14, label="weight")
         self.colorbar.setImageItem(self.image, insert_in=self.plot)
-        self.readout = QLabel(" ")
+        self.readout = panel_layout(self, top, self.glw)
         self.readout.setTextFormat(Qt.TextFormat.PlainText)
-        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addLayout(top)
-        lay.addWidget(self.glw, 1)
-        lay.addWidget(self.readout)
 
         self.tokens: list[str] = []
         self.sqrt_scale = True

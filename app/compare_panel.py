@@ -18,11 +18,11 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Signal
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QWidget
 
 from .analysis_builder import AnalysisResult, CompareView
 from .analysis_widgets import MapPlot, diverging_colormap, short, token_ticks
+from .panel_layout import panel_layout, shrinkable_label
 from .snapshot import ModelInfo, Snapshot
 from .theme import DARK, Theme, colormap
 
@@ -56,8 +56,7 @@ class ComparePanel(QWidget):
         self.pin_btn = QPushButton("Pin current as A")
         self.pin_btn.setToolTip("Keep the current text and attention as side A")
         self.pin_btn.clicked.connect(self.pinRequested)
-        self.info = QLabel(" ")
-        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.info = shrinkable_label(" ")
         top = QHBoxLayout()
         top.setContentsMargins(4, 0, 4, 0)
         top.addWidget(self.source_box)
@@ -76,14 +75,7 @@ class ComparePanel(QWidget):
                                         interactive=False, width=10)
         self.colorbar.setImageItem(self.maps[2].image)
         self.glw.addItem(self.colorbar, row=0, col=3)
-        self.readout = QLabel(" ")
-        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addLayout(top)
-        lay.addWidget(self.glw, 1)
-        lay.addWidget(self.readout)
+        self.readout = panel_layout(self, top, self.glw)
         self.view: CompareView | None = None
         self.note = " "
         self.glw.scene().sigMouseMoved.connect(self._on_move)

@@ -17,10 +17,11 @@ import pyqtgraph as pg
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPoint, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QColor
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel,
-                               QMenu, QSizePolicy, QSplitter, QTableView, QVBoxLayout, QWidget)
+                               QMenu, QSplitter, QTableView, QWidget)
 
 from .analysis_builder import SCORES, AnalysisResult
 from .analysis_widgets import MapPlot
+from .panel_layout import panel_layout, shrinkable_label
 from .snapshot import ModelInfo, Snapshot
 from .theme import DARK, Theme, colormap
 
@@ -185,8 +186,7 @@ class DiagnosticsPanel(QWidget):
                                        Qt.ItemDataRole.ToolTipRole)
         self.score_box.setToolTip("Which score the map shows (the table has all of them)")
         self.score_box.currentIndexChanged.connect(self._on_score)
-        self.info = QLabel(" ")
-        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.info = shrinkable_label(" ")
         top = QHBoxLayout()
         top.setContentsMargins(4, 0, 4, 0)
         top.addWidget(QLabel("Map"))
@@ -232,14 +232,7 @@ class DiagnosticsPanel(QWidget):
         self.split.setStretchFactor(0, 2)
         self.split.setStretchFactor(1, 3)
         self.split.setSizes([300, 500])
-        self.readout = QLabel(" ")
-        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addLayout(top)
-        lay.addWidget(self.split, 1)
-        lay.addWidget(self.readout)
+        self.readout = panel_layout(self, top, self.split)
         self.L = self.H = 0
         self.scores = None          # HeadScores
         self.key = None

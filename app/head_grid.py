@@ -16,10 +16,10 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPen
-from PySide6.QtWidgets import (QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QSizePolicy,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QWidget
 
 from .elided_label import ElidedLabel
+from .panel_layout import panel_layout
 from .snapshot import ModelInfo, Snapshot
 from .theme import DARK, Theme, colormap
 
@@ -68,14 +68,7 @@ class HeadGrid(QWidget):
         self.selection.setBrush(QBrush(Qt.BrushStyle.NoBrush))
         self.selection.setZValue(10)
         self.plot.addItem(self.selection)
-        self.readout = QLabel(" ")
-        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addLayout(top)
-        lay.addWidget(self.glw, 1)
-        lay.addWidget(self.readout)
+        self.readout = panel_layout(self, top, self.glw)
         self.L = self.H = 0
         self.cell, self.gap = 64, 3
         self.layer = self.head = 0
@@ -201,7 +194,6 @@ class HeadGrid(QWidget):
             tip = ("Each thumbnail is a head's whole T×T map" +
                    (f", each pixel the maximum of a {b}×{b} block" if b > 1 else ""))
         else:
-            qtok = snap.tokens[snap.query] if 0 <= snap.query < len(snap.tokens) else ""
             keys = snap.query - snap.window_start + 1
             txt = f"row of query {snap.query}, {snap.grid_cell} keys/line"
             tip = (f"Each thumbnail shows the attention of query {snap.query} over its {keys} "

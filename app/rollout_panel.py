@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Signal
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QWidget
 
 from .analysis_builder import AnalysisResult
 from .analysis_widgets import MapPlot, short, token_ticks
+from .panel_layout import panel_layout, shrinkable_label
 from .snapshot import ModelInfo, Snapshot
 from .theme import DARK, Theme, colormap
 
@@ -38,8 +39,7 @@ class RolloutPanel(QWidget):
         self.strip.setToolTip("The token chips show the query's rollout row instead of the "
                               "selected head's attention")
         self.strip.toggled.connect(self.stripChanged)
-        self.info = QLabel(" ")
-        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.info = shrinkable_label(" ")
         top = QHBoxLayout()
         top.setContentsMargins(4, 0, 4, 0)
         top.addWidget(self.residual)
@@ -54,14 +54,7 @@ class RolloutPanel(QWidget):
         self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colormap("viridis"),
                                         interactive=False, width=12, label="rollout (√ scale)")
         self.colorbar.setImageItem(self.map.image, insert_in=plot)
-        self.readout = QLabel(" ")
-        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addLayout(top)
-        lay.addWidget(self.glw, 1)
-        lay.addWidget(self.readout)
+        self.readout = panel_layout(self, top, self.glw)
         self.tokens: list[str] = []
         self.ws = 0
         self.note = " "
