@@ -3,6 +3,7 @@ updated as the text grows. Hidden (with its View-menu entry disabled) for models
 
 from __future__ import annotations
 
+from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from .snapshot import ModelInfo, Snapshot
@@ -19,6 +20,7 @@ class ClassPanel(QWidget):
         self.grid = QGridLayout()
         self.grid.setColumnStretch(1, 1)
         self.grid.setHorizontalSpacing(8)
+        self.grid.setVerticalSpacing(2)  # compact: the next-token bars above need the height
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 2, 6, 2)
         lay.addWidget(self.caption)
@@ -43,6 +45,7 @@ class ClassPanel(QWidget):
                 f"QProgressBar {{ border: 1px solid {theme.grid_line}; border-radius: 3px;"
                 f" background: {theme.plot_bg}; color: {theme.text}; text-align: center; }}"
                 f"QProgressBar::chunk {{ background: {theme.bar}; }}")
+            b.setMaximumHeight(int(QFontMetricsF(theme.font(1.0)).height() * 1.25))
 
     def set_model(self, info: ModelInfo) -> None:
         for w in self.names + self.bars:

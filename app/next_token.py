@@ -95,6 +95,11 @@ class NextTokenView(QWidget):
         for t in self.values:
             t.setFont(theme.font(0.85))
             t.setColor(theme.text)
+        # The chart never gets shorter than MIN_ROWS readable bars plus its probability axis
+        # (two lines): with big presentation fonts the dock layout shrinks the panels below
+        # this one instead of overlapping the token labels.
+        line = QFontMetricsF(theme.font(1.0, mono=True)).height()
+        self.glw.setMinimumHeight(int(line * (MIN_ROWS * ROW_LINES + 2.1)))
         self._redraw()
 
     def set_model(self, info: ModelInfo) -> None:

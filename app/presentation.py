@@ -29,6 +29,8 @@ KEEP_DOCKS = ("text", "grid", "next", "classes")
 SCALES = (1.3, 1.6, 2.0, 2.5)
 #: Share of the window height the text panel (prompt and token chips) gets when presenting.
 TEXT_SHARE = 0.3
+#: Share of the right column the next-token panel gets (the rest: the fine-tuned head).
+NEXT_SHARE = 0.7
 #: Colormaps offered for presentations (both perceptually uniform and colour-blind safe).
 SAFE_COLORMAPS = ("cividis", "viridis")
 
@@ -165,6 +167,7 @@ class PresentationMode(QObject):
             if self.fullscreen if fullscreen is None else fullscreen:
                 w.showFullScreen()
             self._enlarge_text_panel()
+            self._favour_next_token()
             w.status.showMessage("Presentation mode: F11 to leave · Ctrl+= / Ctrl+- font size",
                                  6000)
         else:
@@ -210,6 +213,16 @@ class PresentationMode(QObject):
         if dock is not None and dock.isVisible() and not dock.isFloating():
             h = w.screen().geometry().height() if w.isFullScreen() and w.screen() else w.height()
             w.resizeDocks([dock], [int(h * TEXT_SHARE)], Qt.Orientation.Vertical)
+
+    def _favour_next_token(self) -> None:
+        """The next-token bars matter more in a lecture than the class probabilities below
+        them: they get :data:`NEXT_SHARE` of the right column."""
+        w = self.win
+        docks = [w.docks.get("next"), w.docks.get("classes")]
+        if all(d is not None and d.isVisible() and not d.isFloating() for d in docks):
+            total = sum(d.height() for d in docks)
+            w.resizeDocks(docks, [int(total * NEXT_SHARE), int(total * (1 - NEXT_SHARE))],
+                          Qt.Orientation.Vertical)
 
     def _advanced_status(self) -> list:
         st = self.win.status

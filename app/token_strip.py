@@ -257,7 +257,10 @@ class TokenStrip(QWidget):
         self.legend = QLabel()
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.follow = QCheckBox("Query follows newest token")
+        self.legend.setWordWrap(True)  # big presentation fonts: a second line, not a clip
+        self.follow = QCheckBox("Follow newest")
+        self.follow.setToolTip("The query (the token whose attention is shown) follows the "
+                               "newest token; clicking a chip pins it there instead")
         self.follow.setChecked(True)
         self.follow.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.follow.toggled.connect(self._on_follow)
@@ -312,10 +315,10 @@ class TokenStrip(QWidget):
         if self._shading is not None:
             extra = f" &nbsp;·&nbsp; shading = {self._shading}"
         elif snap is not None:
-            head = "avg of heads" if snap.view.average else f"head {snap.view.head}"
             qtok = snap.tokens[snap.query] if 0 <= snap.query < len(snap.tokens) else ""
+            head = "avg" if snap.view.average else f"H{snap.view.head}"
             extra = (f" &nbsp;·&nbsp; shading = attention from query <b>{snap.query}</b> "
-                     f"{html.escape(repr(qtok))} (layer {snap.view.layer}, {head})")
+                     f"{html.escape(repr(qtok))} (L{snap.view.layer} {head})")
         self.legend.setText(
             f"<span style='background:{th.prompt_chip}'>&nbsp;prompt&nbsp;</span> "
             f"<span style='background:{th.generated_chip}; color:{th.generated_edge}'>"

@@ -209,6 +209,7 @@ class Session:
         self.tokenizer = bundle.tokenizer
         if self.model.training:
             self.model.eval()
+        self.model.use_decoding_layout()  # faster one-token steps; values unchanged
         cfg = self.config
         self._check_settings(settings)
         k = _check_int(top_k_report, "top_k_report")

@@ -59,6 +59,34 @@ def test_kv_cache_steps_equal_full_forward(tiny_bundle_factory, overrides, prefi
         assert full_att[:, -1].max() > 2.0 / T
 
 
+def test_decoding_layout_changes_strides_not_values(tiny_bundle, tmp_path):
+    from gptviz import load_model, save_checkpoint
+
+    model = tiny_bundle.model.eval()
+    cfg = model.config
+    idx = torch.tensor([_ids(tiny_bundle)])
+    with torch.inference_mode():
+        before = model(idx, return_attn=True)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert model.use_decoding_layout() is model
+    qkv = model.h[0].attn.c_attn.weight
+    # Same [out, in] shape, stored [in, out]; the tied embedding is stored transposed too.
+    assert qkv.shape == (3 * cfg.n_embd, cfg.n_embd) and qkv.stride() == (1, 3 * cfg.n_embd)
+    assert model.wte.weight.stride() == (1, cfg.vocab_size)
+    assert model.wte.weight.data_ptr() != state["wte.weight"].data_ptr()
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    model.use_decoding_layout()  # idempotent: a second call keeps the layout
+    assert model.h[0].attn.c_attn.weight.stride() == (1, 3 * cfg.n_embd)
+    with torch.inference_mode():
+        after = model(idx, return_attn=True)
+    assert torch.allclose(after.logits, before.logits, atol=1e-5, rtol=0)
+    for a, b in zip(after.attentions, before.attentions):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0)
+    # A model in this layout still saves (contiguous on disk) and loads back the same values.
+    reloaded = load_model(save_checkpoint(tmp_path / "ck", model, tiny_bundle.tokenizer, {}))
+    assert all(torch.equal(v, state[k]) for k, v in reloaded.model.state_dict().items())
+
+
 @pytest.mark.parametrize("overrides", LN_CONFIGS.values(), ids=LN_CONFIGS.keys())
 def test_attention_is_causal_and_normalised(tiny_bundle_factory, overrides):
     bundle = tiny_bundle_factory(**overrides)

@@ -25,6 +25,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--repeat-frac", type=float, default=0.0,
                    help="fraction of training rows that repeat a passage twice (teaches copying)")
+    p.add_argument("--copy-rows", type=int, default=0,
+                   help="rows of the copying task (random tokens written twice) added to every "
+                        "pre-training batch, scored on the second copy; forms induction heads")
+    p.add_argument("--copy-weight", type=float, default=1.0,
+                   help="weight w of the copying loss in L1 + w * L_copy")
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--log-every", type=int, default=20)
