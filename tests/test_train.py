@@ -162,3 +162,32 @@ def test_copy_batches_score_only_the_second_copy():
         assert torch.equal(x[b, h:2 * h], x[b, :h])
         assert torch.equal(scored, torch.arange(h, 2 * h - 1))
         assert torch.equal(y[b, h:2 * h - 1], x[b, h + 1:2 * h])  # the token that followed
+
+
+def test_mixed_loss_is_l1_on_text_rows_and_copy_loss_on_copy_rows():
+    from gptviz.config import GPTConfig
+    from gptviz.model import GPT
+    from gptviz.train import copy_batch, lm_loss, mixed_loss
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=24, vocab_size=50,
+                          dropout=0.0)).eval()
+    x = torch.randint(0, 50, (3, 24))
+    y = torch.randint(0, 50, (3, 24))
+    xc, yc = copy_batch(0, 1, 2, 24, 50, min_half=4)
+    l1, lc = mixed_loss(model, x, y, xc, yc, torch.device("cpu"))
+    assert torch.allclose(l1, lm_loss(model, x, y), atol=1e-6)
+    assert torch.allclose(lc, lm_loss(model, xc, yc), atol=1e-6)
+    assert abs(l1.item() - lc.item()) > 1e-4  # two different losses, not one twice
+
+
+def test_pretraining_with_copy_rows_logs_the_copy_loss_and_induction(fake_corpus, tmp_path):
+    d, _ = fake_corpus
+    torch.manual_seed(0)
+    args = _args(tmp_path, d, 10)
+    args.copy_rows, args.copy_weight = 2, 1.0
+    pretrain(args, log=lambda s: None)
+    recs = [json.loads(line) for line in (tmp_path / "run" / "pretrain_log.jsonl").read_text()
+            .splitlines()]
+    assert all(r["copy_loss"] > 0 for r in recs)
+    assert 0.0 <= recs[-1]["induction_max"] <= 1.0
