@@ -556,6 +556,7 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
                     f"--weight-decay {args.weight_decay} --batch-size {args.batch_size} "
                     f"--repeat-frac {args.repeat_frac} --copy-rows {args.copy_rows} "
                     f"--copy-weight {args.copy_weight} --induct-iters {args.induct_iters} "
+                    f"--induct-lr {args.induct_lr} --induct-weight {args.induct_weight} "
                     f"--ft-iters {args.ft_iters} --ft-lr {args.ft_lr} --lam {args.lam}"),
         "corpus": CORPUS_CREDIT,
         "held_out_works": sorted(corpus.held_texts),
