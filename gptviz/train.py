@@ -324,8 +324,11 @@ def induct(args: Any, log: Callable[[str], None] = print) -> Path:
 
     Measured here: after 3,000 iterations of plain L1 on Shakespeare (12M tokens) no head
     copied (probe induction scores about 0.01), and mixing repeated passages into the text
-    did not change that. An induction head forms when the copying task has a loss of its
-    own; L1 stays in the objective so the language model keeps what it learned.
+    did not change that; with copy rows in pre-training (``--copy-rows 4``) the copying loss
+    had only begun to fall after 5,500 iterations (8.32 -> 8.07 nats, probe 0.05). This
+    stage, the copying loss weighted 2 on such a model, formed induction heads in layer 3
+    within ~500 iterations (probe 0.69 after 1,000). L1 stays in the objective so the
+    language model keeps most of what it learned (it lost 0.06 nats/token held out).
     """
     run_dir = Path(args.run_dir)
     base = load_gptviz_checkpoint(run_dir / "pretrained")
