@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from .builder import masked_map
+from .builder import head_map, masked_map
 from .snapshot import Candidates, Snapshot
 
 #: Scores of the diagnostics panel, in display order: (key, label).
@@ -202,11 +202,6 @@ def _fill_array(ablation) -> np.ndarray | None:
     if torch.is_tensor(fill):
         return fill.detach().float().cpu().numpy()
     return np.asarray(fill, dtype=np.float32)
-
-
-def head_map(att: np.ndarray, layer: int, head: int, average: bool) -> np.ndarray:
-    """The ``[T, T]`` map of one head (or its layer's average) of ``att`` ``[L, H, T, T]``."""
-    return att[layer].mean(axis=0) if average else att[layer, head]
 
 
 class AnalysisBuilder:
@@ -552,8 +547,7 @@ class AnalysisBuilder:
                     m = masked_map(full.astype(np.float32))
                 m.flags.writeable = False
                 self._rollout.put(key, m)
-                self._rollout_prev = ((ws, T, self._abl_key, residual),
-                                      hash(np.asarray(s.window_tokens, np.int64).tobytes()), m)
+                self._rollout_prev = ((ws, T, self._abl_key, residual), tk[2], m)
             res.rollout_map = m
             row = np.nan_to_num(m[q_rel])
         else:

@@ -111,7 +111,6 @@ class AttentionMapView(QWidget):
         self._labels_key = None
         self._user_range = False
         self._range_T = -1
-        self._setting_range = False
         self.vb.sigRangeChangedManually.connect(self._on_manual_range)
         self.vb.sigResized.connect(self._relabel)
         self.vb.sigRangeChanged.connect(self._relabel)
@@ -160,11 +159,6 @@ class AttentionMapView(QWidget):
     def display_data(self, attn: np.ndarray) -> np.ndarray:
         """What the image shows for a map: the weights, or their square roots."""
         return np.sqrt(attn) if self.sqrt_scale else attn
-
-    def set_colormap(self, name: str) -> None:
-        from dataclasses import replace
-
-        self.apply_theme(replace(self.theme, colormap=name))
 
     # ------------------------------------------------------------------ model
     def set_model(self, info: ModelInfo) -> None:
@@ -226,11 +220,7 @@ class AttentionMapView(QWidget):
             self._relabel()
 
     def _fit(self) -> None:
-        self._setting_range = True
-        try:
-            self.vb.setRange(QRectF(0, 0, max(1, self.T), max(1, self.T)), padding=0.0)
-        finally:
-            self._setting_range = False
+        self.vb.setRange(QRectF(0, 0, max(1, self.T), max(1, self.T)), padding=0.0)
 
     def _on_manual_range(self, *_):
         self._user_range = True

@@ -36,6 +36,11 @@ def masked_map(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def head_map(att: np.ndarray, layer: int, head: int, average: bool) -> np.ndarray:
+    """The ``[T, T]`` map of one head (or its layer's average) of ``att`` ``[L, H, T, T]``."""
+    return att[layer].mean(axis=0) if average else att[layer, head]
+
+
 class GridMosaic:
     """One float32 image holding every layer's and head's thumbnail (rows = layers).
 
@@ -252,10 +257,7 @@ class SnapshotBuilder:
         head = min(max(0, view.head), self.H - 1)
         q = N - 1 if view.query is None else min(max(view.query, ws), N - 1)
         q_rel = q - ws
-        if view.average:
-            attn = masked_map(att[layer].mean(axis=0))
-        else:
-            attn = masked_map(att[layer, head])
+        attn = masked_map(head_map(att, layer, head, view.average))
         mode = self._grid_mode(view, T)
         self._update_grid(mode, att, q_rel)
         hist = s.history

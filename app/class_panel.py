@@ -28,12 +28,7 @@ class ClassPanel(QWidget):
         lay.addStretch(1)
         self.names: list[QLabel] = []
         self.bars: list[QProgressBar] = []
-        self.probs = None
         self.apply_theme(self.theme)
-
-    @property
-    def has_head(self) -> bool:
-        return bool(self.bars)
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
@@ -65,7 +60,6 @@ class ClassPanel(QWidget):
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         p = snap.class_probs
-        self.probs = p
         if p is None or len(p) != len(self.bars):
             return
         best = int(p.argmax())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QWidget
 
 from .analysis_builder import AnalysisResult, CompareView
@@ -184,6 +184,3 @@ class ComparePanel(QWidget):
             self.readout.setText(f"{name}: query {q} {qt!r} → key {k} {kt!r}: {val}")
             return
         self.readout.setText(self.note)
-
-    def map_rect(self, i: int) -> QRectF:
-        return self.maps[i].image.boundingRect()

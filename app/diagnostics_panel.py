@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeade
                                QMenu, QSplitter, QTableView, QWidget)
 
 from .analysis_builder import SCORES, AnalysisResult
-from .analysis_widgets import MapPlot
+from .analysis_widgets import ABLATED_COLOR, MapPlot
 from .panel_layout import panel_layout, shrinkable_label
 from .snapshot import ModelInfo, Snapshot
 from .theme import DARK, Theme, colormap
@@ -154,7 +154,7 @@ class HeadTableModel(QAbstractTableModel):
             if role == Qt.ItemDataRole.DisplayRole:
                 return "✗" if off else ""
             if role == Qt.ItemDataRole.ForegroundRole and off:
-                return QColor("#ff4d6d")
+                return QColor(ABLATED_COLOR)
             return None
         arr = self.values.get(name)
         v = float(arr[layer, head]) if arr is not None else float("nan")
@@ -309,7 +309,7 @@ class DiagnosticsPanel(QWidget):
             chosen = e.get("chosen_logprob_change")
             ch = "" if chosen is None else f" · chosen {chosen:+.2f}"
             self.abl_label.setText(
-                f"<span style='color:#ff4d6d'>{len(res.ablated)} off</span>: Δ log p top "
+                f"<span style='color:{ABLATED_COLOR}'>{len(res.ablated)} off</span>: Δ log p top "
                 f"{e['top_logprob_change']:+.2f}{ch}")
 
     def _grid(self, key: str) -> np.ndarray | None:

@@ -100,11 +100,6 @@ class HeadGrid(QWidget):
         self._draw_backdrop()
         self._head_ticks()
 
-    def set_colormap(self, name: str) -> None:
-        from dataclasses import replace
-
-        self.apply_theme(replace(self.theme, colormap=name))
-
     def _head_ticks(self, *_) -> None:
         """Head labels on top, every ``step``-th one so that they never touch (big fonts in
         presentation mode, many heads in a narrow panel)."""

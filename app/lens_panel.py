@@ -17,13 +17,10 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from .analysis_builder import AnalysisResult, LensView
-from .analysis_widgets import esc
+from .analysis_widgets import ABLATED_COLOR, esc
 from .snapshot import ModelInfo, Snapshot
-from .theme import DARK, Theme, colormap
+from .theme import DARK, Theme, colormap, luma
 
-
-def _luma(c: QColor) -> float:
-    return 0.299 * c.red() + 0.587 * c.green() + 0.114 * c.blue()
 
 
 class LensPanel(QWidget):
@@ -131,7 +128,7 @@ class LensPanel(QWidget):
                 it.setText(f"{tok}  {p:.0%}" if p >= 0.01 else f"{tok}  <1%")
                 col = colors[c]
                 it.setBackground(col)
-                it.setForeground(QColor("#000000") if _luma(col) > 140 else QColor("#ffffff"))
+                it.setForeground(QColor("#000000") if luma(col) > 140 else QColor("#ffffff"))
                 hit = has_t and int(lv.top_ids[r, c]) == lv.target
                 f = it.font()
                 f.setBold(bool(hit))
@@ -153,7 +150,7 @@ class LensPanel(QWidget):
                 it.setToolTip(f"{lv.layers[r]}: {lv.target_token!r} ranks {rank + 1}")
         nxt = (f" · actual next: <b style='color:{th.accent}'>{esc(lv.target_token)}</b>"
                if lv.target_token is not None else " · next token not known yet")
-        abl = f" · <span style='color:#ff4d6d'>{lv.n_ablated} head(s) ablated</span>" \
+        abl = f" · <span style='color:{ABLATED_COLOR}'>{lv.n_ablated} head(s) ablated</span>" \
             if lv.n_ablated else ""
         self.header.setText(f"<b>Logit lens</b> at query {lv.position} {esc(lv.token)} "
                             f"→ predicts position {lv.position + 1}{nxt}{abl}")

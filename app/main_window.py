@@ -68,7 +68,6 @@ class MainWindow(QMainWindow):
         self.actions: dict[str, QAction] = {}
         self.docks: dict[str, QDockWidget] = {}
         self.last_error_box: QMessageBox | None = None
-        self.last_error: str = ""
         self._model_loaded = False
 
         # ---- views
@@ -127,7 +126,7 @@ class MainWindow(QMainWindow):
         self.attention.layerChanged.connect(lambda l: c.set_view(layer=l))
         self.attention.headChanged.connect(
             lambda h: c.set_view(average=True) if h < 0 else c.set_view(head=h, average=False))
-        self.attention.queryClicked.connect(self._pin_query)
+        self.attention.queryClicked.connect(c.set_query)
         self.attention.scaleChanged.connect(lambda on: c.set_view(sqrt_scale=on))
         self.grid.headSelected.connect(c.select_head)
         self.grid.modeChanged.connect(lambda m: c.set_view(grid_mode=m))
@@ -135,7 +134,6 @@ class MainWindow(QMainWindow):
         c.modelChanged.connect(self._on_model)
         c.errorOccurred.connect(self._on_error)
         c.applied.connect(self._on_applied)
-        c.busyChanged.connect(self._on_busy)
         # Analysis panels: diagnostics, logit lens, rollout, ablation, comparisons (issue 5).
         from .analysis_ui import install as install_analysis
 
@@ -225,8 +223,7 @@ class MainWindow(QMainWindow):
         for name in COLORMAPS:
             a = cm.addAction(name + (" (colour-blind safe)" if name == "cividis" else ""))
             a.setCheckable(True)
-            a.setChecked(name == self.theme.colormap)
-            a.triggered.connect(lambda _=False, n=name: self.set_colormap(n))
+            a.setChecked(name == self.theme.colormap)  # the lecture module connects it
             group.addAction(a)
         self.menus["colormap"] = cm
         self.menus["view"].addSeparator()
@@ -250,9 +247,9 @@ class MainWindow(QMainWindow):
         app = QApplication.instance()
         if app is not None:
             apply_to_app(app, theme)
+        # grid, next token and classes are dock widgets: listed once, via the docks
         for w in [self.prompt_editor, self.token_strip, self.stepping, self.sampling,
-                  self.attention, self.grid, self.next_token, self.classes, self.status] + \
-                [d.widget() for d in self.docks.values()]:
+                  self.attention, self.status] + [d.widget() for d in self.docks.values()]:
             if hasattr(w, "apply_theme"):
                 w.apply_theme(theme)
 
@@ -292,15 +289,8 @@ class MainWindow(QMainWindow):
     def _on_applied(self, snap: Snapshot) -> None:
         self.status.set_view_ms(self.controller.last_apply_ms)
 
-    def _on_busy(self, busy: bool) -> None:
-        pass
-
-    def _pin_query(self, position: int) -> None:
-        self.controller.set_query(position)
-
     # ------------------------------------------------------------------ errors
     def _on_error(self, command: str, message: str) -> None:
-        self.last_error = message
         if command == "load_model":
             title = "Could not open the model"
             text = (f"The model could not be loaded:\n\n{message}\n\n"

@@ -80,12 +80,11 @@ class NextTokenView(QWidget):
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
         self.glw.setBackground(theme.plot_bg)
-        for name in ("left", "bottom"):
+        for name, font in (("left", theme.font(1.0, mono=True)), ("bottom", theme.font(0.85))):
             ax = self.plot.getAxis(name)
-            ax.setStyle(tickFont=theme.font(0.95 if name == "left" else 0.85))
+            ax.setStyle(tickFont=font)
             ax.setTextPen(pg.mkPen(theme.text))
             ax.setPen(pg.mkPen(theme.grid_line))
-        self.plot.getAxis("left").setStyle(tickFont=theme.font(1.0, mono=True))
         self.plot.setLabel("bottom", "probability", color=theme.text_dim)  # readable colour
         self.plot.getAxis("bottom").label.setFont(theme.font(0.85))
         self.header.setFont(theme.font(1.0))
@@ -98,8 +97,7 @@ class NextTokenView(QWidget):
         # The chart never gets shorter than MIN_ROWS readable bars plus its probability axis
         # (two lines): with big presentation fonts the dock layout shrinks the panels below
         # this one instead of overlapping the token labels.
-        line = QFontMetricsF(theme.font(1.0, mono=True)).height()
-        self.glw.setMinimumHeight(int(line * (MIN_ROWS * ROW_LINES + 2.1)))
+        self.glw.setMinimumHeight(int(self._line_px() * (MIN_ROWS * ROW_LINES + 2.1)))
         self._redraw()
 
     def set_model(self, info: ModelInfo) -> None:
@@ -123,8 +121,11 @@ class NextTokenView(QWidget):
         h = self.vb.height()
         if h <= 1:
             return 1 << 30
-        row_px = QFontMetricsF(self.plot.getAxis("left").style["tickFont"]).height() * ROW_LINES
-        return max(MIN_ROWS, int(h // row_px))
+        return max(MIN_ROWS, int(h // (self._line_px() * ROW_LINES)))
+
+    def _line_px(self) -> float:
+        """Line height of the token labels (the left axis' tick font), in pixels."""
+        return QFontMetricsF(self.plot.getAxis("left").style["tickFont"]).height()
 
     def _on_resize(self, *_) -> None:
         c = self.candidates
@@ -158,7 +159,7 @@ class NextTokenView(QWidget):
             rank = f"#{i + 1}" if i >= n - 1 and i == c.chosen and c.chosen >= n else ""
             ticks.append((row, f"{c.tokens[i]!r}{(' ' + rank) if rank else ''}"))
         self.plot.getAxis("left").setTicks([ticks])
-        self._ensure_values(max(n, len(self.values)))
+        self._ensure_values(n)  # grows only
         xmax = max(0.05, float(probs.max()) * 1.25 if n else 1.0)
         for row, t in enumerate(self.values):
             if row < n:

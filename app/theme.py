@@ -124,3 +124,8 @@ def apply_to_app(app: QApplication, theme: Theme) -> None:
         f"border: 1px solid {theme.grid_line}; padding: 4px; }}"
         f"QDockWidget::title {{ padding: 4px 6px; background: {theme.window}; }}"
     )
+
+
+def luma(c: QColor) -> float:
+    """Perceived brightness of ``c`` (0..255): picks black or white text on a coloured cell."""
+    return 0.299 * c.red() + 0.587 * c.green() + 0.114 * c.blue()

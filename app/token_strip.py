@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QScrollArea, QSiz
                                QToolTip, QVBoxLayout, QWidget)
 
 from .snapshot import ModelInfo, Snapshot
-from .theme import DARK, Theme
+from .theme import DARK, Theme, luma
 
 
 class ChipCanvas(QWidget):
@@ -180,7 +180,7 @@ class ChipCanvas(QWidget):
             if outside:
                 p.setPen(dim_c)
             else:
-                p.setPen(QColor("#000000") if _luma(bg) > 150 else text_c)
+                p.setPen(QColor("#000000") if luma(bg) > 150 else text_c)
             p.drawText(r.adjusted(self.PAD_X, 0, -self.PAD_X + 1, 0),
                        Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, self.tokens[i])
         p.end()
@@ -229,9 +229,6 @@ def _mix(a: QColor, b: QColor, t: float) -> QColor:
     return QColor(int(a.red() + (b.red() - a.red()) * t), int(a.green() + (b.green() - a.green()) * t),
                   int(a.blue() + (b.blue() - a.blue()) * t))
 
-
-def _luma(c: QColor) -> float:
-    return 0.299 * c.red() + 0.587 * c.green() + 0.114 * c.blue()
 
 
 class TokenStrip(QWidget):

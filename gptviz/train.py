@@ -249,8 +249,9 @@ def pretrain(args: Any, log: Callable[[str], None] = print) -> Path:
     model.train()
     t0 = time.time()
     tokens_per_iter = args.batch_size * args.block_size
-    # Copying rows from iteration 0: measured here, an induction head never formed from text
-    # alone in this budget, nor when the copying loss was added after pre-training.
+    # Copying rows from iteration 0: measured here, no induction head formed from text alone
+    # in this budget, and the copying stage (induct) only took off on a model whose copying
+    # loss these rows had already started to lower.
     copy_rows = int(getattr(args, "copy_rows", 0))
     copy_weight = float(getattr(args, "copy_weight", 1.0))
     vocab = corpus.tokenizer.vocab_size
