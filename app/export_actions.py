@@ -162,7 +162,6 @@ class Exporter(QObject):
         self.win = window
         self.directory = str(Path.home())
         self.png_width = 1920
-        self._trace_gens: dict[int, str] = {}
         a = QAction("Export…", window)
         a.setShortcut(QKeySequence("Ctrl+E"))
         a.setStatusTip("Export a plot (PNG, SVG), the attention matrix or next-token table "
@@ -216,20 +215,18 @@ class Exporter(QObject):
         if c.model is None:
             raise ValueError("nothing to export yet: no model is loaded")
         gen = c.request("export_trace", path=str(path))
-        self._trace_gens[gen] = str(path)
         self.win.status.showMessage(f"Writing {path}…")
         return gen
 
     def _on_result(self, gen: int, command: str, result) -> None:
         if command == "export_trace":
-            path = self._trace_gens.pop(gen, result.get("path", ""))
+            path = result["path"]  # the worker echoes the request's path
             self.win.status.showMessage(f"Exported the trace ({result.get('T', '?')} tokens) "
                                         f"to {path}", 6000)
             self.exported.emit("trace_npz", path)
 
     def _on_error(self, command: str, message: str) -> None:
         if command == "export_trace":
-            self._trace_gens.clear()
             self._fail(message.split("\n\n")[0])
 
     def _fail(self, message: str) -> None:

@@ -38,7 +38,6 @@ class SamplePrompts(QObject):
         self.prompts = load_sample_prompts() if prompts is None else list(prompts)
         self.actions: list[QAction] = []
         self.seed = 0
-        self._gens: set[int] = set()
         self._submitted: str | None = None
         menu = QMenu("Sample prompts", window)
         menu.setToolTipsVisible(True)
@@ -80,19 +79,16 @@ class SamplePrompts(QObject):
         c.set_playing(False)
         c.view = replace(c.view, query=None)
         gen = c.request("sample_prompt", text=p.text, seed=self.seed, title=p.title)
-        self._gens.add(gen)
         self.win.status.showMessage(f"{p.title}: {p.shows}" if p.shows else p.title, 10000)
         return gen
 
     def _on_result(self, gen: int, command: str, result: dict) -> None:
         if command == "sample_prompt":
-            self._gens.discard(gen)
             self.win.prompt_editor.set_text(result["text"])
             self.applied.emit(result["text"])
 
     def _on_error(self, command: str, message: str) -> None:
         if command == "sample_prompt":
-            self._gens.clear()
             self.win.show_error("Sample prompt not available", message.split("\n\n")[0])
 
     # ------------------------------------------------------------------ recent prompts

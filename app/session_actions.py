@@ -41,7 +41,6 @@ class SessionActions(QObject):
         self.presentation = presentation
         self.path: str | None = None        # the file last saved or opened
         self.directory = str(Path.home())
-        self._pending: dict[int, str] = {}
         self.actions: dict[str, QAction] = {}
         for key, text, keys, tip, slot in (
                 ("open_session", "Open session…", "Ctrl+O",
@@ -89,9 +88,7 @@ class SessionActions(QObject):
             return -1
         path = str(path)
         self.directory = str(Path(path).parent)
-        gen = c.request("save_session", path=path, view_state=self.view_state())
-        self._pending[gen] = path
-        return gen
+        return c.request("save_session", path=path, view_state=self.view_state())
 
     def save(self) -> int:
         if self.path:
@@ -116,9 +113,7 @@ class SessionActions(QObject):
         path = str(path)
         self.directory = str(Path(path).parent)
         self.win.status.showMessage(f"Opening {path}…")
-        gen = c.request("open_session", path=path)
-        self._pending[gen] = path
-        return gen
+        return c.request("open_session", path=path)
 
     def choose_open(self) -> int:
         path, _ = QFileDialog.getOpenFileName(self.win, "Open session", self.directory,
@@ -128,13 +123,13 @@ class SessionActions(QObject):
     # ------------------------------------------------------------------ replies
     def _on_result(self, gen: int, command: str, result: dict) -> None:
         if command == "save_session":
-            path = self._pending.pop(gen, result["path"])
+            path = result["path"]  # the worker echoes the request's path
             self.path = path
             self.prefs.add_recent("sessions", path)
             self.win.status.showMessage(f"Saved the session to {path}", 6000)
             self.saved.emit(path)
         elif command == "open_session":
-            path = self._pending.pop(gen, result["path"])
+            path = result["path"]  # the worker echoes the request's path
             self._apply_opened(result)
             self.path = path
             self.prefs.add_recent("sessions", path)
@@ -178,7 +173,6 @@ class SessionActions(QObject):
     def _on_error(self, command: str, message: str) -> None:
         if command not in ("save_session", "open_session"):
             return
-        self._pending.clear()
         self._fail(command, message.split("\n\n")[0])
 
     def _fail(self, command: str, message: str) -> None:
