@@ -59,9 +59,11 @@ class HeadTableModel(QAbstractTableModel):
 
     # ---- data
     def set_shape(self, L: int, H: int) -> None:
+        """A new model: no scores and no ablated heads yet (the session starts without)."""
         self.beginResetModel()
         self.L, self.H = L, H
         self.values = {}
+        self.ablated = set()
         self.order = np.arange(L * H)
         self.endResetModel()
 
@@ -277,6 +279,7 @@ class DiagnosticsPanel(QWidget):
         lstep = 1 if self.L <= 16 else (2 if self.L <= 32 else 4)
         plot.getAxis("left").setTicks([[(i + 0.5, f"L{i}") for i in range(0, self.L, lstep)]])
         self.map.set_image(None, (0, 1))
+        self.map.set_marks(self.ablated)
         self.info.setText("Computing…")
 
     # ------------------------------------------------------------------ data

@@ -26,6 +26,10 @@ ROW_LINES = 1.15
 MIN_ROWS = 3
 
 
+#: Candidate spacings of the probability axis' labelled ticks, smallest first.
+TICK_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0)
+
+
 class NextTokenView(QWidget):
     """``candidateClicked(token_id, replace_last)`` when a bar is clicked."""
 
@@ -61,6 +65,7 @@ class NextTokenView(QWidget):
         self.plot.addItem(self.bars)
         self.values: list[pg.TextItem] = []
         self.n_shown = 0
+        self._drawn_width = 0.0  # view-box width the x extent was computed for
         self.hint = ElidedLabel(" ")
         bottom = QHBoxLayout()
         bottom.setContentsMargins(4, 0, 4, 0)
@@ -127,11 +132,35 @@ class NextTokenView(QWidget):
         """Line height of the token labels (the left axis' tick font), in pixels."""
         return QFontMetricsF(self.plot.getAxis("left").style["tickFont"]).height()
 
+    def _x_extent(self, p_max: float, labels: list[str]) -> float:
+        """Right end of the x axis: the longest bar plus room for its value label, measured
+        in pixels (a fixed 25% margin clipped "6.4%" in presentation mode at 1280x800)."""
+        width = self.vb.width()
+        if width <= 1 or not labels:
+            return max(0.05, p_max * 1.25)
+        fm = QFontMetricsF(self.theme.font(0.85))
+        # TextItem pads its text by a few pixels on each side; 1.3 em covers it and a gap.
+        label_px = max(fm.horizontalAdvance(t) for t in labels) + 1.3 * fm.height()
+        frac = min(0.6, label_px / width)  # share of the width kept for the labels
+        return max(0.05, p_max / (1.0 - frac) * 1.02)
+
+    def _space_x_ticks(self, xmax: float) -> None:
+        """Probability ticks far enough apart that their labels never run together (pyqtgraph
+        spaced 0.02 apart wrote "0.020.040.06" in a narrow presentation column)."""
+        axis = self.plot.getAxis("bottom")
+        width = self.vb.width()
+        if width <= 1:
+            return
+        font = axis.style.get("tickFont") or self.theme.font(0.85)
+        label_px = QFontMetricsF(font).horizontalAdvance("0.00") * 1.8
+        step = next((s for s in TICK_STEPS if xmax / s * label_px <= width), 1.0)
+        axis.setTickSpacing(step, step / 2)
+
     def _on_resize(self, *_) -> None:
         c = self.candidates
-        if c is not None and min(self.count.value(), len(c.ids), self.rows_that_fit()) \
-                != self.n_shown:
-            self._redraw()
+        if c is not None and (min(self.count.value(), len(c.ids), self.rows_that_fit())
+                              != self.n_shown or abs(self.vb.width() - self._drawn_width) > 1):
+            self._redraw()  # more or fewer rows fit, or the labels need another x extent
 
     def _redraw(self, *_):
         c = self.candidates
@@ -146,6 +175,7 @@ class NextTokenView(QWidget):
             return
         n = min(self.count.value(), len(c.ids), self.rows_that_fit())
         self.n_shown = n
+        self._drawn_width = self.vb.width()
         idx = list(range(n))
         if c.chosen >= n:  # the chosen token ranks lower: show it as the last bar
             idx[-1] = c.chosen
@@ -160,13 +190,15 @@ class NextTokenView(QWidget):
             ticks.append((row, f"{c.tokens[i]!r}{(' ' + rank) if rank else ''}"))
         self.plot.getAxis("left").setTicks([ticks])
         self._ensure_values(n)  # grows only
-        xmax = max(0.05, float(probs.max()) * 1.25 if n else 1.0)
+        labels = [f"{p:.1%}" for p in probs]
+        xmax = self._x_extent(float(probs.max()) if n else 1.0, labels)
         for row, t in enumerate(self.values):
             if row < n:
-                t.setText(f"{probs[row]:.1%}")
+                t.setText(labels[row])
                 t.setPos(float(probs[row]) + xmax * 0.01, row)
             else:
                 t.setText("")
+        self._space_x_ticks(xmax)
         self.vb.setRange(xRange=(0, xmax), yRange=(-0.6, n - 0.4), padding=0)
         token = f"<span style='color:{th.bar_chosen}'><b>{{}}</b></span>"
         if c.kind == "last":

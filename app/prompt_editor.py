@@ -40,7 +40,10 @@ class PromptEditor(QWidget):
     def apply_theme(self, theme: Theme) -> None:
         self.edit.setFont(theme.font(1.05))
         fm = self.edit.fontMetrics()
-        self.edit.setFixedHeight(int(fm.lineSpacing() * 2.4 + 12))
+        # Two and a bit lines when there is room; down to one and a bit when the window is
+        # short (presentation at 1280x800), where the token strip below shows the text anyway.
+        self.edit.setMinimumHeight(int(fm.lineSpacing() * 1.4 + 12))
+        self.edit.setMaximumHeight(int(fm.lineSpacing() * 2.4 + 12))
 
     def text(self) -> str:
         return self.edit.toPlainText()

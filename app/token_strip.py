@@ -25,6 +25,10 @@ from .snapshot import ModelInfo, Snapshot
 from .theme import DARK, Theme, luma
 
 
+#: Whole lines of chips the strip always shows (the newest line and the one before it).
+MIN_LINES = 2
+
+
 class ChipCanvas(QWidget):
     """The painted chips. Height follows the wrapped content (for a scroll area)."""
 
@@ -96,9 +100,17 @@ class ChipCanvas(QWidget):
             self._widths[text] = w
         return w
 
+    def chip_height(self) -> int:
+        """Height of one chip (one line of text) in pixels."""
+        return QFontMetrics(self.font()).height() + 2 * self.PAD_Y
+
+    def height_for_rows(self, n: int) -> int:
+        """Viewport height that shows exactly ``n`` whole lines of chips (margins included)."""
+        return n * self.chip_height() + (n - 1) * self.GAP_Y + 2 * self.MARGIN
+
     def _relayout(self) -> None:
         fm = QFontMetrics(self.font())
-        h = fm.height() + 2 * self.PAD_Y
+        h = self.chip_height()
         width = max(100, self.width())
         x, y = self.MARGIN, self.MARGIN
         rects = []
@@ -270,6 +282,7 @@ class TokenStrip(QWidget):
         lay.setSpacing(2)
         lay.addLayout(head)
         lay.addWidget(self.scroll, 1)
+        lay.addStretch(0)  # the few pixels below the last whole line of chips
         self.canvas.chipClicked.connect(self._on_chip)
         self.scroll.verticalScrollBar().rangeChanged.connect(self._on_range)
         self._stick_bottom = True
@@ -283,6 +296,27 @@ class TokenStrip(QWidget):
         self.theme = theme
         self.canvas.apply_theme(theme)
         self._update_legend()
+        self._fit_whole_lines()
+
+    def resizeEvent(self, e) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(e)
+        self._fit_whole_lines()
+
+    def _fit_whole_lines(self) -> None:
+        """Show a whole number of chip lines, at least :data:`MIN_LINES`.
+
+        Scrolled to the newest token, a viewport that is not a multiple of the line height
+        cuts the top line in half (seen at 1280x800 in presentation mode); with this cap the
+        lines shown are whole and the remainder is blank space below them."""
+        c = self.canvas
+        least = c.height_for_rows(MIN_LINES)
+        if self.scroll.minimumHeight() != least:
+            self.scroll.setMinimumHeight(least)
+        avail = self.height() - self.scroll.y()  # the layout has placed the header already
+        n = (avail - 2 * c.MARGIN + c.GAP_Y) // (c.chip_height() + c.GAP_Y)
+        cap = c.height_for_rows(max(n, MIN_LINES))
+        if cap != self.scroll.maximumHeight():
+            self.scroll.setMaximumHeight(cap)
 
     def set_model(self, info: ModelInfo) -> None:
         self.follow.setChecked(True)

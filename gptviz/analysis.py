@@ -128,7 +128,8 @@ def bench_analysis(repeats: int = 5, context: int = 512, model_repeats: int = 3,
           ``[12, 12, context, context]`` float32 (target ≤ 50 ms);
         * ``rollout_ms``, ``rollout_row_ms``: the full rollout map and one row;
         * ``prefill_ms``: the model over ``context`` tokens with a cache (return_attn);
-        * ``step_ms``: one normal cached step at ``context`` (return_attn, last_only);
+        * ``step_ms``: one normal cached step at ``context`` as the engine takes it
+          (:meth:`~gptviz.model.GPT.decode_step`, attention rows and residuals captured);
         * ``ablated_full_rerun_ms``: the whole ``context + 1`` tokens again with one head
           ablated (no cache; what an engine that re-runs everything pays);
         * ``ablated_rerun_from_layer_ms``: ``{layer: ms}``, re-running only blocks
@@ -137,7 +138,10 @@ def bench_analysis(repeats: int = 5, context: int = 512, model_repeats: int = 3,
         * ``clone_cache_ms``: copying the clean cache's layers below the middle one
           (included in the line above);
         * ``ablated_step_ms``: one cached step of the ablated model once its cache is built;
-        * ``ratio_*``: each re-run divided by ``step_ms`` (target ≤ 2);
+        * ``ratio_*_to_step``: each re-run divided by ``step_ms`` (target ≤ 2 for the
+          ablated step);
+        * ``ratio_rerun_from_layer_to_prefill``: each toggle's exact re-run divided by the
+          un-ablated forward over the same window (``prefill_ms``);
         * ``torch_threads``, ``context``.
     """
     result: dict[str, Any] = {"context": context}
@@ -177,9 +181,14 @@ def bench_analysis(repeats: int = 5, context: int = 512, model_repeats: int = 3,
         result["prefill_ms"] = _median_ms(prefill, model_repeats)
         clean = prefill()  # cache now holds the prompt; clean.residuals: the stored stream
 
-        def step() -> Any:
+        L, H = cfg.n_layer, cfg.n_head
+        rows = torch.empty(L, H, context + 2)  # (L, H, S): what the engine's buffer receives
+        resid = torch.empty(L + 1, cfg.n_embd)
+        token = int(nxt[0, 0])
+
+        def step() -> Any:  # the engine's one-token step (GPT.decode_step)
             cache.length = context
-            return model(nxt, cache, return_attn=True, last_only=True)
+            return model.decode_step(token, cache, attn_out=rows, resid_out=resid)
 
         result["step_ms"] = _median_ms(step, max(5, model_repeats))
 
@@ -217,8 +226,8 @@ def bench_analysis(repeats: int = 5, context: int = 512, model_repeats: int = 3,
 
         def ablated_step() -> Any:
             abl_cache.length = context + 1
-            return model(step2, abl_cache, return_attn=True, ablation=ablation_mid,
-                         last_only=True)
+            return model.decode_step(int(step2[0, 0]), abl_cache, attn_out=rows,
+                                     resid_out=resid, ablation=ablation_mid)
 
         result["ablated_step_ms"] = _median_ms(ablated_step, max(5, model_repeats))
 
@@ -226,4 +235,8 @@ def bench_analysis(repeats: int = 5, context: int = 512, model_repeats: int = 3,
     result["ratio_full_rerun_to_step"] = result["ablated_full_rerun_ms"] / s
     result["ratio_rerun_from_layer_to_step"] = {k: v / s for k, v in from_layer.items()}
     result["ratio_ablated_step_to_step"] = result["ablated_step_ms"] / s
+    # The same window computed without the ablation costs a prefill: a toggle's exact re-run
+    # against that is the price of the ablation itself.
+    result["ratio_rerun_from_layer_to_prefill"] = {
+        k: v / result["prefill_ms"] for k, v in from_layer.items()}
     return result

@@ -571,4 +571,7 @@ def test_bench_analysis_small():
                 "ablated_full_rerun_ms", "clone_cache_ms", "ablated_step_ms"):
         assert r[key] > 0, key
     assert set(r["ablated_rerun_from_layer_ms"]) == {0, 1}
+    assert set(r["ratio_rerun_from_layer_to_prefill"]) == {0, 1}
+    assert r["ratio_rerun_from_layer_to_prefill"][0] == pytest.approx(
+        r["ablated_rerun_from_layer_ms"][0] / r["prefill_ms"])
     json.dumps(r)

@@ -59,6 +59,59 @@ def test_kv_cache_steps_equal_full_forward(tiny_bundle_factory, overrides, prefi
         assert full_att[:, -1].max() > 2.0 / T
 
 
+DECODE_CONFIGS = {**LN_CONFIGS, "no bias": dict(bias=False)}
+
+
+@pytest.mark.parametrize("layout", ["row-major", "decoding"])
+@pytest.mark.parametrize("ablate", [None, "zero", "mean"])
+@pytest.mark.parametrize("overrides", DECODE_CONFIGS.values(), ids=DECODE_CONFIGS.keys())
+def test_decode_step_is_bit_identical_to_a_one_token_forward(tiny_bundle_factory, overrides,
+                                                             ablate, layout):
+    bundle = tiny_bundle_factory(**overrides)
+    model = bundle.model.eval()
+    if layout == "decoding":
+        model.use_decoding_layout()
+    cfg = model.config
+    L, H, C = cfg.n_layer, cfg.n_head, cfg.n_embd
+    ids = _ids(bundle)
+    ablation = None
+    if ablate is not None:
+        keep = torch.ones(L, H)
+        keep[0, 1] = keep[L - 1, 0] = 0
+        fill = torch.randn(L, H, cfg.head_dim) if ablate == "mean" else None
+        ablation = Ablation(keep, fill)
+    with torch.inference_mode():
+        a, b = model.new_cache(), model.new_cache()
+        model(torch.tensor([ids[:6]]), a, ablation=ablation)
+        model(torch.tensor([ids[:6]]), b, ablation=ablation)
+        for t in range(6, len(ids)):
+            ref = model(torch.tensor([[ids[t]]]), a, return_attn=True, return_resid=True,
+                        ablation=ablation, last_only=True)
+            attn = torch.full((L, H, cfg.block_size), -1.0)
+            resid = torch.empty(L + 1, C)
+            logits, hidden = model.decode_step(ids[t], b, attn_out=attn, resid_out=resid,
+                                               ablation=ablation)
+            assert b.length == a.length == t + 1
+            assert torch.equal(logits, ref.logits[0, 0])
+            assert torch.equal(hidden, ref.hidden[0, 0])
+            assert torch.equal(attn[:, :, :t + 1], torch.stack(ref.attentions)[:, 0, :, 0])
+            assert (attn[:, :, t + 1:] == -1).all()  # nothing written past the new key
+            assert torch.equal(resid, torch.stack(ref.residuals)[:, 0, 0])
+        assert torch.equal(a.k[:, :, :, :a.length], b.k[:, :, :, :b.length])
+        assert torch.equal(a.v[:, :, :, :a.length], b.v[:, :, :, :b.length])
+        if ablate is not None:  # the ablation really changed something
+            plain = model(torch.tensor([ids]), last_only=True).logits[0, -1]
+            assert not torch.allclose(plain, logits)
+
+
+def test_decode_step_refuses_a_full_cache(tiny_bundle):
+    model = tiny_bundle.model.eval()
+    cache = model.new_cache()
+    cache.length = cache.block_size
+    with pytest.raises(ValueError, match="exceeds"):
+        model.decode_step(1, cache)
+
+
 def test_decoding_layout_changes_strides_not_values(tiny_bundle, tmp_path):
     from gptviz import load_model, save_checkpoint
 

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from gptviz.config import GPTConfig
 from gptviz.data import GENRE_OF, GENRES, HELD_OUT, split_works
 from gptviz.model import GPT
-from gptviz.train import (batch_at, build_corpus, l3_loss, labelled_batch, loss_curve_svg,
-                          pretrain)
+from gptviz.checkpoint import load_gptviz_checkpoint
+from gptviz.train import (anneal, batch_at, build_corpus, finetune, l3_loss, labelled_batch,
+                          loss_curve_svg, pretrain)
 
 WORDS = ("the and to of i you my a that in is not it me with be his your this but he have as "
          "thou so him will what thy all her no by do shall if are we thee our on lord now good "
@@ -191,3 +192,38 @@ def test_pretraining_with_copy_rows_logs_the_copy_loss_and_induction(fake_corpus
             .splitlines()]
     assert all(r["copy_loss"] > 0 for r in recs)
     assert 0.0 <= recs[-1]["induction_max"] <= 1.0
+
+
+def test_anneal_continues_from_the_pretrained_model_and_finetune_starts_from_it(
+        fake_corpus, tmp_path):
+    d, _ = fake_corpus
+    torch.manual_seed(0)
+    args = _args(tmp_path, d, 20)
+    args.copy_rows, args.copy_weight = 2, 1.0
+    pretrain(args, log=lambda s: None)
+    run = tmp_path / "run"
+    before = load_gptviz_checkpoint(run / "pretrained").model.state_dict()
+    args.anneal_iters, args.anneal_lr = 10, 1e-3
+    messages: list[str] = []
+    out = anneal(args, log=messages.append)
+    recs = [json.loads(line) for line in (run / "anneal_log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in recs] == [5, 10]
+    assert all(r["copy_loss"] > 0 for r in recs) and "val_loss" in recs[-1]
+    annealed = load_gptviz_checkpoint(out)
+    assert annealed.metadata["anneal"]["iters"] == 10
+    assert annealed.metadata["iters"] == 20  # the pre-training record is kept
+    after = annealed.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
+    # It started from the pre-trained weights, not from a fresh initialisation: after ten
+    # small steps the weights are still far closer to those than to a new model's.
+    fresh = GPT(annealed.config).state_dict()
+    k = "h.0.attn.c_attn.weight"
+    assert (after[k] - before[k]).norm() < 0.5 * (after[k] - fresh[k]).norm()
+    # A rerun with more iterations resumes from the saved state.
+    args.anneal_iters = 15
+    anneal(args, log=messages.append)
+    assert any("resuming at iteration 10" in m for m in messages)
+    args.ft_iters, args.ft_batch_size, args.ft_lr, args.lam, args.ft_eval_len = 2, 4, 1e-3, 0.5, 16
+    finetune(args, log=messages.append)
+    tuned = load_gptviz_checkpoint(run / "finetuned")
+    assert tuned.metadata["anneal"]["iters"] == 15

@@ -7,7 +7,7 @@ import argparse
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the training options."""
-    p.add_argument("--stage", choices=["pretrain", "induct", "finetune", "report", "all"], default="all")
+    p.add_argument("--stage", choices=["pretrain", "induct", "anneal", "finetune", "report", "all"], default="all")
     p.add_argument("--run-dir", default="runs/shakespeare", help="work folder (resumable state)")
     p.add_argument("--out", default="resources/model", help="where the report stage writes the "
                    "shipped checkpoint")
@@ -39,6 +39,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="iterations of L1 + w * copying loss after pre-training (0: skip)")
     p.add_argument("--induct-weight", type=float, default=1.0)
     p.add_argument("--induct-lr", type=float, default=1e-3)
+    p.add_argument("--anneal-iters", type=int, default=0,
+                   help="iterations of L1 (+ the copying rows) after the copying stage, at "
+                        "--anneal-lr, so the language model recovers (0: skip)")
+    p.add_argument("--anneal-lr", type=float, default=5e-4)
     p.add_argument("--ft-iters", type=int, default=300)
     p.add_argument("--ft-batch-size", type=int, default=16)
     p.add_argument("--ft-lr", type=float, default=3e-4)
@@ -61,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         train.pretrain(args)
     if args.stage == "induct" or (args.stage == "all" and args.induct_iters > 0):
         train.induct(args)
+    if args.stage == "anneal" or (args.stage == "all" and args.anneal_iters > 0):
+        train.anneal(args)
     if args.stage in ("finetune", "all"):
         train.finetune(args)
     if args.stage in ("report", "all"):

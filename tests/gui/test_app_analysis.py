@@ -269,6 +269,24 @@ def test_ablating_a_head_from_the_grid_and_clearing_it(qtbot, window):
     assert session(window).ablation is None
 
 
+def test_a_new_model_clears_the_ablated_marks_of_the_diagnostics(qtbot, window):
+    ui = window.analysis
+    panel = ui.diagnostics
+    ui.toolbar_actions["diagnostics"].trigger()
+    qtbot.waitUntil(lambda: ui.visible["diagnostics"], timeout=TIMEOUT)
+    ui.toggle_head(0, 1)
+    qtbot.waitUntil(lambda: ui.ablated == ((0, 1),), timeout=TIMEOUT)
+    m = panel.table_model
+    qtbot.waitUntil(lambda: m.ablated == {(0, 1)}, timeout=TIMEOUT)
+    assert not panel.map.marks.path().isEmpty()
+    # The same model announced again (as after File > Open): a fresh session, no ablation.
+    panel.set_model(window.controller.model)
+    col = m.columns.index("ablated")
+    assert m.ablated == set()
+    assert all(m.data(m.index(r, col)) in ("", None) for r in range(m.rowCount()))
+    assert panel.map.marks.path().isEmpty()
+
+
 def test_ablation_deltas_equal_ablation_effect(qtbot, window):
     import torch
 
