@@ -407,6 +407,20 @@ def test_panels_stay_compact_at_presentation_sizes(qtbot, window):
         assert nt.n_shown >= 3 and row_px >= QFontMetricsF(font).height()
         assert "Step 2" in nt.header.full_text()
         assert "whole maps" in grid.caption.full_text()
+        # every bar's value label ends inside the chart (a fixed margin clipped "6.4%")
+        right = nt.vb.sceneBoundingRect().right()
+        shown = [t for t in nt.values if t.textItem.toPlainText()]
+        assert len(shown) == nt.n_shown
+        assert all(t.sceneBoundingRect().right() <= right + 1 for t in shown)
+        # the probability axis' labelled ticks have room for their labels
+        major = nt.plot.getAxis("bottom")._tickSpacing[0][0]
+        tick_px = major / nt.vb.viewRange()[0][1] * nt.vb.width()
+        assert tick_px >= QFontMetricsF(font).horizontalAdvance("0.00")
+        # the token strip shows whole lines of chips, at least two
+        strip = window.token_strip
+        qtbot.waitUntil(lambda: strip.scroll.viewport().height() in
+                        [strip.canvas.height_for_rows(n) for n in range(2, 30)],
+                        timeout=TIMEOUT)
 
     check()
     assert nt.n_shown == nt.count.value() and not grid.caption.elided
