@@ -22,8 +22,10 @@ the text in the model's window, the ablation, and the query where it matters):
 * ablation effect: the next-token distribution at the current step with and without the
   ablated heads, the same numbers as :func:`gptviz.analysis.ablation_effect`. The ablated
   logits are read from the session's own final activations (``Session.final_hidden``, no
-  forward pass); the clean logits are kept from the moment the ablation was switched on, or
-  recomputed with one clean forward pass when the text has changed since;
+  forward pass); the clean logits are kept from the moment the ablation was switched on, and
+  after the text changes come from a clean run with a KV cache of its own
+  (:class:`gptviz.ablation.PrefixRunner`: a new step costs one more step, not a forward pass
+  over the window);
 * comparisons of the selected head: a pinned state A against the current state B, or the
   clean model (A) against the ablated one (B), and their difference on aligned positions
   (:func:`gptviz.analysis.attention_difference`).
@@ -229,6 +231,8 @@ class AnalysisBuilder:
         self._rollout_rows = _Cache(8)
         self._rollout_prev: tuple | None = None  # the last map, to extend by one row
         self._clean_logits = _Cache(8)
+        # The clean model's own KV cache: after a step, its distribution costs one step.
+        self._clean_runner: Any = None
         self._clean_att = _Cache(2)
         self._effect = _Cache(4)
         self._labels: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
@@ -393,8 +397,6 @@ class AnalysisBuilder:
             return out.logits[0, -1].double().cpu()
 
     def _clean_logits_at(self, s, tk, wids: np.ndarray, p: int):
-        import torch
-
         key = (tk, p)
         got = self._clean_logits.get(key)
         if got is not None:
@@ -402,10 +404,11 @@ class AnalysisBuilder:
         if self._abl_key is None:
             got = self._logits_at(s, p)
         else:
-            with torch.inference_mode():
-                ids = torch.as_tensor(wids[:p + 1], dtype=torch.long,
-                                      device=s.model.wte.weight.device)[None]
-                got = s.model(ids, last_only=True).logits[0, -1].double().cpu()
+            from gptviz.ablation import PrefixRunner
+
+            if self._clean_runner is None or self._clean_runner.model is not s.model:
+                self._clean_runner = PrefixRunner(s.model)
+            got = self._clean_runner.logits_after(wids[:p + 1]).double().cpu()
         self._clean_logits.put(key, got)
         return got
 

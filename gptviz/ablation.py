@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "make_ablation", "head_output_means", "ablation_effect", "ablated_heads",
-    "first_ablated_layer", "rerun_from_layer", "clone_cache",
+    "first_ablated_layer", "rerun_from_layer", "clone_cache", "PrefixRunner",
 ]
 
 #: How a removed head is replaced (see the module docstring).
@@ -233,6 +233,67 @@ def rerun_from_layer(model: "GPT", resid_in: torch.Tensor, start_layer: int, *,
     logits = model.lm_head(h[:, -1:] if last_only else h)
     return GPTOutput(logits=logits, hidden=h, attentions=attns if return_attn else None,
                      residuals=resids if return_resid else None)
+
+
+class PrefixRunner:
+    """Next-token logits of a model (with a fixed ablation, or none) for a text that grows,
+    shrinks or branches a little at a time, from a KV cache of its own.
+
+    The engine runs the ablated model; showing what an ablation changes also needs the
+    clean model's distribution at the same point. Recomputing it over the whole window after
+    every step costs a prefill (a second at 512 tokens for GPT-2 small); this keeps the clean
+    model's keys and values and only runs the tokens past the longest prefix it already
+    holds, so the clean distribution of a new step costs one more step.
+
+    Parameters
+    ----------
+    model
+        The GPT (eval mode; its weights must not change while the runner is used).
+    ablation
+        Heads removed in this run (``None``: the clean model).
+    """
+
+    def __init__(self, model: "GPT", ablation: Ablation | None = None) -> None:
+        self.model = model
+        self.ablation = ablation
+        self.cache = model.new_cache()
+        self.tokens: list[int] = []  # the text whose keys/values the cache holds
+        self._logits: torch.Tensor | None = None  # (V,) after the last of ``tokens``
+        #: Tokens run by the model in the last call (0 when the logits were cached).
+        self.last_ran = 0
+
+    @torch.inference_mode()
+    def logits_after(self, tokens: Sequence[int] | np.ndarray) -> torch.Tensor:
+        """Next-token logits ``(vocab,)`` after ``tokens`` (a window: position 0 first).
+
+        Raises
+        ------
+        ValueError
+            ``tokens`` is empty or longer than the model's context.
+        """
+        toks = [int(t) for t in tokens]
+        n = len(toks)
+        if not 0 < n <= self.cache.block_size:
+            raise ValueError(f"need 1..{self.cache.block_size} tokens (got {n})")
+        same = 0
+        for a, b in zip(self.tokens, toks):
+            if a != b:
+                break
+            same += 1
+        if same == n == len(self.tokens) and self._logits is not None:
+            self.last_ran = 0
+            return self._logits
+        keep = min(same, n - 1)  # the last token always runs: its logits are the answer
+        self.cache.length = keep
+        if n - keep == 1:
+            logits, _ = self.model.decode_step(toks[-1], self.cache, ablation=self.ablation)
+        else:
+            idx = torch.tensor([toks[keep:]], dtype=torch.long,
+                               device=self.model.wte.weight.device)  # (1, n - keep)
+            logits = self.model(idx, self.cache, ablation=self.ablation,
+                                last_only=True).logits[0, -1]  # (V,)
+        self.tokens, self._logits, self.last_ran = toks, logits, n - keep
+        return logits
 
 
 def _dist_summary(logp: torch.Tensor, k: int) -> list[dict[str, float]]:

@@ -439,12 +439,10 @@ class Session:
         self._cache.length = 0
         out = self.model(idx, self._cache, return_attn=True, return_resid=True,
                          ablation=self._ablation_t, last_only=True)
-        L, H = self.config.n_layer, self.config.n_head
-        att = torch.stack(out.attentions).reshape(L, H, T, T)  # (L, H, T, T)
         self._resid[:, :T] = torch.stack(out.residuals)[:, 0]  # (L+1, T, C)
         # Room to grow a little before the first doubling, so steps rarely reallocate.
         self._ensure_capacity(min(self.config.block_size, T + 16))
-        self._attn[:, :, :T, :T] = att.float().cpu().numpy()
+        self._store_attention(0, out.attentions, T)
         self._hidden[:T] = out.hidden[0]
         self._ws = ws
         self._valid = T
@@ -701,23 +699,28 @@ class Session:
         else:
             self._recompute()
 
+    def _store_attention(self, first: int, attentions: list[torch.Tensor], T: int) -> None:
+        """Copy layers ``first ..`` of a forward's attention, each ``(1, H, T, T)``, into the
+        history buffer: one copy per layer, no stacked intermediate (at 12 x 12 heads and
+        512 tokens the stack alone was 150 MB)."""
+        buf = torch.from_numpy(self._attn)  # (L, H, cap, cap) view of the numpy buffer
+        for i, att in enumerate(attentions, start=first):
+            buf[i, :, :T, :T] = att[0]  # (H, T, T), to float32 on the CPU
+
     @torch.inference_mode()
     def _rerun_from(self, layer: int) -> None:
         """Re-run blocks ``layer ..`` over the window; the blocks below are unchanged (the
         heads they remove, if any, are the same), and so are their keys and values."""
         T = len(self._tokens) - self._ws
-        L, H = self.config.n_layer, self.config.n_head
         x = self._resid[layer, :T].unsqueeze(0)  # (1, T, C) entering block `layer`
-        attns, resids = [], []
-        for i in range(layer, L):
+        attns = []
+        for i in range(layer, self.config.n_layer):
             x, att, _ = self.model.h[i](x, i, self._cache, 0, self._ablation_t)
             attns.append(att)
-            resids.append(x)
+            self._resid[i + 1, :T] = x[0]
         self._cache.length = T
         h = self.model.ln_f(x)  # (1, T, C)
-        att = torch.stack(attns).reshape(L - layer, H, T, T)  # (L-l, H, T, T)
-        self._attn[layer:, :, :T, :T] = att.float().cpu().numpy()
-        self._resid[layer + 1:, :T] = torch.stack(resids)[:, 0]  # (L-l, T, C)
+        self._store_attention(layer, attns, T)
         self._hidden[:T] = h[0]
         self._valid = T
         self._stale_next()

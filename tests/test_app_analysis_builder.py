@@ -91,6 +91,28 @@ def test_step_distribution_follows_the_heads_and_comes_back_exactly(setup):
     assert sn.candidates.chosen == clean.chosen
 
 
+def test_the_effect_after_steps_runs_the_clean_model_one_token_a_step(setup):
+    from app.analysis_builder import AnalysisSpec
+    from gptviz.analysis import ablation_effect
+
+    s, ab, snap = setup
+    ab.command(s, "spec", spec=AnalysisSpec(ablation=True))
+    ab.command(s, "toggle_head", layer=0, head=1)
+    snap()
+    for n in range(3):
+        s.step()
+        _, res = snap()
+        ids = s.window_tokens
+        want = ablation_effect(s.model, ids[:-1], [(0, 1)], k=5)
+        assert res.effect["position"] == len(ids) - 2
+        assert res.effect["kl_bits"] == pytest.approx(want["kl_bits"], abs=1e-6)
+        assert res.effect["kl_bits"] > 0
+        # the first clean distribution after the toggle was a prefill; every later one
+        # extends the clean run by the new token only
+        if n > 0:
+            assert ab._clean_runner.last_ran == 1
+
+
 def test_logits_fallback_without_the_engine_buffer(setup, monkeypatch):
     from app.analysis_builder import AnalysisBuilder
 

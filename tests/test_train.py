@@ -204,6 +204,7 @@ def test_anneal_continues_from_the_pretrained_model_and_finetune_starts_from_it(
     run = tmp_path / "run"
     before = load_gptviz_checkpoint(run / "pretrained").model.state_dict()
     args.anneal_iters, args.anneal_lr = 10, 1e-3
+    args.anneal_copy_rows, args.anneal_copy_weight = 1, 0.5  # lighter than pre-training's
     messages: list[str] = []
     out = anneal(args, log=messages.append)
     recs = [json.loads(line) for line in (run / "anneal_log.jsonl").read_text().splitlines()]
@@ -211,6 +212,8 @@ def test_anneal_continues_from_the_pretrained_model_and_finetune_starts_from_it(
     assert all(r["copy_loss"] > 0 for r in recs) and "val_loss" in recs[-1]
     annealed = load_gptviz_checkpoint(out)
     assert annealed.metadata["anneal"]["iters"] == 10
+    assert (annealed.metadata["anneal"]["copy_rows"],
+            annealed.metadata["anneal"]["copy_weight"]) == (1, 0.5)
     assert annealed.metadata["iters"] == 20  # the pre-training record is kept
     after = annealed.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained

@@ -7,7 +7,8 @@ import argparse
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the training options."""
-    p.add_argument("--stage", choices=["pretrain", "induct", "anneal", "finetune", "report", "all"], default="all")
+    p.add_argument("--stage", default="all",
+                   choices=["pretrain", "induct", "anneal", "finetune", "report", "all"])
     p.add_argument("--run-dir", default="runs/shakespeare", help="work folder (resumable state)")
     p.add_argument("--out", default="resources/model", help="where the report stage writes the "
                    "shipped checkpoint")
@@ -43,6 +44,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="iterations of L1 (+ the copying rows) after the copying stage, at "
                         "--anneal-lr, so the language model recovers (0: skip)")
     p.add_argument("--anneal-lr", type=float, default=5e-4)
+    p.add_argument("--anneal-copy-rows", type=int, default=None,
+                   help="copying rows per batch in the anneal stage (default: --copy-rows)")
+    p.add_argument("--anneal-copy-weight", type=float, default=None,
+                   help="weight of their loss (default: --copy-weight)")
     p.add_argument("--ft-iters", type=int, default=300)
     p.add_argument("--ft-batch-size", type=int, default=16)
     p.add_argument("--ft-lr", type=float, default=3e-4)
