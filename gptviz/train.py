@@ -7,6 +7,12 @@ Stages (``python -m gptviz train --stage ...``):
     state (weights, optimiser, iteration) is saved every ``--ckpt-every`` iterations and a
     rerun continues from it. Batches are a pure function of (seed, iteration), so a resumed
     run draws the same batches as an uninterrupted one.
+``induct``
+    The copying stage: L1 + w·L_copy on a copying task (random tokens written twice), which
+    forms the induction heads (see :func:`induct`).
+``anneal``
+    L1 again, with a few lightly weighted copying rows, at a lower learning rate: the
+    language model recovers what the copying stage cost it (see :func:`anneal`).
 ``finetune``
     Add the genre head W_y and train on L3 = L2 + λ·L1: cross-entropy of the genre read at a
     random cut of each passage plus λ times the language-model loss of the same passage.
@@ -544,8 +550,12 @@ def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def loss_curve_svg(pre: list[dict[str, Any]], width: int = 720, height: int = 360) -> str:
-    """A dependency-free SVG line chart of training and held-out loss against iteration."""
+def loss_curve_svg(pre: list[dict[str, Any]], width: int = 720, height: int = 360,
+                   marks: list[tuple[int, str]] | None = None) -> str:
+    """A dependency-free SVG line chart of training and held-out loss against iteration.
+
+    ``marks``: ``(iteration, label)`` pairs drawn as labelled vertical lines (stage starts).
+    """
     train_pts = [(r["iter"], r["loss"]) for r in pre]
     val_pts = [(r["iter"], r["val_loss"]) for r in pre if "val_loss" in r]
     if not train_pts:
@@ -563,8 +573,8 @@ def loss_curve_svg(pre: list[dict[str, Any]], width: int = 720, height: int = 36
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="DejaVu Sans, sans-serif" font-size="12">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
-             f'<text x="{left}" y="18" font-size="14">gptviz-shakespeare: pre-training loss '
-             f'(nats/token)</text>']
+             f'<text x="{left}" y="18" font-size="14">gptviz-shakespeare: language-model '
+             f'loss (nats/token)</text>']
     for k in range(y_lo, y_hi + 1):
         y = top + h * (1 - (k - y_lo) / (y_hi - y_lo))
         parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" '
@@ -576,6 +586,11 @@ def loss_curve_svg(pre: list[dict[str, Any]], width: int = 720, height: int = 36
                      f'text-anchor="middle">{int(x)}</text>')
     parts.append(f'<text x="{left + w / 2}" y="{height - 6}" text-anchor="middle">iteration'
                  f'</text>')
+    for x, label in marks or []:
+        px = left + w * x / x_max
+        parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top}" y2="{top + h}" '
+                     f'stroke="#888" stroke-dasharray="4,3"/><text x="{px + 4:.1f}" '
+                     f'y="{top + 12}" fill="#555">{label}</text>')
     parts.append('<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="'
                  + " ".join(xy(x, y) for x, y in train_pts) + '"/>')
     if val_pts:
@@ -618,6 +633,12 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
     sample = "".join(t[len(t) // 2:len(t) // 2 + 3000] for t in corpus.held_texts.values())
     sample_eval = evaluate_text(bundle, sample)
     pre_log = list(iter_jsonl(run_dir / "pretrain_log.jsonl"))
+    anneal_log = list(iter_jsonl(run_dir / "anneal_log.jsonl"))
+    curve, marks = pre_log, []
+    if pre_log and anneal_log:  # the copying stage in between logs no held-out loss
+        start = pre_log[-1]["iter"] + int(getattr(args, "induct_iters", 0))
+        curve = pre_log + [{**r, "iter": start + r["iter"]} for r in anneal_log]
+        marks = [(pre_log[-1]["iter"], "copying stage"), (start, "anneal")]
     meta = dict(bundle.metadata)
     meta.update({
         "name": "gptviz-shakespeare",
@@ -643,11 +664,13 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
         "held_out_sample": {"file": "heldout_sample.txt", **sample_eval},
         "induction": induction,
         "pretrain_final": pre_log[-1] if pre_log else None,
+        "anneal_final": anneal_log[-1] if anneal_log else None,
     })
     out = Path(args.out)
     save_checkpoint(out, bundle.model, bundle.tokenizer, meta)
-    if pre_log:
-        (out / "loss_curve.svg").write_text(loss_curve_svg(pre_log), encoding="utf-8")
+    if curve:
+        (out / "loss_curve.svg").write_text(loss_curve_svg(curve, marks=marks),
+                                            encoding="utf-8")
     (out / "CREDITS.txt").write_text(CORPUS_CREDIT + "\n", encoding="utf-8")
     (out / "heldout_sample.txt").write_text(sample, encoding="utf-8")
     log(f"wrote {out}")

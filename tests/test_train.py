@@ -100,7 +100,9 @@ def test_a_few_training_steps_lower_the_loss_and_resume(fake_corpus, tmp_path):
     assert recs[-1]["loss"] < recs[0]["loss"] - 0.5
     assert (out / "model.safetensors").is_file()
     svg = loss_curve_svg(recs)
-    assert svg.startswith("<svg") and "polyline" in svg
+    assert svg.startswith("<svg") and "polyline" in svg and "stroke-dasharray" not in svg
+    marked = loss_curve_svg(recs, marks=[(20, "anneal")])
+    assert "stroke-dasharray" in marked and ">anneal</text>" in marked
 
 
 def test_l3_is_l2_plus_lambda_l1():
