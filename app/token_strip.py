@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QScrollArea, QSizePolicy,
                                QToolTip, QVBoxLayout, QWidget)
@@ -296,7 +296,8 @@ class TokenStrip(QWidget):
         self.theme = theme
         self.canvas.apply_theme(theme)
         self._update_legend()
-        self._fit_whole_lines()
+        # After the layout has placed the scroll area under the (re-sized) legend.
+        QTimer.singleShot(0, self, self._fit_whole_lines)
 
     def resizeEvent(self, e) -> None:  # noqa: N802 - Qt name
         super().resizeEvent(e)

@@ -266,6 +266,9 @@ class PrefixRunner:
     def logits_after(self, tokens: Sequence[int] | np.ndarray) -> torch.Tensor:
         """Next-token logits ``(vocab,)`` after ``tokens`` (a window: position 0 first).
 
+        The tensor returned is the runner's own (returned again for the same text): copy it
+        before changing it in place.
+
         Raises
         ------
         ValueError
@@ -285,6 +288,9 @@ class PrefixRunner:
             return self._logits
         keep = min(same, n - 1)  # the last token always runs: its logits are the answer
         self.cache.length = keep
+        # Until the run below finishes the cache holds only ``toks[:keep]`` for sure (an
+        # error half-way, e.g. out of memory, must not leave a longer prefix trusted).
+        self.tokens, self._logits = toks[:keep], None
         if n - keep == 1:
             logits, _ = self.model.decode_step(toks[-1], self.cache, ablation=self.ablation)
         else:

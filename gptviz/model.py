@@ -362,7 +362,7 @@ class GPT(nn.Module):
 
         Computes what ``forward(tensor([[token]]), cache, last_only=True, ...)`` computes, with
         the same operations in the same order (the results are bit-identical on CPU, tested),
-        but without dropout (call it in eval mode), module calls, stacking or the mask. At the
+        but without dropout (eval mode only), module calls, stacking or the mask. At the
         bundled model's size a step is mostly such overhead: measured, this path takes about
         half the time of ``forward`` for the same token.
 
@@ -389,6 +389,11 @@ class GPT(nn.Module):
         if pos + 1 > min(self.config.block_size, cache.block_size):
             raise ValueError(f"sequence of {pos + 1} tokens exceeds the cache of "
                              f"{cache.block_size} positions")
+        if not 0 <= token < self.config.vocab_size:  # a negative index would wrap around
+            raise ValueError(f"token id {token} is outside the vocabulary "
+                             f"(0..{self.config.vocab_size - 1})")
+        if self.training:
+            raise RuntimeError("decode_step has no dropout: call model.eval() first")
         x = (self.wte.weight[token] + self.wpe.weight[pos]).view(1, -1)  # (1, C)
         if resid_out is not None:
             resid_out[0] = x[0]

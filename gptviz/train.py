@@ -229,28 +229,31 @@ def _save_state(path: Path, model: GPT, opt: torch.optim.Optimizer, it: int,
 def train_lm(model: GPT, opt: torch.optim.Optimizer, corpus: Corpus, args: Any, *,
              iters: int, lr: float, warmup: int, start: int, elapsed: float, state_path: Path,
              log_path: Path, batch_offset: int, copy_rows: int, copy_weight: float,
+             state_extra: dict[str, Any] | None = None,
              log: Callable[[str], None] = print) -> float:
     """The language-model loop shared by ``pretrain`` and ``anneal``; returns its wall time.
 
     Each iteration trains L1 on ``args.batch_size`` text rows, plus ``copy_weight`` times the
     copying loss on ``copy_rows`` rows of :func:`copy_batch` when ``copy_rows > 0``. Batches
     are drawn at iteration ``batch_offset + it``, so stages see different text; the state is
-    saved every ``args.ckpt_every`` iterations so a rerun resumes at ``start``.
+    saved every ``args.ckpt_every`` iterations (with ``state_extra``) so a rerun resumes at
+    ``start``.
     """
     device = next(model.parameters()).device
+    block = model.config.block_size  # a loaded checkpoint's, whatever --block-size says
     model.train()
     t0 = time.time()
-    tokens_per_iter = args.batch_size * args.block_size
+    tokens_per_iter = args.batch_size * block
     vocab = corpus.tokenizer.vocab_size
     for it in range(start, iters):
         for group in opt.param_groups:
             group["lr"] = lr_at(it, iters, lr, warmup)
         x, y = batch_at(corpus.train_ids, batch_offset + it, args.seed, args.batch_size,
-                        args.block_size, getattr(args, 'repeat_frac', 0.0))
+                        block, getattr(args, 'repeat_frac', 0.0))
         with autocast_for(device):
             if copy_rows:
                 loss, copy_loss = mixed_loss(model, x, y, *copy_batch(
-                    batch_offset + it, args.seed, copy_rows, args.block_size, vocab), device)
+                    batch_offset + it, args.seed, copy_rows, block, vocab), device)
                 total = loss + copy_weight * copy_loss
             else:
                 total = loss = lm_loss(model, x.to(device), y.to(device))
@@ -268,7 +271,7 @@ def train_lm(model: GPT, opt: torch.optim.Optimizer, corpus: Corpus, args: Any, 
             if copy_rows:
                 rec["copy_loss"] = copy_loss.item()
             if done % args.eval_every == 0 or done == iters:
-                rec["val_loss"] = quick_val_loss(model, corpus, args.block_size)
+                rec["val_loss"] = quick_val_loss(model, corpus, block)
                 rec["induction_max"] = probe_induction_max(model, vocab)
             with log_path.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
@@ -280,16 +283,25 @@ def train_lm(model: GPT, opt: torch.optim.Optimizer, corpus: Corpus, args: Any, 
             log(f"{log_path.stem.split('_')[0]} iter {done}/{iters} loss {rec['loss']:.3f}{val} "
                 f"{rate:,.0f} tok/s ETA {eta / 60:.1f} min")
         if done % args.ckpt_every == 0 or done == iters:
-            _save_state(state_path, model, opt, done, {"elapsed": elapsed + time.time() - t0})
+            _save_state(state_path, model, opt, done,
+                        {"elapsed": elapsed + time.time() - t0, **(state_extra or {})})
     return elapsed + time.time() - t0
 
 
 def _resume(state_path: Path, model: GPT, opt: torch.optim.Optimizer,
-            device: torch.device, log: Callable[[str], None]) -> tuple[int, float]:
-    """Load a saved loop state if there is one: (next iteration, wall time so far)."""
+            device: torch.device, log: Callable[[str], None],
+            source: str | None = None) -> tuple[int, float]:
+    """Load a saved loop state if there is one: (next iteration, wall time so far).
+
+    ``source`` names what the loop started from; a state saved from another start (say the
+    copying stage ran again since) is not resumed."""
     if not state_path.exists():
         return 0, 0.0
     state = torch.load(state_path, map_location=device, weights_only=True)
+    saved_source = json.loads(state["extra"]).get("source")
+    if source is not None and saved_source != source:
+        log(f"{state_path.name} continued another start ({saved_source}); starting over")
+        return 0, 0.0
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     start = int(state["iter"])
@@ -426,7 +438,9 @@ def anneal(args: Any, log: Callable[[str], None] = print) -> Path:
     model = base.model.to(device)
     opt = make_optimizer(model, args.anneal_lr, args.weight_decay)
     state_path = run_dir / "anneal_state.pt"
-    start, elapsed = _resume(state_path, model, opt, device, log)
+    weights = source / "model.safetensors"
+    origin = f"{source.name} {weights.stat().st_size} {weights.stat().st_mtime_ns}"
+    start, elapsed = _resume(state_path, model, opt, device, log, source=origin)
     if start == 0:
         (run_dir / "anneal_log.jsonl").unlink(missing_ok=True)
     # The heads exist by now: a few lightly weighted copy rows keep them without taking the
@@ -437,7 +451,8 @@ def anneal(args: Any, log: Callable[[str], None] = print) -> Path:
     total_time = train_lm(model, opt, corpus, args, iters=args.anneal_iters, lr=args.anneal_lr,
                           warmup=args.warmup, start=start, elapsed=elapsed,
                           state_path=state_path, log_path=run_dir / "anneal_log.jsonl",
-                          batch_offset=20_000_000, copy_rows=rows, copy_weight=weight, log=log)
+                          batch_offset=20_000_000, copy_rows=rows, copy_weight=weight,
+                          state_extra={"source": origin}, log=log)
     out = run_dir / "annealed"
     meta = {**base.metadata, "anneal": {"iters": args.anneal_iters, "lr": args.anneal_lr,
                                         "copy_rows": rows, "copy_weight": weight,
@@ -495,8 +510,14 @@ def genre_accuracy(model: GPT, x: torch.Tensor, labels: torch.Tensor) -> dict[st
 def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
     """Stage 2: the genre head W_y, trained on L3 = L2 + λ·L1."""
     run_dir = Path(args.run_dir)
-    source = next(run_dir / d for d in ("annealed", "inducted", "pretrained")
-                  if (run_dir / d).is_dir())
+    # An annealed model only when this run anneals (a folder from an earlier run with other
+    # settings must not be picked up silently).
+    order = (("annealed",) if getattr(args, "anneal_iters", 0) > 0 else ()) + (
+        "inducted", "pretrained")
+    source = next((run_dir / d for d in order if (run_dir / d).is_dir()), None)
+    if source is None:
+        raise FileNotFoundError(f"{run_dir}: no pre-trained model to fine-tune (run the "
+                                f"pretrain stage first)")
     base = load_gptviz_checkpoint(source)
     corpus = build_corpus(run_dir, args.vocab_size, getattr(args, 'corpus', None), log=log)
     torch.manual_seed(args.seed + 1)
@@ -635,10 +656,15 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
     pre_log = list(iter_jsonl(run_dir / "pretrain_log.jsonl"))
     anneal_log = list(iter_jsonl(run_dir / "anneal_log.jsonl"))
     curve, marks = pre_log, []
-    if pre_log and anneal_log:  # the copying stage in between logs no held-out loss
-        start = pre_log[-1]["iter"] + int(getattr(args, "induct_iters", 0))
+    if pre_log and anneal_log and "anneal" in bundle.metadata:
+        # the copying stage, when it ran in between, logs no held-out loss
+        induct_iters = int(bundle.metadata.get("induct", {}).get("iters", 0))
+        start = pre_log[-1]["iter"] + induct_iters
         curve = pre_log + [{**r, "iter": start + r["iter"]} for r in anneal_log]
-        marks = [(pre_log[-1]["iter"], "copying stage"), (start, "anneal")]
+        marks = ([(pre_log[-1]["iter"], "copying stage")] if induct_iters else []) + [
+            (start, "anneal")]
+    anneal_rows = _or(getattr(args, "anneal_copy_rows", None), args.copy_rows)
+    anneal_weight = _or(getattr(args, "anneal_copy_weight", None), args.copy_weight)
     meta = dict(bundle.metadata)
     meta.update({
         "name": "gptviz-shakespeare",
@@ -653,8 +679,7 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
                     f"--copy-weight {args.copy_weight} --induct-iters {args.induct_iters} "
                     f"--induct-lr {args.induct_lr} --induct-weight {args.induct_weight} "
                     f"--anneal-iters {args.anneal_iters} --anneal-lr {args.anneal_lr} "
-                    f"--anneal-copy-rows {_or(args.anneal_copy_rows, args.copy_rows)} "
-                    f"--anneal-copy-weight {_or(args.anneal_copy_weight, args.copy_weight)} "
+                    f"--anneal-copy-rows {anneal_rows} --anneal-copy-weight {anneal_weight} "
                     f"--ft-iters {args.ft_iters} --ft-lr {args.ft_lr} --lam {args.lam}"),
         "corpus": CORPUS_CREDIT,
         "held_out_works": sorted(corpus.held_texts),

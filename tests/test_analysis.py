@@ -526,6 +526,31 @@ def test_prefix_runner_runs_only_the_new_tokens_and_matches_a_full_forward(ablat
         runner.logits_after([1] * (model.config.block_size + 1))
 
 
+def test_prefix_runner_trusts_nothing_past_the_prefix_after_a_failed_run(monkeypatch):
+    model = tiny_model(10, n_layer=2)
+    ids = torch.randint(0, 97, (20,), generator=torch.Generator().manual_seed(5)).tolist()
+    runner = PrefixRunner(model)
+    runner.logits_after(ids[:10])
+    block = model.h[1]
+    calls = {"n": 0}
+    real = type(block).forward
+
+    def failing(self, *a, **k):  # layer 1 fails once, after layer 0 wrote its keys/values
+        calls["n"] += 1
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(type(block), "forward", failing)
+    with pytest.raises(MemoryError):
+        # a branch at 4 (another token there): rows 4.. get overwritten
+        runner.logits_after(ids[:4] + [(ids[4] + 1) % 97] + ids[12:17])
+    monkeypatch.setattr(type(block), "forward", real)
+    assert calls["n"] == 1
+    with torch.no_grad():
+        want = model(torch.tensor([ids[:11]])).logits[0, -1]
+    torch.testing.assert_close(runner.logits_after(ids[:11]), want, atol=1e-5, rtol=0)
+    assert runner.last_ran == 7  # from the fork at 4, not the 10 it held before
+
+
 def test_ablation_effect_report():
     model = tiny_model(8)
     ids = torch.randint(0, 97, (14,), generator=torch.Generator().manual_seed(3))

@@ -104,9 +104,18 @@ def test_decode_step_is_bit_identical_to_a_one_token_forward(tiny_bundle_factory
             assert not torch.allclose(plain, logits)
 
 
-def test_decode_step_refuses_a_full_cache(tiny_bundle):
+def test_decode_step_refuses_a_full_cache_bad_ids_and_training_mode(tiny_bundle):
     model = tiny_bundle.model.eval()
     cache = model.new_cache()
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model.decode_step(-1, cache)  # wte.weight[-1] would silently read the last row
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model.decode_step(model.config.vocab_size, cache)
+    model.train()
+    with pytest.raises(RuntimeError, match="eval"):
+        model.decode_step(1, cache)  # it has no dropout: results would not be forward's
+    model.eval()
+    assert cache.length == 0
     cache.length = cache.block_size
     with pytest.raises(ValueError, match="exceeds"):
         model.decode_step(1, cache)

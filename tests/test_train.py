@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 from pathlib import Path
 
@@ -228,7 +229,21 @@ def test_anneal_continues_from_the_pretrained_model_and_finetune_starts_from_it(
     args.anneal_iters = 15
     anneal(args, log=messages.append)
     assert any("resuming at iteration 10" in m for m in messages)
+    # The model it started from changed (say the copying stage ran again): not resumed.
+    weights = run / "pretrained" / "model.safetensors"
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    messages.clear()
+    anneal(args, log=messages.append)
+    assert any("starting over" in m for m in messages)
+    assert not any("resuming" in m for m in messages)
+    recs = [json.loads(line) for line in (run / "anneal_log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in recs] == [5, 10, 15]  # a fresh log, from iteration 0
     args.ft_iters, args.ft_batch_size, args.ft_lr, args.lam, args.ft_eval_len = 2, 4, 1e-3, 0.5, 16
     finetune(args, log=messages.append)
     tuned = load_gptviz_checkpoint(run / "finetuned")
     assert tuned.metadata["anneal"]["iters"] == 15
+    # A run without the anneal stage does not pick up the annealed model left in the folder.
+    args.anneal_iters = 0
+    finetune(args, log=messages.append)
+    assert "anneal" not in load_gptviz_checkpoint(run / "finetuned").metadata
