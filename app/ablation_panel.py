@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel,
                                QListWidget, QListWidgetItem, QPushButton, QSizePolicy,
@@ -161,9 +161,8 @@ class AblationPanel(QWidget):
     def set_mode(self, mode: str) -> None:
         i = [k for k, _ in MODE_ITEMS].index(mode) if mode in dict(MODE_ITEMS) else 0
         if self.mode_box.currentIndex() != i:
-            self.mode_box.blockSignals(True)
-            self.mode_box.setCurrentIndex(i)
-            self.mode_box.blockSignals(False)
+            with QSignalBlocker(self.mode_box):
+                self.mode_box.setCurrentIndex(i)
 
     # ------------------------------------------------------------------ data
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:

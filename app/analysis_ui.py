@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QRectF, Qt, QTimer
+from PySide6.QtCore import QObject, QRectF, QSignalBlocker, Qt, QTimer
 from PySide6.QtGui import QAction, QBrush, QColor, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QMenu, QToolBar
 
@@ -293,9 +293,8 @@ class AnalysisUI(QObject):
     def set_mode(self, mode: str) -> int:
         act = self.actions["ablation_mean"]
         if act.isChecked() != (mode == "mean"):
-            act.blockSignals(True)
-            act.setChecked(mode == "mean")
-            act.blockSignals(False)
+            with QSignalBlocker(act):
+                act.setChecked(mode == "mean")
         self.ablation.set_mode(mode)
         return self.send("set_mode", mode=mode)
 
@@ -393,9 +392,8 @@ class AnalysisUI(QObject):
                 else "No head ablated: the normal model", 4000)
         act = self.actions["ablation_mean"]
         if act.isChecked() != (res.ablation_mode == "mean"):
-            act.blockSignals(True)
-            act.setChecked(res.ablation_mode == "mean")
-            act.blockSignals(False)
+            with QSignalBlocker(act):
+                act.setChecked(res.ablation_mode == "mean")
         self._draw_grid_overlay()
         for p in self.panels.values():
             p.apply_analysis(res, snap)

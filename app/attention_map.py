@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel,
                                QWidget)
@@ -165,10 +165,9 @@ class AttentionMapView(QWidget):
         for box, items in ((self.layer_box, [f"L{i}" for i in range(info.n_layer)]),
                            (self.head_box, [f"H{i}" for i in range(info.n_head)]
                             + ["Average of heads"])):
-            box.blockSignals(True)
-            box.clear()
-            box.addItems(items)
-            box.blockSignals(False)
+            with QSignalBlocker(box):
+                box.clear()
+                box.addItems(items)
         self._labels_key = None
         self._user_range = False
 
@@ -194,9 +193,8 @@ class AttentionMapView(QWidget):
             self.sqrt_scale = v.sqrt_scale
             self._colorbar_ticks()
         if self.sqrt_box.isChecked() != v.sqrt_scale:
-            self.sqrt_box.blockSignals(True)
-            self.sqrt_box.setChecked(v.sqrt_scale)
-            self.sqrt_box.blockSignals(False)
+            with QSignalBlocker(self.sqrt_box):
+                self.sqrt_box.setChecked(v.sqrt_scale)
         self.image.setImage(self.display_data(a), levels=(0.0, 1.0), autoLevels=False)
         self.image.setRect(QRectF(0, 0, T, T))
         self.backdrop.setRect(QRectF(0, 0, T, T))
@@ -205,9 +203,8 @@ class AttentionMapView(QWidget):
         for box, idx in ((self.layer_box, v.layer),
                          (self.head_box, self.head_box.count() - 1 if v.average else v.head)):
             if box.currentIndex() != idx:
-                box.blockSignals(True)
-                box.setCurrentIndex(idx)
-                box.blockSignals(False)
+                with QSignalBlocker(box):
+                    box.setCurrentIndex(idx)
         who = "average of heads" if v.average else f"head {v.head}"
         self.title.setText(f"{T} tokens")
         self.title.setToolTip(f"layer {v.layer}, {who}: {T} tokens in the model's window")

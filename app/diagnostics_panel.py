@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPoint, QRectF, Qt, Signal
+from PySide6.QtCore import (QAbstractTableModel, QModelIndex, QPoint, QRectF, QSignalBlocker, Qt,
+                            Signal)
 from PySide6.QtGui import QAction, QColor
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel,
                                QMenu, QSplitter, QTableView, QWidget)
@@ -365,9 +366,8 @@ class DiagnosticsPanel(QWidget):
         if row < 0:
             return
         sm = self.table.selectionModel()
-        sm.blockSignals(True)
-        self.table.selectRow(row)
-        sm.blockSignals(False)
+        with QSignalBlocker(sm):
+            self.table.selectRow(row)
         self.table.scrollTo(self.table_model.index(row, 0))
 
     def _on_score(self, _i: int) -> None:

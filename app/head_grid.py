@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QWidget
 
@@ -179,9 +179,8 @@ class HeadGrid(QWidget):
         want = v.grid_mode
         i = [k for k, _ in MODE_ITEMS].index(want) if want in dict(MODE_ITEMS) else 0
         if self.mode_box.currentIndex() != i:
-            self.mode_box.blockSignals(True)
-            self.mode_box.setCurrentIndex(i)
-            self.mode_box.blockSignals(False)
+            with QSignalBlocker(self.mode_box):
+                self.mode_box.setCurrentIndex(i)
         T = snap.T
         if snap.grid_mode == "map":
             b = math.ceil(T / snap.grid_cell)

@@ -17,7 +17,7 @@ Leaving it restores the previous fonts, colormap, panels, toolbars and window st
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu, QToolBar
 
@@ -140,9 +140,8 @@ class PresentationMode(QObject):
         on = bool(on)
         a = self.actions["presentation"]
         if a.isChecked() != on:
-            a.blockSignals(True)
-            a.setChecked(on)
-            a.blockSignals(False)
+            with QSignalBlocker(a):
+                a.setChecked(on)
         if on == self.active:
             return
         w = self.win

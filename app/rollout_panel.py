@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Signal
+from PySide6.QtCore import QRectF, QSignalBlocker, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QWidget
 
 from .analysis_builder import AnalysisResult
@@ -83,9 +83,8 @@ class RolloutPanel(QWidget):
     def set_options(self, residual: bool, strip: bool) -> None:
         for box, on in ((self.residual, residual), (self.strip, strip)):
             if box.isChecked() != on:
-                box.blockSignals(True)
-                box.setChecked(on)
-                box.blockSignals(False)
+                with QSignalBlocker(box):
+                    box.setChecked(on)
 
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
         if "rollout" in res.errors:

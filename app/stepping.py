@@ -6,7 +6,7 @@ Generate menu with their keyboard shortcuts (Space, Left, Right, Home, Shift+Spa
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QStyle,
                                QToolButton, QWidget)
@@ -113,9 +113,8 @@ class SteppingControls(QWidget):
         """Reflect the controller's play state without re-emitting."""
         a = self.actions["play"]
         if a.isChecked() != on:
-            a.blockSignals(True)
-            a.setChecked(on)
-            a.blockSignals(False)
+            with QSignalBlocker(a):
+                a.setChecked(on)
         self._show_play(on)
 
     def _on_slider(self, value: int) -> None:
@@ -128,9 +127,8 @@ class SteppingControls(QWidget):
         self.actions["back"].setEnabled(snap.can_undo)
         self.actions["forward"].setEnabled(snap.can_redo)
         self.actions["reset"].setEnabled(snap.can_undo or snap.can_redo)
-        self.slider.blockSignals(True)
-        self.slider.setRange(0, snap.n_total)
-        if not self.slider.isSliderDown():
-            self.slider.setValue(snap.n_generated)
-        self.slider.blockSignals(False)
+        with QSignalBlocker(self.slider):
+            self.slider.setRange(0, snap.n_total)
+            if not self.slider.isSliderDown():
+                self.slider.setValue(snap.n_generated)
         self.position.setText(f"step {snap.n_generated} / {snap.n_total}")

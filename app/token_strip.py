@@ -16,7 +16,8 @@ from __future__ import annotations
 import html
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import (QPoint, QRect, QRectF, QSignalBlocker, QSize, Qt, QTimer,
+                            Signal)
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QScrollArea, QSizePolicy,
                                QToolTip, QVBoxLayout, QWidget)
@@ -323,9 +324,8 @@ class TokenStrip(QWidget):
         self.follow.setChecked(True)
 
     def _on_chip(self, i: int) -> None:
-        self.follow.blockSignals(True)
-        self.follow.setChecked(False)
-        self.follow.blockSignals(False)
+        with QSignalBlocker(self.follow):
+            self.follow.setChecked(False)
         self.queryChosen.emit(i)
 
     def _on_follow(self, on: bool) -> None:
@@ -362,9 +362,8 @@ class TokenStrip(QWidget):
         grew = snap.n_tokens > self._n
         self._n = snap.n_tokens
         self.canvas.set_data(snap)
-        self.follow.blockSignals(True)
-        self.follow.setChecked(snap.view.query is None)
-        self.follow.blockSignals(False)
+        with QSignalBlocker(self.follow):
+            self.follow.setChecked(snap.view.query is None)
         self._snap, self._shading = snap, None
         self._update_legend()
         self._stick_bottom = snap.view.query is None
