@@ -607,16 +607,28 @@ def loss_curve_svg(pre: list[dict[str, Any]], width: int = 720, height: int = 36
                      f'text-anchor="middle">{int(x)}</text>')
     parts.append(f'<text x="{left + w / 2}" y="{height - 6}" text-anchor="middle">iteration'
                  f'</text>')
-    for x, label in marks or []:
+    cuts = sorted(x for x, _ in marks or [])
+    for i, (x, label) in enumerate(sorted(marks or [])):
         px = left + w * x / x_max
+        # labels step down so that close stage starts do not write over each other
         parts.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top}" y2="{top + h}" '
                      f'stroke="#888" stroke-dasharray="4,3"/><text x="{px + 4:.1f}" '
-                     f'y="{top + 12}" fill="#555">{label}</text>')
-    parts.append('<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="'
-                 + " ".join(xy(x, y) for x, y in train_pts) + '"/>')
-    if val_pts:
-        parts.append('<polyline fill="none" stroke="#d62728" stroke-width="2" points="'
-                     + " ".join(xy(x, y) for x, y in val_pts) + '"/>')
+                     f'y="{top + 12 + 14 * (i % 3)}" fill="#555">{label}</text>')
+
+    def lines(pts: list[tuple[float, float]], colour: str, width: float) -> None:
+        """One polyline per stage: no line is drawn across a stage start."""
+        segments: list[list[tuple[float, float]]] = [[]]
+        for x, y in pts:
+            if segments[-1] and any(segments[-1][-1][0] < c <= x for c in cuts):
+                segments.append([])
+            segments[-1].append((x, y))
+        for seg in segments:
+            if seg:
+                parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="{width}" '
+                             f'points="' + " ".join(xy(x, y) for x, y in seg) + '"/>')
+
+    lines(train_pts, "#1f77b4", 1.5)
+    lines(val_pts, "#d62728", 2)
     parts.append(f'<text x="{left + w - 150}" y="{top + 16}" fill="#1f77b4">training batch'
                  f'</text><text x="{left + w - 150}" y="{top + 32}" fill="#d62728">'
                  f'held-out works</text></svg>')
