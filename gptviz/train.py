@@ -531,6 +531,7 @@ def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
     opt = make_optimizer(model, args.ft_lr, args.weight_decay)
     t0 = time.time()
     log_path = run_dir / "finetune_log.jsonl"
+    log_path.unlink(missing_ok=True)  # a rerun starts over: one run per log
     for it in range(args.ft_iters):
         for group in opt.param_groups:
             group["lr"] = lr_at(it, args.ft_iters, args.ft_lr, 20)

@@ -239,7 +239,7 @@ def test_anneal_continues_from_the_pretrained_model_and_finetune_starts_from_it(
     assert not any("resuming" in m for m in messages)
     recs = [json.loads(line) for line in (run / "anneal_log.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in recs] == [5, 10, 15]  # a fresh log, from iteration 0
-    args.ft_iters, args.ft_batch_size, args.ft_lr, args.lam, args.ft_eval_len = 2, 4, 1e-3, 0.5, 16
+    args.ft_iters, args.ft_batch_size, args.ft_lr, args.lam, args.ft_eval_len = 5, 4, 1e-3, 0.5, 16
     finetune(args, log=messages.append)
     tuned = load_gptviz_checkpoint(run / "finetuned")
     assert tuned.metadata["anneal"]["iters"] == 15
@@ -247,3 +247,5 @@ def test_anneal_continues_from_the_pretrained_model_and_finetune_starts_from_it(
     args.anneal_iters = 0
     finetune(args, log=messages.append)
     assert "anneal" not in load_gptviz_checkpoint(run / "finetuned").metadata
+    # each fine-tuning run writes its own log (one record at iteration 5), not appended
+    assert len((run / "finetune_log.jsonl").read_text().splitlines()) == 1
