@@ -241,6 +241,9 @@ def train_lm(model: GPT, opt: torch.optim.Optimizer, corpus: Corpus, args: Any, 
     """
     device = next(model.parameters()).device
     block = model.config.block_size  # a loaded checkpoint's, whatever --block-size says
+    if start > 0 and log_path.exists():  # records past the saved state are logged again
+        kept = [r for r in iter_jsonl(log_path) if r["iter"] <= start]
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     model.train()
     t0 = time.time()
     tokens_per_iter = args.batch_size * block
@@ -413,6 +416,31 @@ def induct(args: Any, log: Callable[[str], None] = print) -> Path:
     return out
 
 
+def latest_stage(run_dir: Path, order: tuple[str, ...]) -> Path:
+    """The checkpoint folder a stage continues from: the last of ``order`` (pipeline order)
+    written after every earlier one that exists.
+
+    A folder older than an earlier stage's is left over from a previous run (say the copying
+    stage ran again, or a run without the anneal stage re-wrote ``pretrained``), so it is
+    skipped; running the stages one by one still picks the newest.
+
+    Raises
+    ------
+    FileNotFoundError
+        None of the folders holds a checkpoint.
+    """
+    best: Path | None = None
+    best_time = -1
+    for name in order:
+        weights = run_dir / name / "model.safetensors"
+        if weights.is_file() and weights.stat().st_mtime_ns >= best_time:
+            best, best_time = run_dir / name, weights.stat().st_mtime_ns
+    if best is None:
+        raise FileNotFoundError(f"{run_dir}: no {' / '.join(order)} checkpoint (run the "
+                                f"pretrain stage first)")
+    return best
+
+
 def _or(value: Any, default: Any) -> Any:
     """``value`` unless it is None."""
     return default if value is None else value
@@ -430,7 +458,8 @@ def anneal(args: Any, log: Callable[[str], None] = print) -> Path:
     earlier stages.
     """
     run_dir = Path(args.run_dir)
-    source = run_dir / ("inducted" if (run_dir / "inducted").is_dir() else "pretrained")
+    source = latest_stage(run_dir, ("pretrained", "inducted"))
+    log(f"anneal: starting from {source.name}")
     base = load_gptviz_checkpoint(source)
     corpus = build_corpus(run_dir, args.vocab_size, getattr(args, 'corpus', None), log=log)
     torch.manual_seed(args.seed + 3)
@@ -510,14 +539,8 @@ def genre_accuracy(model: GPT, x: torch.Tensor, labels: torch.Tensor) -> dict[st
 def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
     """Stage 2: the genre head W_y, trained on L3 = L2 + λ·L1."""
     run_dir = Path(args.run_dir)
-    # An annealed model only when this run anneals (a folder from an earlier run with other
-    # settings must not be picked up silently).
-    order = (("annealed",) if getattr(args, "anneal_iters", 0) > 0 else ()) + (
-        "inducted", "pretrained")
-    source = next((run_dir / d for d in order if (run_dir / d).is_dir()), None)
-    if source is None:
-        raise FileNotFoundError(f"{run_dir}: no pre-trained model to fine-tune (run the "
-                                f"pretrain stage first)")
+    source = latest_stage(run_dir, ("pretrained", "inducted", "annealed"))
+    log(f"finetune: starting from {source.name}")
     base = load_gptviz_checkpoint(source)
     corpus = build_corpus(run_dir, args.vocab_size, getattr(args, 'corpus', None), log=log)
     torch.manual_seed(args.seed + 1)
@@ -620,7 +643,8 @@ def loss_curve_svg(pre: list[dict[str, Any]], width: int = 720, height: int = 36
         """One polyline per stage: no line is drawn across a stage start."""
         segments: list[list[tuple[float, float]]] = [[]]
         for x, y in pts:
-            if segments[-1] and any(segments[-1][-1][0] < c <= x for c in cuts):
+            # a stage logs its last point at its end, where the next stage's mark stands
+            if segments[-1] and any(segments[-1][-1][0] <= c < x for c in cuts):
                 segments.append([])
             segments[-1].append((x, y))
         for seg in segments:

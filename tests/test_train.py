@@ -92,12 +92,15 @@ def test_a_few_training_steps_lower_the_loss_and_resume(fake_corpus, tmp_path):
     d, _ = fake_corpus
     torch.manual_seed(0)
     pretrain(_args(tmp_path, d, 10), log=lambda s: None)
+    # as if the run had logged iteration 12 and died before its next saved state
+    with (tmp_path / "run" / "pretrain_log.jsonl").open("a") as f:
+        f.write(json.dumps({"iter": 12, "loss": 9.0, "tok_s": 1.0, "elapsed": 1.0}) + "\n")
     messages: list[str] = []
     out = pretrain(_args(tmp_path, d, 40), log=messages.append)
     assert any("resuming at iteration 10" in m for m in messages)
     recs = [json.loads(line) for line in (tmp_path / "run" / "pretrain_log.jsonl").read_text()
             .splitlines()]
-    assert [r["iter"] for r in recs] == list(range(5, 45, 5))
+    assert [r["iter"] for r in recs] == list(range(5, 45, 5))  # 12 dropped: logged again
     assert recs[-1]["loss"] < recs[0]["loss"] - 0.5
     assert (out / "model.safetensors").is_file()
     svg = loss_curve_svg(recs)
@@ -232,7 +235,7 @@ def test_anneal_continues_from_the_pretrained_model_and_finetune_starts_from_it(
     # The model it started from changed (say the copying stage ran again): not resumed.
     weights = run / "pretrained" / "model.safetensors"
     st = weights.stat()
-    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns - 10**9))  # another file
     messages.clear()
     anneal(args, log=messages.append)
     assert any("starting over" in m for m in messages)
@@ -243,9 +246,13 @@ def test_anneal_continues_from_the_pretrained_model_and_finetune_starts_from_it(
     finetune(args, log=messages.append)
     tuned = load_gptviz_checkpoint(run / "finetuned")
     assert tuned.metadata["anneal"]["iters"] == 15
-    # A run without the anneal stage does not pick up the annealed model left in the folder.
-    args.anneal_iters = 0
+    assert any("finetune: starting from annealed" in m for m in messages)
+    # A later run without the anneal stage re-writes the pre-trained model: the annealed one
+    # left in the folder is older than that and is not picked up.
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**10))
     finetune(args, log=messages.append)
     assert "anneal" not in load_gptviz_checkpoint(run / "finetuned").metadata
+    assert any("finetune: starting from pretrained" in m for m in messages)
     # each fine-tuning run writes its own log (one record at iteration 5), not appended
     assert len((run / "finetune_log.jsonl").read_text().splitlines()) == 1
