@@ -406,7 +406,7 @@ class AnalysisBuilder:
         else:
             from gptviz.ablation import PrefixRunner
 
-            if self._clean_runner is None or self._clean_runner.model is not s.model:
+            if self._clean_runner is None:  # one per session (_reset drops it)
                 self._clean_runner = PrefixRunner(s.model)
             got = self._clean_runner.logits_after(wids[:p + 1]).double().cpu()
         self._clean_logits.put(key, got)

@@ -22,7 +22,6 @@ from .snapshot import ModelInfo, Snapshot
 from .theme import DARK, Theme, colormap, luma
 
 
-
 class LensPanel(QWidget):
     """``kChanged(int)``: the user wants another number of top tokens per layer."""
 

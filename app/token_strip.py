@@ -243,7 +243,6 @@ def _mix(a: QColor, b: QColor, t: float) -> QColor:
                   int(a.blue() + (b.blue() - a.blue()) * t))
 
 
-
 class TokenStrip(QWidget):
     """Header (legend, follow-newest switch) over a scrolling :class:`ChipCanvas`.
 

@@ -218,21 +218,9 @@ def rerun_from_layer(model: "GPT", resid_in: torch.Tensor, start_layer: int, *,
     if first is not None and first < start_layer:
         raise ValueError(f"the ablation removes a head in layer {first}, below start_layer "
                          f"{start_layer}: re-run from layer {first}")
-    x = resid_in  # [B, T, C]
-    attns: list[torch.Tensor] = []
-    resids: list[torch.Tensor] = [x] if return_resid else []
-    for layer in range(start_layer, n_layer):
-        x, att, _ = model.h[layer](x, layer, cache, 0, ablation)
-        if return_attn:
-            attns.append(att)
-        if return_resid:
-            resids.append(x)
-    if cache is not None:
-        cache.length = x.shape[1]
-    h = model.ln_f(x)  # [B, T, C]
-    logits = model.lm_head(h[:, -1:] if last_only else h)
-    return GPTOutput(logits=logits, hidden=h, attentions=attns if return_attn else None,
-                     residuals=resids if return_resid else None)
+    return model.forward_from(resid_in, start_layer, cache, 0, return_attn=return_attn,
+                              return_resid=return_resid, ablation=ablation,
+                              last_only=last_only)
 
 
 class PrefixRunner:

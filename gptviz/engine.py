@@ -148,23 +148,23 @@ def _first_changed_layer(a: Ablation | None, b: Ablation | None, n_layer: int) -
     Both hold tensors on the same device; ``None`` keeps every head. A removed head's output
     is ``fill`` (zeros when ``fill`` is None), so fills only matter where ``keep < 1``.
     """
+    ref = a if a is not None else b
+    if ref is None:
+        return n_layer
+    ones = torch.ones_like(ref.keep)  # (L, H): "None" keeps every head
+    ka = a.keep if a is not None else ones
+    kb = b.keep if b is not None else ones
+    fa = a.fill if a is not None else None
+    fb = b.fill if b is not None else None
     for layer in range(n_layer):
-        ka = a.keep[layer] if a is not None else None
-        kb = b.keep[layer] if b is not None else None
-        if ka is None and kb is None:
-            continue
-        ref = ka if ka is not None else kb
-        ka = ka if ka is not None else torch.ones_like(ref)
-        kb = kb if kb is not None else torch.ones_like(ref)
-        if not torch.equal(ka, kb):
+        if not torch.equal(ka[layer], kb[layer]):
             return layer
-        fa = a.fill[layer] if a is not None and a.fill is not None else None
-        fb = b.fill[layer] if b is not None and b.fill is not None else None
-        if (fa is not None or fb is not None) and bool((ka < 1).any()):
-            za = fa if fa is not None else torch.zeros_like(fb)
-            zb = fb if fb is not None else torch.zeros_like(fa)
-            if not torch.equal(za, zb):
-                return layer
+        if (fa is None and fb is None) or not bool((ka[layer] < 1).any()):
+            continue
+        za = fa[layer] if fa is not None else torch.zeros_like(fb[layer])
+        zb = fb[layer] if fb is not None else torch.zeros_like(fa[layer])
+        if not torch.equal(za, zb):
+            return layer
     return n_layer
 
 
@@ -713,18 +713,16 @@ class Session:
         heads they remove, if any, are the same), and so are their keys and values."""
         T = len(self._tokens) - self._ws
         x = self._resid[layer, :T].unsqueeze(0)  # (1, T, C) entering block `layer`
-        attns = []
-        for i in range(layer, self.config.n_layer):
-            x, att, _ = self.model.h[i](x, i, self._cache, 0, self._ablation_t)
-            attns.append(att)
-            self._resid[i + 1, :T] = x[0]
-        self._cache.length = T
-        h = self.model.ln_f(x)  # (1, T, C)
-        self._store_attention(layer, attns, T)
-        self._hidden[:T] = h[0]
+        out = self.model.forward_from(x, layer, self._cache, return_attn=True,
+                                      return_resid=True, ablation=self._ablation_t,
+                                      last_only=True)
+        for i, r in enumerate(out.residuals[1:], start=layer + 1):
+            self._resid[i, :T] = r[0]
+        self._store_attention(layer, out.attentions, T)
+        self._hidden[:T] = out.hidden[0]
         self._valid = T
         self._stale_next()
-        self._next_logits = self.model.lm_head(h[:, -1:])[0, -1]  # (V,)
+        self._next_logits = out.logits[0, -1]  # (V,)
 
     # ------------------------------------------------------------------ reading
     def next_distribution(self) -> tuple[np.ndarray, np.ndarray, float]:

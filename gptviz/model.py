@@ -300,11 +300,28 @@ class GPT(nn.Module):
                 f"{self.config.block_size}")
         positions = torch.arange(pos, pos + T, device=idx.device)  # (T,)
         x = self.drop(self.wte(idx) + self.wpe(positions))  # (B, T, C)  h_0 = U W_e + W_p
+        return self.forward_from(x, 0, cache, pos, return_attn=return_attn,
+                                 return_resid=return_resid, return_head_out=return_head_out,
+                                 ablation=ablation, last_only=last_only)
+
+    def forward_from(self, x: torch.Tensor, start_layer: int, cache: KVCache | None = None,
+                     pos: int = 0, *, return_attn: bool = False, return_resid: bool = False,
+                     return_head_out: bool = False, ablation: Ablation | None = None,
+                     last_only: bool = False) -> GPTOutput:
+        """Run blocks ``start_layer ..`` on the residual stream ``x`` entering that block,
+        then the final LayerNorm and the output head: the rest of :meth:`forward`.
+
+        ``x`` is ``(B, T, C)`` at positions ``pos .. pos + T - 1``; with a ``cache``, the
+        blocks run write their keys and values there and its length becomes ``pos + T``
+        (layers below ``start_layer`` must already hold theirs). Attentions, residuals
+        (``residuals[0]`` is ``x``) and head outputs cover the blocks run.
+        """
+        T = x.shape[1]
         attns: list[torch.Tensor] = []
         resids: list[torch.Tensor] = [x] if return_resid else []
         heads: list[torch.Tensor] = []
-        for layer, block in enumerate(self.h):
-            x, att, z = block(x, layer, cache, pos, ablation)
+        for layer in range(start_layer, self.config.n_layer):
+            x, att, z = self.h[layer](x, layer, cache, pos, ablation)
             if return_attn:
                 attns.append(att)
             if return_resid:

@@ -241,9 +241,10 @@ def train_lm(model: GPT, opt: torch.optim.Optimizer, corpus: Corpus, args: Any, 
     """
     device = next(model.parameters()).device
     block = model.config.block_size  # a loaded checkpoint's, whatever --block-size says
-    if start > 0 and log_path.exists():  # records past the saved state are logged again
-        kept = [r for r in iter_jsonl(log_path) if r["iter"] <= start]
-        log_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    # The log holds this run only: a fresh start clears it; a resumed run drops the records
+    # past its saved state (they are logged again).
+    kept = [r for r in iter_jsonl(log_path) if r["iter"] <= start] if start > 0 else []
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     model.train()
     t0 = time.time()
     tokens_per_iter = args.batch_size * block
@@ -433,17 +434,21 @@ def latest_stage(run_dir: Path, order: tuple[str, ...]) -> Path:
     best_time = -1
     for name in order:
         weights = run_dir / name / "model.safetensors"
-        if weights.is_file() and weights.stat().st_mtime_ns >= best_time:
-            best, best_time = run_dir / name, weights.stat().st_mtime_ns
+        if weights.is_file() and (written := weights.stat().st_mtime_ns) >= best_time:
+            best, best_time = run_dir / name, written
     if best is None:
         raise FileNotFoundError(f"{run_dir}: no {' / '.join(order)} checkpoint (run the "
                                 f"pretrain stage first)")
     return best
 
 
-def _or(value: Any, default: Any) -> Any:
-    """``value`` unless it is None."""
-    return default if value is None else value
+def anneal_copying(args: Any) -> tuple[int, float]:
+    """Copying rows per batch and their loss weight in the anneal stage: ``--anneal-copy-rows``
+    and ``--anneal-copy-weight``, defaulting to the pre-training ``--copy-rows/--copy-weight``."""
+    rows = getattr(args, "anneal_copy_rows", None)
+    weight = getattr(args, "anneal_copy_weight", None)
+    return (int(args.copy_rows if rows is None else rows),
+            float(args.copy_weight if weight is None else weight))
 
 
 def anneal(args: Any, log: Callable[[str], None] = print) -> Path:
@@ -470,13 +475,10 @@ def anneal(args: Any, log: Callable[[str], None] = print) -> Path:
     weights = source / "model.safetensors"
     origin = f"{source.name} {weights.stat().st_size} {weights.stat().st_mtime_ns}"
     start, elapsed = _resume(state_path, model, opt, device, log, source=origin)
-    if start == 0:
-        (run_dir / "anneal_log.jsonl").unlink(missing_ok=True)
     # The heads exist by now: a few lightly weighted copy rows keep them without taking the
     # language model's capacity (measured: 4 rows at weight 1 and lr 6e-4 drove the copying
     # loss 3.0 -> 1.5 while the held-out loss rose 4.19 -> 4.25 in 800 iterations).
-    rows = int(_or(getattr(args, "anneal_copy_rows", None), args.copy_rows))
-    weight = float(_or(getattr(args, "anneal_copy_weight", None), args.copy_weight))
+    rows, weight = anneal_copying(args)
     total_time = train_lm(model, opt, corpus, args, iters=args.anneal_iters, lr=args.anneal_lr,
                           warmup=args.warmup, start=start, elapsed=elapsed,
                           state_path=state_path, log_path=run_dir / "anneal_log.jsonl",
@@ -700,8 +702,7 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
         curve = pre_log + [{**r, "iter": start + r["iter"]} for r in anneal_log]
         marks = ([(pre_log[-1]["iter"], "copying stage")] if induct_iters else []) + [
             (start, "anneal")]
-    anneal_rows = _or(getattr(args, "anneal_copy_rows", None), args.copy_rows)
-    anneal_weight = _or(getattr(args, "anneal_copy_weight", None), args.copy_weight)
+    anneal_rows, anneal_weight = anneal_copying(args)
     meta = dict(bundle.metadata)
     meta.update({
         "name": "gptviz-shakespeare",
