@@ -62,15 +62,34 @@ def test_kv_cache_steps_equal_full_forward(tiny_bundle_factory, overrides, prefi
 DECODE_CONFIGS = {**LN_CONFIGS, "no bias": dict(bias=False)}
 
 
+@pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n}-blocks")
+def column_blocks(request, monkeypatch):
+    """Threads for the step (so column blocks per matrix), every matrix split when > 1."""
+    import gptviz.model as model_mod
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    monkeypatch.setattr(model_mod, "SPLIT_MIN_ELEMENTS", 0 if request.param > 1 else 1 << 62)
+    yield request.param
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("layout", ["row-major", "decoding"])
 @pytest.mark.parametrize("ablate", [None, "zero", "mean"])
 @pytest.mark.parametrize("overrides", DECODE_CONFIGS.values(), ids=DECODE_CONFIGS.keys())
 def test_decode_step_is_bit_identical_to_a_one_token_forward(tiny_bundle_factory, overrides,
-                                                             ablate, layout):
+                                                             ablate, layout, column_blocks):
     bundle = tiny_bundle_factory(**overrides)
     model = bundle.model.eval()
     if layout == "decoding":
         model.use_decoding_layout()
+    blocks = model._decode_blocks()
+    split = [b for layer in blocks[:-1] for b in layer if b is not None]
+    if column_blocks > 1:  # the products really ran by blocks (3 does not divide every width)
+        assert split and all(w.size(0) == column_blocks for w, _ in split)
+        assert blocks[-1] is not None  # the output head too (vocabulary 360)
+    else:
+        assert not split and blocks[-1] is None
     cfg = model.config
     L, H, C = cfg.n_layer, cfg.n_head, cfg.n_embd
     ids = _ids(bundle)
@@ -102,6 +121,30 @@ def test_decode_step_is_bit_identical_to_a_one_token_forward(tiny_bundle_factory
         if ablate is not None:  # the ablation really changed something
             plain = model(torch.tensor([ids]), last_only=True).logits[0, -1]
             assert not torch.allclose(plain, logits)
+
+
+def test_decode_step_writes_the_cache_in_and_out_of_inference_mode(tiny_bundle):
+    """The step keeps per-layer views of the cache; views made in inference mode may not be
+    written outside it (torch refuses), nor may a replaced ``k``/``v`` be missed."""
+    model = tiny_bundle.model.eval()
+    ids = _ids(tiny_bundle)[:8]
+    cache = model.new_cache()
+    modes = [torch.inference_mode, torch.no_grad, torch.inference_mode, torch.no_grad]
+    for i, t in enumerate(ids[:4]):
+        with modes[i]():
+            model.decode_step(t, cache)
+    old_k = cache.k
+    cache.k, cache.v = cache.k.clone(), cache.v.clone()  # new storage, same object
+    with torch.no_grad():
+        for t in ids[4:]:
+            model.decode_step(t, cache)
+        ref = model.new_cache()
+        model(torch.tensor([ids]), ref)
+    n = len(ids)
+    assert cache.length == n
+    assert torch.allclose(cache.k[:, :, :, :n], ref.k[:, :, :, :n], atol=1e-5)
+    assert torch.allclose(cache.v[:, :, :, :n], ref.v[:, :, :, :n], atol=1e-5)
+    assert (old_k[:, :, :, 4:] == 0).all()  # the replaced storage was not written
 
 
 def test_decode_step_refuses_a_full_cache_bad_ids_and_training_mode(tiny_bundle):

@@ -132,6 +132,34 @@ def test_l3_is_l2_plus_lambda_l1():
     assert model.wte.weight.grad.abs().sum() > 0  # the body learns from both
 
 
+def test_l3_body_grad_scales_only_the_class_gradient_below_the_head():
+    torch.manual_seed(0)
+    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=12, vocab_size=40, n_classes=3)
+    model = GPT(cfg)
+    x = torch.randint(0, 40, (4, 12))
+    y = torch.randint(0, 40, (4, 12))
+    labels = torch.tensor([0, 2, 1, 2])
+    cut = torch.tensor([3, 11, 0, 7])
+
+    def grads(body_grad: float, lam: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        total, _, _ = l3_loss(model, x, y, labels, cut, lam=lam, body_grad=body_grad)
+        total.backward()
+        return total.detach(), {k: p.grad.clone() for k, p in model.named_parameters()
+                                if p.grad is not None}
+
+    full_value, full = grads(1.0, 0.5)
+    value, part = grads(0.1, 0.5)
+    assert torch.equal(value, full_value)  # the loss is the same
+    _, l2_zero = grads(0.0, 0.5)
+    # The head's gradient does not change; the body's L2 share is scaled by body_grad:
+    # g(0.1) = g_L1 + 0.1 * g_L2 and g(0) = g_L1, so g(0.1) - g(0) = 0.1 * (g(1) - g(0)).
+    assert torch.allclose(part["classifier.weight"], full["classifier.weight"])
+    for k in ("wte.weight", "h.0.attn.c_attn.weight", "h.1.mlp.c_fc.weight"):
+        assert torch.allclose(part[k] - l2_zero[k], 0.1 * (full[k] - l2_zero[k]), atol=1e-6)
+        assert not torch.allclose(full[k], l2_zero[k])  # L2 does reach the body at 1
+
+
 def test_labelled_batches_are_balanced_and_reproducible(fake_corpus, tmp_path):
     d, _ = fake_corpus
     corpus = build_corpus(tmp_path, 300, d, log=lambda s: None)
@@ -256,3 +284,15 @@ def test_anneal_continues_from_the_pretrained_model_and_finetune_starts_from_it(
     assert any("finetune: starting from pretrained" in m for m in messages)
     # each fine-tuning run writes its own log (one record at iteration 5), not appended
     assert len((run / "finetune_log.jsonl").read_text().splitlines()) == 1
+    # --ft-body-lr: the body learns at its own rate (0 here: it stays as it was) while the
+    # genre head learns at --ft-lr.
+    args.ft_body_lr = 0.0
+    finetune(args, log=messages.append)
+    base = load_gptviz_checkpoint(run / "pretrained").model.state_dict()
+    frozen = load_gptviz_checkpoint(run / "finetuned")
+    tuned_sd = frozen.model.state_dict()
+    assert all(torch.equal(base[k], tuned_sd[k]) for k in base)
+    torch.manual_seed(args.seed + 1)  # the head's initialisation in finetune
+    init = GPT(frozen.config).state_dict()
+    assert not torch.equal(init["classifier.weight"], tuned_sd["classifier.weight"])
+    assert frozen.metadata["finetune"]["body_lr"] == 0.0

@@ -50,7 +50,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="weight of their loss (default: --copy-weight)")
     p.add_argument("--ft-iters", type=int, default=300)
     p.add_argument("--ft-batch-size", type=int, default=16)
-    p.add_argument("--ft-lr", type=float, default=3e-4)
+    p.add_argument("--ft-lr", type=float, default=3e-4,
+                   help="fine-tuning learning rate of the genre head W_y")
+    p.add_argument("--ft-body-lr", type=float, default=None,
+                   help="fine-tuning learning rate of the rest of the model (default: --ft-lr)")
+    p.add_argument("--ft-body-grad", type=float, default=1.0,
+                   help="share of the genre loss's gradient that reaches the model below the "
+                        "head (1: all; the language-model loss always trains it)")
     p.add_argument("--ft-eval-len", type=int, default=256,
                    help="tokens per held-out passage when measuring genre accuracy")
     p.add_argument("--lam", type=float, default=0.5, help="lambda in L3 = L2 + lambda * L1")
