@@ -182,7 +182,9 @@ def _linear(lin: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # thread however many it has. Cut into column blocks, one per thread, as a batched product, it
 # runs on all of them, with the same sums per output (bit-identical on CPU, tested): measured
 # with 2 threads, 9.4 -> 6.7 us for 256 x 768 and 57 -> 30 us for the 256 x 4096 output head.
-# Smaller matrices gain nothing (256 x 256: 3.9 us either way) and stay whole.
+# Smaller matrices gain nothing (256 x 256: 3.9 us either way) and stay whole, as do
+# matrices whose width does not split into blocks of a multiple of 16 columns (GPT-2's
+# 50,257-token head).
 SPLIT_MIN_ELEMENTS = 1 << 17
 SPLIT_MAX_BLOCKS = 4
 
@@ -193,7 +195,10 @@ def _column_blocks(weight: torch.Tensor, bias: torch.Tensor | None, parts: int
     ``(parts, in, out / parts)`` view (no copy), and ``bias`` as ``(parts, 1, out / parts)``;
     ``None`` where splitting does not pay or the width does not divide."""
     out, inp = weight.shape
-    if parts < 2 or out % parts or out * inp < SPLIT_MIN_ELEMENTS:
+    # Blocks whose width is not a multiple of the vector width take another kernel path with
+    # other rounding (measured: widths 17, 1001, 2049 differ from F.linear in the last bits;
+    # multiples of 4 match): only multiples of 16 are split.
+    if parts < 2 or out % (parts * 16) or out * inp < SPLIT_MIN_ELEMENTS:
         return None
     w = weight.t().unflatten(1, (parts, out // parts)).permute(1, 0, 2)  # (P, in, out/P)
     b = None if bias is None else bias.view(parts, 1, out // parts)  # (P, 1, out/P)
@@ -299,6 +304,7 @@ class GPT(nn.Module):
         GPT
             ``self``.
         """
+        self.__dict__.pop("_decode_blocks_cache", None)  # views of the storage replaced here
         weights = [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
         for p in weights + [self.wte.weight]:
             if p.dim() == 2 and p.is_contiguous():
@@ -428,6 +434,10 @@ class GPT(nn.Module):
                              f"(0..{self.config.vocab_size - 1})")
         if self.training:
             raise RuntimeError("decode_step has no dropout: call model.eval() first")
+        if torch.is_grad_enabled():  # it writes into views of its buffers: no autograd here
+            with torch.no_grad():
+                return self.decode_step(token, cache, attn_out=attn_out, resid_out=resid_out,
+                                        ablation=ablation)
         S = pos + 1
         blocks = self._decode_blocks()
         x = (self.wte.weight[token] + self.wpe.weight[pos]).view(1, -1)  # (1, C)
@@ -439,6 +449,9 @@ class GPT(nn.Module):
         att_rows = (attn_out.narrow(-1, 0, S).unsqueeze(2).unbind(0)  # per layer (nh, 1, S)
                     if attn_out is not None else None)
         res_rows = resid_out.unsqueeze(1).unbind(0) if resid_out is not None else None  # (1, C)
+        # Results are computed into the buffers when their dtype is the model's; else copied.
+        att_direct = attn_out is not None and attn_out.dtype == x.dtype
+        res_direct = resid_out is not None and resid_out.dtype == x.dtype
         if res_rows is not None:
             res_rows[0].copy_(x)
         for layer, block in enumerate(self.h):
@@ -459,8 +472,12 @@ class GPT(nn.Module):
             v.narrow(1, pos, 1).copy_(v_new)
             att = torch.bmm(q, k.narrow(1, 0, S).transpose(1, 2)) * attn.scale  # (nh, 1, S)
             # no mask: the last query sees every key
-            att = (att.softmax(dim=-1) if att_rows is None
-                   else torch.softmax(att, -1, out=att_rows[layer]))  # (nh, 1, S)
+            if att_direct:
+                att = torch.softmax(att, -1, out=att_rows[layer])  # (nh, 1, S)
+            else:
+                att = att.softmax(dim=-1)  # (nh, 1, S)
+                if att_rows is not None:
+                    att_rows[layer].copy_(att)
             z = torch.bmm(att, v.narrow(1, 0, S))  # (nh, 1, hd)
             if ablation is not None:
                 z = _ablate(z, layer, ablation, nh)
@@ -469,15 +486,17 @@ class GPT(nn.Module):
                 x = x + a
                 m = _linear_blocks(fc_proj, mlp.act(_linear_blocks(c_fc, _ln(ln_2, x), lb[2])),
                                    lb[3])
-                x = x + m if res_rows is None else torch.add(x, m, out=res_rows[layer + 1])
+                x = torch.add(x, m, out=res_rows[layer + 1]) if res_direct else x + m
             else:  # GPT-1: LN(x + f(x))
                 x = _ln(ln_1, x + a)
                 x = _ln(ln_2, x + _linear_blocks(
                     fc_proj, mlp.act(_linear_blocks(c_fc, x, lb[2])), lb[3]))
-                if res_rows is not None:
-                    res_rows[layer + 1].copy_(x)
+            if res_rows is not None and not (block.pre_ln and res_direct):  # not written yet
+                res_rows[layer + 1].copy_(x)
         cache.length = S
         h = self.ln_f(x)  # (1, C)
+        if h is x and res_direct:  # no final LayerNorm: x is a row of the caller's buffer
+            h = x.clone()
         head = blocks[-1]
         if head is None:
             return self.lm_head(h)[0], h[0]  # (vocab,), (C,)
@@ -486,29 +505,41 @@ class GPT(nn.Module):
     def _decode_blocks(self) -> list:
         """Column blocks of every matrix for :meth:`decode_step` (see ``_column_blocks``):
         per layer those of c_attn, attn.c_proj, c_fc and mlp.c_proj, then the output head's
-        (blocks of W_e^T, or ``None``). One block per CPU thread, at most
-        ``SPLIT_MAX_BLOCKS``; none on a GPU or with one thread.
+        (or ``None``). One block per CPU thread, at most ``SPLIT_MAX_BLOCKS``; none on a GPU
+        or with one thread.
 
-        Views of the weights, kept until a weight's storage changes (``to``,
-        :meth:`use_decoding_layout`): checked by address on every call.
+        Views of the weights, kept while the same weight and bias storage sits in the same
+        modules (checked by address on every call; ``to`` and :meth:`use_decoding_layout`
+        drop them at once).
         """
         wte = self.wte.weight
         parts = 1 if wte.device.type != "cpu" else min(torch.get_num_threads(),
                                                           SPLIT_MAX_BLOCKS)
-        mats = self.__dict__.get("_decode_mats")
-        if mats is None:
-            mats = [(b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj) for b in self.h]
-            self.__dict__["_decode_mats"] = mats
-        key = (parts, wte.data_ptr(), *(m.weight.data_ptr() for ms in mats for m in ms))
+        params = []  # (weight, bias) of each matrix, read without Module.__getattr__
+        for block in self.h._modules.values():
+            attn, mlp = block._modules["attn"]._modules, block._modules["mlp"]._modules
+            for lin in (attn["c_attn"], attn["c_proj"], mlp["c_fc"], mlp["c_proj"]):
+                params.append((lin._parameters["weight"], lin._parameters["bias"]))
+        key = (parts, wte.data_ptr(),
+               *(t.data_ptr() for pair in params for t in pair if t is not None))
         cached = self.__dict__.get("_decode_blocks_cache")
         if cached is None or cached[0] != key:
-            blocks: list = [tuple(_column_blocks(m.weight, m.bias, parts) for m in ms)
-                            for ms in mats]
+            found = [_column_blocks(w, b, parts) for w, b in params]
+            blocks: list = [tuple(found[i:i + 4]) for i in range(0, len(found), 4)]
             head = _column_blocks(wte, None, parts)
             blocks.append(None if head is None else head[0])
             cached = (key, blocks)
             self.__dict__["_decode_blocks_cache"] = cached
         return cached[1]
+
+    def _apply(self, fn, *args, **kwargs):  # to(), cuda(), double(), ...
+        self.__dict__.pop("_decode_blocks_cache", None)  # views of the old storage
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state.pop("_decode_blocks_cache", None)  # views: rebuilt on the copy's first step
+        return state
 
     def classify(self, hidden: torch.Tensor) -> torch.Tensor:
         """Class logits of the fine-tuning head from ``hidden`` ``(B, T, C)`` at the last token.

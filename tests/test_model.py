@@ -3,6 +3,7 @@ round trips, and a Qt-free core."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import textwrap
@@ -87,7 +88,6 @@ def test_decode_step_is_bit_identical_to_a_one_token_forward(tiny_bundle_factory
     split = [b for layer in blocks[:-1] for b in layer if b is not None]
     if column_blocks > 1:  # the products really ran by blocks (3 does not divide every width)
         assert split and all(w.size(0) == column_blocks for w, _ in split)
-        assert blocks[-1] is not None  # the output head too (vocabulary 360)
     else:
         assert not split and blocks[-1] is None
     cfg = model.config
@@ -121,6 +121,86 @@ def test_decode_step_is_bit_identical_to_a_one_token_forward(tiny_bundle_factory
         if ablate is not None:  # the ablation really changed something
             plain = model(torch.tensor([ids]), last_only=True).logits[0, -1]
             assert not torch.allclose(plain, logits)
+
+
+def _step_vs_forward(model: "GPT", ids: list[int]) -> None:
+    """decode_step from a 3-token prefix equals forward bit for bit, token by token."""
+    cfg = model.config
+    with torch.inference_mode():
+        a, b = model.new_cache(), model.new_cache()
+        model(torch.tensor([ids[:3]]), a)
+        model(torch.tensor([ids[:3]]), b)
+        for t in range(3, len(ids)):
+            ref = model(torch.tensor([[ids[t]]]), a, return_attn=True, last_only=True)
+            attn = torch.zeros(cfg.n_layer, cfg.n_head, cfg.block_size)
+            logits, hidden = model.decode_step(ids[t], b, attn_out=attn)
+            assert torch.equal(logits, ref.logits[0, 0])
+            assert torch.equal(hidden, ref.hidden[0, 0])
+            assert torch.equal(attn[:, :, :t + 1], torch.stack(ref.attentions)[:, 0, :, 0])
+
+
+@pytest.mark.parametrize("vocab", [384, 362])
+def test_decode_step_splits_only_into_blocks_of_multiples_of_16(column_blocks, vocab):
+    """384 = 2 x 192 = 3 x 128 columns: the output head is split; 362 (like GPT-1's 40,478)
+    is not: blocks of an odd width take another kernel and change the last bits."""
+    from gptviz.config import GPTConfig
+    from gptviz.model import GPT, _column_blocks
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=16, vocab_size=vocab,
+                          dropout=0.0)).eval()
+    model.use_decoding_layout()
+    head = model._decode_blocks()[-1]
+    assert (head is not None) == (column_blocks > 1 and vocab == 384)
+    assert _column_blocks(torch.zeros(34, 4), None, 2) is None  # 17 columns a block
+    _step_vs_forward(model, torch.randint(0, vocab, (10,)).tolist())
+
+
+def test_decode_step_keeps_up_with_changed_weights_grad_mode_and_copies(column_blocks):
+    from gptviz.config import GPTConfig
+    from gptviz.model import GPT
+
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=16, vocab_size=384,
+                          dropout=0.0)).eval()
+    ids = torch.randint(0, 384, (8,)).tolist()
+    _step_vs_forward(model, ids)
+    model.h[0].mlp.c_fc = torch.nn.Linear(64, 256)  # a new module: not the old blocks
+    model.h[1].attn.c_attn.bias = torch.nn.Parameter(torch.randn(192))  # a new bias only
+    _step_vs_forward(model, ids)
+    model.use_decoding_layout()  # new storage for every matrix
+    _step_vs_forward(model, ids)
+    _step_vs_forward(copy.deepcopy(model), ids)
+    # With autograd on (parameters requiring grad) the step runs, and without gradients.
+    cache = model.new_cache()
+    logits, _ = model.decode_step(ids[0], cache)
+    assert not logits.requires_grad and cache.length == 1
+    # Buffers of another dtype than the model's receive the values (cast).
+    model.double()
+    cfg = model.config
+    attn = torch.zeros(cfg.n_layer, cfg.n_head, cfg.block_size)  # float32
+    resid = torch.zeros(cfg.n_layer + 1, cfg.n_embd)
+    with torch.inference_mode():
+        a, b = model.new_cache(), model.new_cache()
+        ref = model(torch.tensor([ids[:2]]), a, return_attn=True, return_resid=True)
+        model.decode_step(ids[0], b, attn_out=attn, resid_out=resid)
+        model.decode_step(ids[1], b, attn_out=attn, resid_out=resid)
+    assert torch.equal(attn[:, :, :2], torch.stack(ref.attentions)[:, 0, :, 1].float())
+    assert torch.equal(resid, torch.stack(ref.residuals)[:, 0, 1].float())
+
+
+def test_decode_step_hidden_is_not_a_view_of_the_residual_buffer():
+    from gptviz.config import GPTConfig
+    from gptviz.model import GPT
+
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=40,
+                          final_ln=False)).eval()
+    resid = torch.zeros(3, 16)
+    with torch.inference_mode():
+        _, hidden = model.decode_step(1, model.new_cache(), resid_out=resid)
+        kept = hidden.clone()
+        resid.zero_()  # the caller reuses its buffer
+    assert torch.equal(hidden, kept) and hidden.abs().sum() > 0
 
 
 def test_decode_step_writes_the_cache_in_and_out_of_inference_mode(tiny_bundle):
