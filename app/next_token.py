@@ -66,6 +66,7 @@ class NextTokenView(QWidget):
         self.values: list[pg.TextItem] = []
         self.n_shown = 0
         self._drawn_width = 0.0  # view-box width the x extent was computed for
+        self.tick_step = 0.1  # spacing of the labelled probability ticks
         self.hint = ElidedLabel(" ")
         bottom = QHBoxLayout()
         bottom.setContentsMargins(4, 0, 4, 0)
@@ -154,7 +155,16 @@ class NextTokenView(QWidget):
         font = axis.style.get("tickFont") or self.theme.font(0.85)
         label_px = QFontMetricsF(font).horizontalAdvance("0.00") * 1.8
         step = next((s for s in TICK_STEPS if xmax / s * label_px <= width), 1.0)
-        axis.setTickSpacing(step, step / 2)
+        # The axis runs past the longest bar to make room for its value label, past 1.0 when
+        # a token is near certain: no probability ticks there ("1.5" was drawn).
+        top = min(xmax, 1.0)
+        n = int(top / step + 1e-9)
+        major = [(round(i * step, 6), f"{round(i * step, 6):g}") for i in range(1, n + 1)]
+        # half steps: labelled where pyqtgraph finds room for them, as with setTickSpacing
+        minor = [(round((i + 0.5) * step, 6), f"{round((i + 0.5) * step, 6):g}")
+                 for i in range(n + 1) if (i + 0.5) * step <= top + 1e-9]
+        axis.setTicks([major, minor])
+        self.tick_step = step
 
     def _on_resize(self, *_) -> None:
         c = self.candidates

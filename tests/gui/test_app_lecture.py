@@ -413,9 +413,11 @@ def test_panels_stay_compact_at_presentation_sizes(qtbot, window):
         assert len(shown) == nt.n_shown
         assert all(t.sceneBoundingRect().right() <= right + 1 for t in shown)
         # the probability axis' labelled ticks have room for their labels
-        major = nt.plot.getAxis("bottom")._tickSpacing[0][0]
-        tick_px = major / nt.vb.viewRange()[0][1] * nt.vb.width()
+        tick_px = nt.tick_step / nt.vb.viewRange()[0][1] * nt.vb.width()
         assert tick_px >= QFontMetricsF(font).horizontalAdvance("0.00")
+        # ... and stop at probability 1 however far the axis runs for the value labels
+        ticks = [v for level in nt.plot.getAxis("bottom")._tickLevels for v, _ in level]
+        assert ticks and max(ticks) <= 1.0
         # the token strip shows whole lines of chips, at least two
         strip = window.token_strip
         qtbot.waitUntil(lambda: strip.scroll.viewport().height() in
