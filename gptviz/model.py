@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -182,38 +183,61 @@ def _linear(lin: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # thread however many it has. Cut into column blocks, one per thread, as a batched product, it
 # runs on all of them, with the same sums per output (bit-identical on CPU, tested): measured
 # with 2 threads, 9.4 -> 6.7 us for 256 x 768 and 57 -> 30 us for the 256 x 4096 output head.
-# Smaller matrices gain nothing (256 x 256: 3.9 us either way) and stay whole, as do
-# matrices whose width does not split into blocks of a multiple of 16 columns (GPT-2's
-# 50,257-token head).
+# Smaller matrices gain nothing (256 x 256: 3.9 us either way) and stay whole.
 SPLIT_MIN_ELEMENTS = 1 << 17
 SPLIT_MAX_BLOCKS = 4
 
 
+class _Blocks(NamedTuple):
+    """A matrix cut into column blocks for one-token products (see :func:`_column_blocks`)."""
+
+    w: torch.Tensor  # (P, in, n): block p holds columns p*n .. (p+1)*n - 1 of W^T
+    b: torch.Tensor | None  # (P, 1, n)
+    tail_w: torch.Tensor | None  # (t, in): the last t rows of W, t a multiple of 16
+    tail_b: torch.Tensor | None  # (t,)
+    rest: int  # columns past the P blocks (the tail's last ``rest`` outputs); 0: no tail
+
+
 def _column_blocks(weight: torch.Tensor, bias: torch.Tensor | None, parts: int
-                   ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+                   ) -> _Blocks | None:
     """``weight`` ``(out, in)`` as ``parts`` column blocks of its transpose, a
-    ``(parts, in, out / parts)`` view (no copy), and ``bias`` as ``(parts, 1, out / parts)``;
-    ``None`` where splitting does not pay or the width does not divide."""
+    ``(parts, in, n)`` view (no copy), ``bias`` likewise; ``None`` where splitting does not
+    pay.
+
+    Every product must be a multiple of 16 columns wide: other widths take another kernel
+    path with other rounding (measured: widths 17, 1001, 2049 differ from ``F.linear`` in the
+    last bits; multiples of 4 match). So ``n`` is a multiple of 16, and when ``parts * n``
+    falls short of ``out`` (GPT-2's 50,257-token head) the last columns come from one more,
+    small product over the last multiple-of-16 columns (it overlaps the last block).
+    """
     out, inp = weight.shape
-    # Blocks whose width is not a multiple of the vector width take another kernel path with
-    # other rounding (measured: widths 17, 1001, 2049 differ from F.linear in the last bits;
-    # multiples of 4 match): only multiples of 16 are split.
-    if parts < 2 or out % (parts * 16) or out * inp < SPLIT_MIN_ELEMENTS:
+    n = out // (parts * 16) * 16
+    if parts < 2 or n == 0 or out * inp < SPLIT_MIN_ELEMENTS:
         return None
-    w = weight.t().unflatten(1, (parts, out // parts)).permute(1, 0, 2)  # (P, in, out/P)
-    b = None if bias is None else bias.view(parts, 1, out // parts)  # (P, 1, out/P)
-    return w, b
+    main = parts * n
+    w = weight.narrow(0, 0, main).t().unflatten(1, (parts, n)).permute(1, 0, 2)  # (P, in, n)
+    b = None if bias is None else bias.narrow(0, 0, main).view(parts, 1, n)  # (P, 1, n)
+    rest = out - main
+    t = -(-rest // 16) * 16  # rest < parts * 16 <= main, so the tail lies inside W
+    tail_w = weight.narrow(0, out - t, t) if rest else None  # (t, in)
+    tail_b = bias.narrow(0, out - t, t) if rest and bias is not None else None  # (t,)
+    return _Blocks(w, b, tail_w, tail_b, rest)
 
 
-def _linear_blocks(lin: nn.Module, x: torch.Tensor,
-                   blocks: tuple[torch.Tensor, torch.Tensor | None] | None) -> torch.Tensor:
+def _linear_blocks(lin: nn.Module | None, x: torch.Tensor, blocks: _Blocks | None
+                   ) -> torch.Tensor:
     """``lin(x)`` for one row ``x`` ``(1, in)``, by column blocks when ``blocks`` are given."""
     if blocks is None:
+        assert lin is not None
         return _linear(lin, x)
-    w, b = blocks
-    xb = x.expand(w.size(0), 1, x.size(-1))  # (P, 1, in)
-    y = torch.bmm(xb, w) if b is None else torch.baddbmm(b, xb, w)  # (P, 1, out/P)
-    return y.view(1, -1)  # (1, out): block p holds columns p*out/P .. (p+1)*out/P - 1
+    xb = x.expand(blocks.w.size(0), 1, x.size(-1))  # (P, 1, in)
+    y = (torch.bmm(xb, blocks.w) if blocks.b is None
+         else torch.baddbmm(blocks.b, xb, blocks.w))  # (P, 1, n)
+    y = y.view(1, -1)  # (1, P*n): consecutive columns
+    if not blocks.rest:
+        return y
+    tail = F.linear(x, blocks.tail_w, blocks.tail_b)  # (1, t)
+    return torch.cat([y, tail[:, tail.size(1) - blocks.rest:]], dim=1)  # (1, out)
 
 
 def _ln(ln: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -500,7 +524,7 @@ class GPT(nn.Module):
         head = blocks[-1]
         if head is None:
             return self.lm_head(h)[0], h[0]  # (vocab,), (C,)
-        return torch.bmm(h.expand(head.size(0), 1, h.size(-1)), head).view(-1), h[0]
+        return _linear_blocks(None, h, head)[0], h[0]  # (vocab,), (C,)
 
     def _decode_blocks(self) -> list:
         """Column blocks of every matrix for :meth:`decode_step` (see ``_column_blocks``):
@@ -527,7 +551,7 @@ class GPT(nn.Module):
             found = [_column_blocks(w, b, parts) for w, b in params]
             blocks: list = [tuple(found[i:i + 4]) for i in range(0, len(found), 4)]
             head = _column_blocks(wte, None, parts)
-            blocks.append(None if head is None else head[0])
+            blocks.append(head)
             cached = (key, blocks)
             self.__dict__["_decode_blocks_cache"] = cached
         return cached[1]

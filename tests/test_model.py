@@ -87,7 +87,8 @@ def test_decode_step_is_bit_identical_to_a_one_token_forward(tiny_bundle_factory
     blocks = model._decode_blocks()
     split = [b for layer in blocks[:-1] for b in layer if b is not None]
     if column_blocks > 1:  # the products really ran by blocks (3 does not divide every width)
-        assert split and all(w.size(0) == column_blocks for w, _ in split)
+        assert split and all(b.w.size(0) == column_blocks for b in split)
+        assert all(b.w.size(2) % 16 == 0 for b in split)
     else:
         assert not split and blocks[-1] is None
     cfg = model.config
@@ -141,8 +142,9 @@ def _step_vs_forward(model: "GPT", ids: list[int]) -> None:
 
 @pytest.mark.parametrize("vocab", [384, 362])
 def test_decode_step_splits_only_into_blocks_of_multiples_of_16(column_blocks, vocab):
-    """384 = 2 x 192 = 3 x 128 columns: the output head is split; 362 (like GPT-1's 40,478)
-    is not: blocks of an odd width take another kernel and change the last bits."""
+    """384 = 2 x 192 = 3 x 128 columns split evenly; 362 (odd, like GPT-1's 40,478 or
+    GPT-2's 50,257) into blocks of a multiple of 16 plus a tail product over the last 16 or
+    32 columns: products of other widths take another kernel and change the last bits."""
     from gptviz.config import GPTConfig
     from gptviz.model import GPT, _column_blocks
 
@@ -151,8 +153,12 @@ def test_decode_step_splits_only_into_blocks_of_multiples_of_16(column_blocks, v
                           dropout=0.0)).eval()
     model.use_decoding_layout()
     head = model._decode_blocks()[-1]
-    assert (head is not None) == (column_blocks > 1 and vocab == 384)
-    assert _column_blocks(torch.zeros(34, 4), None, 2) is None  # 17 columns a block
+    assert (head is not None) == (column_blocks > 1)
+    if head is not None:
+        assert head.w.size(2) % 16 == 0 and (head.rest > 0) == (vocab == 362)
+        assert head.rest == 0 or (head.tail_w.size(0) % 16 == 0 and head.rest < 16 * column_blocks)
+        odd = _column_blocks(torch.zeros(34, 4), None, 2)  # not 2 x 17: 2 x 16, tail of 16
+        assert odd.w.shape == (2, 4, 16) and odd.rest == 2 and odd.tail_w.shape == (16, 4)
     _step_vs_forward(model, torch.randint(0, vocab, (10,)).tolist())
 
 
