@@ -159,11 +159,11 @@ class NextTokenView(QWidget):
         # a token is near certain: no probability ticks there ("1.5" was drawn).
         top = min(xmax, 1.0)
         n = int(top / step + 1e-9)
-        major = [(round(i * step, 6), f"{round(i * step, 6):g}") for i in range(1, n + 1)]
+        major = [round(i * step, 6) for i in range(1, n + 1)]
         # half steps: labelled where pyqtgraph finds room for them, as with setTickSpacing
-        minor = [(round((i + 0.5) * step, 6), f"{round((i + 0.5) * step, 6):g}")
-                 for i in range(n + 1) if (i + 0.5) * step <= top + 1e-9]
-        axis.setTicks([major, minor])
+        minor = [round((i + 0.5) * step, 6) for i in range(n + 1)
+                 if (i + 0.5) * step <= top + 1e-9]
+        axis.setTicks([[(v, f"{v:g}") for v in level] for level in (major, minor)])
         self.tick_step = step
 
     def _on_resize(self, *_) -> None:

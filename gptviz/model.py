@@ -93,13 +93,13 @@ class KVCache:
         indexing the 5-d tensors afresh for every layer of every step costs a one-token step
         more than its attention products at the bundled model's size.
         """
-        key = (self.k, self.v, torch.is_inference_mode_enabled())
-        views = getattr(self, "_views", None)
-        if views is None or any(a is not b for a, b in zip(views[0][:2], key[:2])) or (
-                views[0][2] != key[2]):
-            views = (key, list(self.k[:, 0].unbind(0)), list(self.v[:, 0].unbind(0)))
+        mode = torch.is_inference_mode_enabled()
+        views = getattr(self, "_views", None)  # (k, v, mode, keys, values)
+        if views is None or views[0] is not self.k or views[1] is not self.v or views[2] != mode:
+            views = (self.k, self.v, mode, list(self.k[:, 0].unbind(0)),
+                     list(self.v[:, 0].unbind(0)))
             self._views = views
-        return views[1], views[2]
+        return views[3], views[4]
 
 
 _ACTIVATIONS = {

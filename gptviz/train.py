@@ -556,11 +556,13 @@ def genre_accuracy(model: GPT, x: torch.Tensor, labels: torch.Tensor) -> dict[st
                                    for c in range(len(GENRES)) if counts[c] > 0}}
 
 
-def finetune_body_lr(args: Any) -> float:
-    """Fine-tuning learning rate of everything but the genre head: ``--ft-body-lr``,
-    defaulting to ``--ft-lr``."""
-    body = getattr(args, "ft_body_lr", None)
-    return float(args.ft_lr if body is None else body)
+def finetune_body(args: Any) -> tuple[float, float]:
+    """How fine-tuning trains everything but the genre head: its learning rate
+    (``--ft-body-lr``, defaulting to ``--ft-lr``) and the share of L2's gradient it gets
+    (``--ft-body-grad``, default 1)."""
+    lr = getattr(args, "ft_body_lr", None)
+    return (float(args.ft_lr if lr is None else lr),
+            float(getattr(args, "ft_body_grad", 1.0)))
 
 
 def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
@@ -583,7 +585,7 @@ def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
     # model (2.001 bits/char held out): the whole model at 3e-4 for 300 iterations, 2.046;
     # body at 5e-5 for 1,500, 2.015 with all of L2's gradient, 2.002 with a tenth, 1.998
     # with none (the body then trains on lambda * L1 alone and the language model improves).
-    body_lr = finetune_body_lr(args)
+    body_lr, body_grad = finetune_body(args)
     opt = make_optimizer(model, body_lr, args.weight_decay, head_lr=args.ft_lr)
     t0 = time.time()
     log_path = run_dir / "finetune_log.jsonl"
@@ -596,8 +598,7 @@ def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
                                            config.block_size)
         with autocast_for(device):
             total, l2, l1 = l3_loss(model, x.to(device), y.to(device), labels.to(device),
-                                    cut.to(device), args.lam,
-                                    float(getattr(args, "ft_body_grad", 1.0)))
+                                    cut.to(device), args.lam, body_grad)
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -617,8 +618,7 @@ def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
     out = run_dir / "finetuned"
     meta = {**base.metadata, "finetune": {"iters": args.ft_iters, "lambda": args.lam,
                                           "lr": args.ft_lr, "body_lr": body_lr,
-                                          "body_grad": float(getattr(args, "ft_body_grad",
-                                                                     1.0)),
+                                          "body_grad": body_grad,
                                           "wall_time_s": time.time() - t0,
                                           "held_out": acc}}
     save_checkpoint(out, model, corpus.tokenizer, meta)
@@ -739,6 +739,7 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
         marks = ([(pre_log[-1]["iter"], "copying stage")] if induct_iters else []) + [
             (start, "anneal")]
     anneal_rows, anneal_weight = anneal_copying(args)
+    body_lr, body_grad = finetune_body(args)
     meta = dict(bundle.metadata)
     meta.update({
         "name": "gptviz-shakespeare",
@@ -755,8 +756,7 @@ def report(args: Any, log: Callable[[str], None] = print) -> Path:
                     f"--anneal-iters {args.anneal_iters} --anneal-lr {args.anneal_lr} "
                     f"--anneal-copy-rows {anneal_rows} --anneal-copy-weight {anneal_weight} "
                     f"--ft-iters {args.ft_iters} --ft-lr {args.ft_lr} "
-                    f"--ft-body-lr {finetune_body_lr(args)} "
-                    f"--ft-body-grad {getattr(args, 'ft_body_grad', 1.0)} "
+                    f"--ft-body-lr {body_lr} --ft-body-grad {body_grad} "
                     f"--lam {args.lam}"),
         "corpus": CORPUS_CREDIT,
         "held_out_works": sorted(corpus.held_texts),

@@ -109,7 +109,8 @@ def test_a_few_training_steps_lower_the_loss_and_resume(fake_corpus, tmp_path):
     assert "stroke-dasharray" in marked and ">anneal</text>" in marked
 
 
-def test_l3_is_l2_plus_lambda_l1():
+def _l3_case() -> tuple[GPT, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A tiny model with a genre head and a batch: (model, x, y, labels, cut)."""
     torch.manual_seed(0)
     cfg = GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=12, vocab_size=40, n_classes=3)
     model = GPT(cfg)
@@ -117,6 +118,11 @@ def test_l3_is_l2_plus_lambda_l1():
     y = torch.randint(0, 40, (4, 12))
     labels = torch.tensor([0, 2, 1, 2])
     cut = torch.tensor([3, 11, 0, 7])
+    return model, x, y, labels, cut
+
+
+def test_l3_is_l2_plus_lambda_l1():
+    model, x, y, labels, cut = _l3_case()
     total, l2, l1 = l3_loss(model, x, y, labels, cut, lam=0.25)
     # By hand: the LM loss over all positions, the class loss at each passage's cut.
     logits = model(x).logits
@@ -133,13 +139,7 @@ def test_l3_is_l2_plus_lambda_l1():
 
 
 def test_l3_body_grad_scales_only_the_class_gradient_below_the_head():
-    torch.manual_seed(0)
-    cfg = GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=12, vocab_size=40, n_classes=3)
-    model = GPT(cfg)
-    x = torch.randint(0, 40, (4, 12))
-    y = torch.randint(0, 40, (4, 12))
-    labels = torch.tensor([0, 2, 1, 2])
-    cut = torch.tensor([3, 11, 0, 7])
+    model, x, y, labels, cut = _l3_case()
 
     def grads(body_grad: float, lam: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         model.zero_grad(set_to_none=True)
