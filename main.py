@@ -14,44 +14,35 @@ and exits (works headless with ``QT_QPA_PLATFORM=offscreen``).
 
 from __future__ import annotations
 
-import argparse
+import importlib.util
 import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python main.py", description="gptviz: see inside a GPT "
-                                "while it writes.")
-    p.add_argument("--model", default=None,
-                   help="model directory or nanoGPT .pt (default: the bundled model)")
-    p.add_argument("--prompt", default=None, help="initial prompt")
-    p.add_argument("--steps", type=int, default=0, help="generate N tokens after opening")
-    p.add_argument("--screenshot", default=None, metavar="FILE.png",
-                   help="after --steps, save a PNG of the window and exit")
-    p.add_argument("--size", default=None, metavar="WxH", help="window size, e.g. 1920x1080")
-    p.add_argument("--greedy", action="store_true", help="start with greedy decoding")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--layer", type=int, default=None, help="initially selected layer")
-    p.add_argument("--head", type=int, default=None, help="initially selected head")
-    p.add_argument("--session", default=None, metavar="FILE.gptviz.json",
-                   help="open a saved session (its model, tokens and view)")
-    p.add_argument("--presentation", action="store_true",
-                   help="start in presentation mode (full screen unless --size/--screenshot)")
-    p.add_argument("--theme", choices=("system", "light", "dark"), default=None,
-                   help="theme for this run (default: the saved preference)")
-    return p.parse_args(argv)
+def use_checkout_app() -> None:
+    """Import this checkout's ``app/`` folder under its installed name, ``gptviz_app``.
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setApplicationName("gptviz")
-    app.setOrganizationName("gptviz")
-    from app.launch import start
-
-    return start(args, app)
+    ``pip install .`` installs ``app/`` as the package ``gptviz_app`` (no generic top-level
+    name); a checkout run (``python main.py``, the tests) maps the folder onto the same name,
+    ahead of any installed copy, and puts the checkout's ``gptviz`` first on the path.
+    """
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    if "gptviz_app" in sys.modules:
+        return
+    init = HERE / "app" / "__init__.py"
+    spec = importlib.util.spec_from_file_location(
+        "gptviz_app", init, submodule_search_locations=[str(init.parent)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gptviz_app"] = module
+    spec.loader.exec_module(module)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    use_checkout_app()
+    from gptviz_app.launch import main
+
+    raise SystemExit(main(prog="python main.py"))

@@ -1,35 +1,35 @@
-"""gptviz desktop app: PySide6 + pyqtgraph views onto a live :class:`gptviz.engine.Session`.
+"""gptviz desktop app: PySide6 + pyqtgraph views onto a live :class:`gptviz.engine.session.Session`.
 
 Layout of the package (one small module per widget):
 
 * core of the app:
-  :mod:`app.theme`        colours, fonts, colormaps, pyqtgraph options;
-  :mod:`app.snapshot`     plain-numpy messages the worker sends to the window (no Qt, no torch);
-  :mod:`app.builder`      builds snapshots from a session (thumbnail mosaic kept incrementally);
-  :mod:`app.worker`       the QThread worker that owns the session, and its UI-side client;
-  :mod:`app.controller`   view state, Play timer, requests out, snapshots into the views;
-  :mod:`app.main_window`  the window: docks, toolbars, menus (File, Generate, View, Analysis, Help)
-* views: :mod:`app.prompt_editor`, :mod:`app.token_strip`, :mod:`app.stepping`,
-  :mod:`app.sampling_panel`, :mod:`app.attention_map`, :mod:`app.head_grid`,
-  :mod:`app.next_token`, :mod:`app.class_panel`, :mod:`app.status`; shared widgets:
-  :mod:`app.elided_label` (one-line labels that elide instead of wrapping),
-  :mod:`app.panel_layout` (the controls / plot / readout layout every plot panel shares)
-* analysis panels (installed by :mod:`app.analysis_ui`: docks, Analysis menu and toolbar):
-  :mod:`app.diagnostics_panel` (head scores), :mod:`app.lens_panel` (logit lens),
-  :mod:`app.rollout_panel` (attention rollout), :mod:`app.ablation_panel` (live head
-  ablation), :mod:`app.compare_panel` (A/B comparisons); their building blocks in
-  :mod:`app.analysis_widgets`, the worker-side computations (no Qt) in
-  :mod:`app.analysis_builder`
-* lecture mode and sharing (installed by :mod:`app.lecture`): :mod:`app.appearance` (themes
-  that follow the system, font scale, colormap), :mod:`app.presentation` (F11),
-  :mod:`app.shortcuts` (keyboard control, Help ▸ Keyboard shortcuts),
-  :mod:`app.sample_prompts` (sample and recent prompts), :mod:`app.session_actions` (open /
-  save sessions), :mod:`app.export_actions` (PNG/SVG/CSV/NPZ export),
-  :mod:`app.preferences` (settings kept between runs); the worker-side commands (no Qt) in
-  :mod:`app.lecture_commands`
-* :mod:`app.launch`       what ``main.py`` starts: preferences, model or session, ``--screenshot``
-* :mod:`app.demo_model`   random models of a given shape (benchmarks, tests, no bundled model)
-* :mod:`app.bench_gui`    ``python -m app.bench_gui``: GUI update cost and Play throughput
+  :mod:`gptviz_app.views.theme`        colours, fonts, colormaps, pyqtgraph options;
+  :mod:`gptviz_app.runtime.snapshot`     plain-numpy messages the worker sends to the window (no Qt, no torch);
+  :mod:`gptviz_app.runtime.snapshots`      builds snapshots from a session (thumbnail mosaic kept incrementally);
+  :mod:`gptviz_app.runtime.worker`       the QThread worker that owns the session, and its UI-side client;
+  :mod:`gptviz_app.runtime.controller`   view state, Play timer, requests out, snapshots into the views;
+  :mod:`gptviz_app.views.main_window`  the window: docks, toolbars, menus (File, Generate, View, Analysis, Help)
+* views: :mod:`gptviz_app.views.prompt_editor`, :mod:`gptviz_app.views.token_strip`, :mod:`gptviz_app.views.stepping`,
+  :mod:`gptviz_app.views.sampling_panel`, :mod:`gptviz_app.views.attention_map`, :mod:`gptviz_app.views.head_grid`,
+  :mod:`gptviz_app.views.next_token`, :mod:`gptviz_app.views.class_panel`, :mod:`gptviz_app.views.status`; shared widgets:
+  :mod:`gptviz_app.views.elided_label` (one-line labels that elide instead of wrapping),
+  :mod:`gptviz_app.views.panel_layout` (the controls / plot / readout layout every plot panel shares)
+* analysis panels (installed by :mod:`gptviz_app.panels.docks`: docks, Analysis menu and toolbar):
+  :mod:`gptviz_app.panels.diagnostics` (head scores), :mod:`gptviz_app.panels.lens` (logit lens),
+  :mod:`gptviz_app.panels.rollout` (attention rollout), :mod:`gptviz_app.panels.ablation` (live head
+  ablation), :mod:`gptviz_app.panels.compare` (A/B comparisons); their building blocks in
+  :mod:`gptviz_app.panels.widgets`, the worker-side computations (no Qt) in
+  :mod:`gptviz_app.runtime.analysis_builder`
+* lecture mode and sharing (installed by :mod:`gptviz_app.actions`): :mod:`gptviz_app.actions.appearance` (themes
+  that follow the system, font scale, colormap), :mod:`gptviz_app.actions.presentation` (F11),
+  :mod:`gptviz_app.actions.shortcuts` (keyboard control, Help ▸ Keyboard shortcuts),
+  :mod:`gptviz_app.actions.sample_prompts` (sample and recent prompts), :mod:`gptviz_app.actions.sessions` (open /
+  save sessions), :mod:`gptviz_app.actions.export` (PNG/SVG/CSV/NPZ export),
+  :mod:`gptviz_app.actions.preferences` (settings kept between runs); the worker-side commands (no Qt) in
+  :mod:`gptviz_app.runtime.file_commands`
+* :mod:`gptviz_app.launch`       what ``main.py`` starts: preferences, model or session, ``--screenshot``
+* :mod:`gptviz_app.runtime.demo_model`   random models of a given shape (benchmarks, tests, no bundled model)
+* :mod:`gptviz_app.bench_gui`    ``python -m gptviz_app.bench_gui``: GUI update cost and Play throughput
 
 The core package ``gptviz`` never imports this one.
 """

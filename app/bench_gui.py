@@ -1,6 +1,6 @@
 """GUI benchmark: what it costs the UI thread to show one step, and tokens/s under Play.
 
-    python -m app.bench_gui [--json] [--steps 32] [--only small|gpt2]
+    python -m gptviz_app.bench_gui [--json] [--steps 32] [--only small|gpt2]
 
 Runs the real window offscreen (1280 x 800) on
 
@@ -73,10 +73,10 @@ def _wait(pred, timeout_s: float, signals=()) -> bool:
 
 
 def _bundle(which: str):
-    from app.demo_model import random_bundle
+    from gptviz_app.runtime.demo_model import random_bundle
 
     if which == "small":
-        from gptviz.checkpoint import DEFAULT_MODEL_DIR
+        from gptviz.io.checkpoint import DEFAULT_MODEL_DIR
 
         if (DEFAULT_MODEL_DIR / "config.json").is_file():
             from gptviz import load_model
@@ -94,7 +94,7 @@ def _bundle(which: str):
 
 def _prompt_ids(bundle, n: int) -> list[int]:
     """``n`` token ids of ordinary text (repeated sample text)."""
-    from app.demo_model import SAMPLE_TEXT
+    from gptviz_app.runtime.demo_model import SAMPLE_TEXT
 
     ids: list[int] = []
     text = SAMPLE_TEXT
@@ -116,7 +116,7 @@ def bench_one(which: str, steps: int, size=(1280, 800)) -> dict:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app.main_window import MainWindow
+    from gptviz_app.views.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
     t0 = time.perf_counter()
@@ -201,7 +201,7 @@ def bench_one(which: str, steps: int, size=(1280, 800)) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m app.bench_gui", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m gptviz_app.bench_gui", description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--steps", type=int, default=32, help="timed steps per model (default 32)")
     p.add_argument("--only", choices=("small", "gpt2"), default=None)

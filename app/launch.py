@@ -1,4 +1,4 @@
-"""Start the window the way ``main.py``'s arguments ask: preferences, model or session,
+"""``gptviz-app`` / ``python main.py``: start the window the way the arguments ask: preferences, model or session,
 initial sampling and view, and the ``--screenshot`` run (open, step, save a PNG, quit).
 
 Kept out of ``main.py`` so that the launcher stays a few lines: arguments, QApplication,
@@ -18,8 +18,8 @@ from PySide6.QtWidgets import QApplication
 
 def start(args: argparse.Namespace, app: QApplication) -> int:
     """Open the main window for ``args`` and run the event loop; returns the exit code."""
-    from .main_window import MainWindow
-    from .preferences import Preferences
+    from gptviz_app.views.main_window import MainWindow
+    from gptviz_app.actions.preferences import Preferences
 
     if args.screenshot:
         prefs = Preferences.in_memory()
@@ -52,7 +52,7 @@ def start(args: argparse.Namespace, app: QApplication) -> int:
             return
         from dataclasses import replace
 
-        from gptviz.sampling import SamplingSettings
+        from gptviz.engine.sampling import SamplingSettings
 
         s = SamplingSettings(greedy=args.greedy, seed=args.seed)
         win.sampling.set_settings(s)
@@ -94,7 +94,7 @@ def start(args: argparse.Namespace, app: QApplication) -> int:
     ctl.modelChanged.connect(first_model)
     ctl.client.finished.connect(finished)
     win.loadFailed.connect(failed)
-    from .main_window import DEFAULT_PROMPT
+    from gptviz_app.views.main_window import DEFAULT_PROMPT
 
     if args.session:  # opens the session's model too
         state["step_gen"] = win.lecture.sessions.open_path(args.session)
@@ -114,3 +114,37 @@ def start(args: argparse.Namespace, app: QApplication) -> int:
     rc = app.exec()
     return state["rc"] or rc
 
+
+def parse_args(argv: list[str] | None = None, prog: str = "gptviz-app") -> argparse.Namespace:
+    """The options of ``gptviz-app`` and ``python main.py`` (one list for both)."""
+    p = argparse.ArgumentParser(prog=prog, description="gptviz: see inside a GPT "
+                                "while it writes.")
+    p.add_argument("--model", default=None,
+                   help="model directory or nanoGPT .pt (default: the bundled model)")
+    p.add_argument("--prompt", default=None, help="initial prompt")
+    p.add_argument("--steps", type=int, default=0, help="generate N tokens after opening")
+    p.add_argument("--screenshot", default=None, metavar="FILE.png",
+                   help="after --steps, save a PNG of the window and exit")
+    p.add_argument("--size", default=None, metavar="WxH", help="window size, e.g. 1920x1080")
+    p.add_argument("--greedy", action="store_true", help="start with greedy decoding")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--layer", type=int, default=None, help="initially selected layer")
+    p.add_argument("--head", type=int, default=None, help="initially selected head")
+    p.add_argument("--session", default=None, metavar="FILE.gptviz.json",
+                   help="open a saved session (its model, tokens and view)")
+    p.add_argument("--presentation", action="store_true",
+                   help="start in presentation mode (full screen unless --size/--screenshot)")
+    p.add_argument("--theme", choices=("system", "light", "dark"), default=None,
+                   help="theme for this run (default: the saved preference)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, prog: str = "gptviz-app") -> int:
+    """``gptviz-app [options]``: parse the options, open the window, run the event loop."""
+    args = parse_args(argv, prog)
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("gptviz")
+    app.setOrganizationName("gptviz")
+    return start(args, app)

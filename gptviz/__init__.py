@@ -4,10 +4,11 @@ The Qt-free core: the model, tokenizer, checkpoints and loaders, the stepping en
 analysis and training. The GUI lives in ``app/`` and imports this package, never the reverse.
 """
 
-from .checkpoint import CheckpointError, ModelBundle, load_model, save_checkpoint
-from .config import GPTConfig
-from .model import GPT, Ablation, GPTOutput, KVCache
-from .tokenizer import Tokenizer
+from gptviz.families import load_model
+from gptviz.io.checkpoint import CheckpointError, ModelBundle, save_checkpoint
+from gptviz.model.config import GPTConfig
+from gptviz.model.gpt import GPT, Ablation, GPTOutput, KVCache
+from gptviz.io.tokenizer import Tokenizer
 
 __all__ = [
     "GPT", "GPTConfig", "GPTOutput", "KVCache", "Ablation", "Tokenizer",

@@ -7,8 +7,17 @@ import os
 # GUI tests run headless; must be set before any Qt import.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# The checkout under test: its gptviz first on the path, its app/ as gptviz_app.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from main import use_checkout_app  # noqa: E402
+
+use_checkout_app()
 
 # Tiny models gain nothing from threads, and the machine is shared with other jobs.
 torch.set_num_threads(1)
@@ -36,7 +45,7 @@ def tiny_tokenizer():
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
-    from gptviz.tokenizer import Tokenizer
+    from gptviz.io.tokenizer import Tokenizer
 
     hf = HFTokenizer(models.BPE())
     hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -48,9 +57,9 @@ def tiny_tokenizer():
 
 
 def _tiny_bundle(tokenizer, seed: int = 0, **overrides):
-    from gptviz.checkpoint import ModelBundle
-    from gptviz.config import GPTConfig
-    from gptviz.model import GPT
+    from gptviz.io.checkpoint import ModelBundle
+    from gptviz.model.config import GPTConfig
+    from gptviz.model.gpt import GPT
 
     cfg = dict(n_layer=2, n_head=4, n_embd=32, block_size=64, vocab_size=tokenizer.vocab_size,
                name="tiny")

@@ -23,7 +23,7 @@ from gptviz.analysis import (HeadScores, ablated_heads, ablation_effect, attenti
                              mean_attention_entropy, previous_token_scores,
                              random_causal_attention, repeated_random_tokens,
                              rerun_from_layer, rollout_row)
-from gptviz.ablation import PrefixRunner
+from gptviz.analysis.ablation import PrefixRunner
 
 
 # ============================================================================ helpers

@@ -9,16 +9,16 @@ import torch
 
 @pytest.fixture
 def setup(tiny_bundle):
-    from app.analysis_builder import AnalysisBuilder
-    from app.builder import SnapshotBuilder
-    from gptviz.engine import Session
+    from gptviz_app.runtime.analysis_builder import AnalysisBuilder
+    from gptviz_app.runtime.snapshots import SnapshotBuilder
+    from gptviz.engine.session import Session
 
     s = Session(tiny_bundle, "the cat sat on the mat. the cat sat on the mat.")
     sb = SnapshotBuilder(s)
     ab = AnalysisBuilder()
 
     def snap(**view):
-        from app.snapshot import ViewSpec
+        from gptviz_app.runtime.snapshot import ViewSpec
 
         sb.note_jump()
         sn = sb.build(1, "view", ViewSpec(**view))
@@ -29,7 +29,7 @@ def setup(tiny_bundle):
 
 
 def test_without_a_session_and_bad_commands(setup):
-    from app.analysis_builder import AnalysisBuilder, AnalysisSpec
+    from gptviz_app.runtime.analysis_builder import AnalysisBuilder, AnalysisSpec
 
     s, ab, snap = setup
     fresh = AnalysisBuilder()
@@ -92,7 +92,7 @@ def test_step_distribution_follows_the_heads_and_comes_back_exactly(setup):
 
 
 def test_the_effect_after_steps_runs_the_clean_model_one_token_a_step(setup):
-    from app.analysis_builder import AnalysisSpec
+    from gptviz_app.runtime.analysis_builder import AnalysisSpec
     from gptviz.analysis import ablation_effect
 
     s, ab, snap = setup
@@ -114,7 +114,7 @@ def test_the_effect_after_steps_runs_the_clean_model_one_token_a_step(setup):
 
 
 def test_logits_fallback_without_the_engine_buffer(setup, monkeypatch):
-    from app.analysis_builder import AnalysisBuilder
+    from gptviz_app.runtime.analysis_builder import AnalysisBuilder
 
     s, ab, snap = setup
     ab.command(s, "toggle_head", layer=1, head=0)
@@ -126,15 +126,15 @@ def test_logits_fallback_without_the_engine_buffer(setup, monkeypatch):
 
 
 def test_failures_are_reported_not_raised(setup, monkeypatch):
-    import gptviz.lens
-    from app.analysis_builder import AnalysisSpec
+    import gptviz.analysis.lens
+    from gptviz_app.runtime.analysis_builder import AnalysisSpec
 
     s, ab, snap = setup
 
     def broken(*a, **k):
         raise RuntimeError("lens exploded")
 
-    monkeypatch.setattr(gptviz.lens, "lens_readout", broken)
+    monkeypatch.setattr(gptviz.analysis.lens, "lens_readout", broken)
     ab.command(s, "spec", spec=AnalysisSpec(lens=True, heads=True))
     _, res = snap()
     assert "lens exploded" in res.errors["lens"] and res.lens is None
@@ -142,15 +142,15 @@ def test_failures_are_reported_not_raised(setup, monkeypatch):
 
 
 def test_model_change_drops_state(setup, tiny_bundle_factory):
-    from gptviz.engine import Session
+    from gptviz.engine.session import Session
 
     s, ab, snap = setup
     ab.command(s, "pin")
     ab.command(s, "toggle_head", layer=0, head=0)
     assert ab.pinned is not None
     other = Session(tiny_bundle_factory(seed=1, n_layer=3, n_head=2), "hello there")
-    from app.builder import SnapshotBuilder
-    from app.snapshot import ViewSpec
+    from gptviz_app.runtime.snapshots import SnapshotBuilder
+    from gptviz_app.runtime.snapshot import ViewSpec
 
     sn = SnapshotBuilder(other).build(2, "view", ViewSpec())
     res = ab.extend(sn, other)
@@ -158,7 +158,7 @@ def test_model_change_drops_state(setup, tiny_bundle_factory):
 
 
 def test_lens_from_the_cache_equals_the_core_lens(setup, monkeypatch):
-    from app.analysis_builder import AnalysisSpec, _lens_from_cache
+    from gptviz_app.runtime.analysis_builder import AnalysisSpec, _lens_from_cache
     from gptviz.analysis import logit_lens
 
     s, ab, snap = setup
@@ -193,7 +193,7 @@ def test_lens_from_the_cache_equals_the_core_lens(setup, monkeypatch):
 
 
 def test_rollout_map_grows_by_one_row_per_step(setup):
-    from app.analysis_builder import AnalysisSpec
+    from gptviz_app.runtime.analysis_builder import AnalysisSpec
     from gptviz.analysis import attention_rollout
 
     s, ab, snap = setup

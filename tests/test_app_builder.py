@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.builder import GridMosaic, SnapshotBuilder, masked_map
-from app.snapshot import ViewSpec
+from gptviz_app.runtime.snapshots import GridMosaic, SnapshotBuilder, masked_map
+from gptviz_app.runtime.snapshot import ViewSpec
 
 
 def test_masked_map_hides_the_future():
@@ -69,7 +69,7 @@ def test_row_mode_wraps_the_query_row_like_text():
 
 
 def test_builder_follows_the_session(tiny_bundle):
-    from gptviz.engine import Session
+    from gptviz.engine.session import Session
 
     s = Session(tiny_bundle, "Once upon a time")
     b = SnapshotBuilder(s, cell=16, gap=2)

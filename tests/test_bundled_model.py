@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from gptviz import load_model
-from gptviz.checkpoint import DEFAULT_MODEL_DIR
-from gptviz.data import GENRES, HELD_OUT
-from gptviz.engine import Session
-from gptviz.evaluate import evaluate_text
-from gptviz.sampling import SamplingSettings
+from gptviz.io.checkpoint import DEFAULT_MODEL_DIR
+from gptviz.train.data import GENRES, HELD_OUT
+from gptviz.engine.session import Session
+from gptviz.train.evaluate import evaluate_text
+from gptviz.engine.sampling import SamplingSettings
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.safetensors").is_file(),
                                 reason="the bundled model has not been trained yet")

@@ -10,7 +10,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from gptviz import GPT, CheckpointError, GPTConfig, Tokenizer, load_model, save_checkpoint
-from gptviz.checkpoint import load_gptviz_checkpoint
+from gptviz.io.checkpoint import load_gptviz_checkpoint
 
 TEXT = ["the model reads left to right", "attention looks back, never forward 🙂",
         "every head, every layer, every step"] * 4

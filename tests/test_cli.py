@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from gptviz.checkpoint import save_checkpoint
+from gptviz.io.checkpoint import save_checkpoint
 from gptviz.cli import main
 
 
@@ -106,7 +106,7 @@ def test_bad_input_in_a_real_process_has_no_traceback(ckpt):
 def test_bench_runs_side_by_side_on_the_same_weights(capsys):
     """A smoke run of the benchmark machinery on a tiny shape (no timing is asserted)."""
     pytest.importorskip("transformers")
-    from gptviz.bench import Shape, format_table, run_bench
+    from gptviz.bench.speed import Shape, format_table, run_bench
 
     torch_threads = __import__("torch").get_num_threads()
     try:

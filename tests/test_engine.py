@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from gptviz.engine import Session, StepResult, window_start_for
-from gptviz.model import Ablation
-from gptviz.sampling import (SamplingSettings, choose, filter_probs, sample, step_generator)
+from gptviz.engine.session import Session, StepResult, window_start_for
+from gptviz.model.gpt import Ablation
+from gptviz.engine.sampling import (SamplingSettings, choose, filter_probs, sample, step_generator)
 
 PROMPT = "Once upon a time there was"
 
@@ -430,7 +430,7 @@ def test_ablation_recomputes_and_applies_to_later_steps(tiny_bundle):
 
 
 def test_toggling_a_head_reruns_from_its_layer_and_matches_a_full_forward(tiny_bundle_factory):
-    from gptviz.ablation import make_ablation
+    from gptviz.analysis.ablation import make_ablation
 
     bundle = tiny_bundle_factory(n_layer=3)
     s = Session(bundle, PROMPT, SamplingSettings(seed=4))

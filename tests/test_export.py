@@ -9,11 +9,11 @@ import os
 import numpy as np
 import pytest
 
-from gptviz.engine import Session
-from gptviz.export import (TRACE_KEYS, atomic_write, attention_csv, next_token_csv, trace_npz,
+from gptviz.engine.session import Session
+from gptviz.io.export import (TRACE_KEYS, atomic_write, attention_csv, next_token_csv, trace_npz,
                            write_trace_npz)
-from gptviz.model import Ablation
-from gptviz.sampling import SamplingSettings
+from gptviz.model.gpt import Ablation
+from gptviz.engine.sampling import SamplingSettings
 
 TRICKY = ["a,b", 'say "hi"', "↵", "line\nbreak", "cr\r\nlf", "😀", "·the", "", " ", "=1+1",
           "tab\tx", "日本"]

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from gptviz import GPT, CheckpointError, GPTConfig, load_model
-from gptviz.loaders import (load_hf_gpt2, load_hf_openai_gpt, load_nanogpt, read_meta_pkl,
-                            to_nanogpt_state_dict)
+from gptviz.families import load_hf_gpt2, load_hf_openai_gpt, load_nanogpt, to_nanogpt_state_dict
+from gptviz.io.tokenizer_files import read_meta_pkl
 
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 import torch
 
-from gptviz.model import Ablation
+from gptviz.model.gpt import Ablation
 
 LN_CONFIGS = {
     "pre-LN (GPT-2)": dict(ln_placement="pre", final_ln=True, activation="gelu_tanh"),
@@ -66,7 +66,7 @@ DECODE_CONFIGS = {**LN_CONFIGS, "no bias": dict(bias=False)}
 @pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n}-blocks")
 def column_blocks(request, monkeypatch):
     """Threads for the step (so column blocks per matrix), every matrix split when > 1."""
-    import gptviz.model as model_mod
+    import gptviz.model.gpt as model_mod
 
     before = torch.get_num_threads()
     torch.set_num_threads(request.param)
@@ -145,8 +145,8 @@ def test_decode_step_splits_only_into_blocks_of_multiples_of_16(column_blocks, v
     """384 = 2 x 192 = 3 x 128 columns split evenly; 362 (odd, like GPT-1's 40,478 or
     GPT-2's 50,257) into blocks of a multiple of 16 plus a tail product over the last 16 or
     32 columns: products of other widths take another kernel and change the last bits."""
-    from gptviz.config import GPTConfig
-    from gptviz.model import GPT, _column_blocks
+    from gptviz.model.config import GPTConfig
+    from gptviz.model.gpt import GPT, _column_blocks
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=16, vocab_size=vocab,
@@ -163,8 +163,8 @@ def test_decode_step_splits_only_into_blocks_of_multiples_of_16(column_blocks, v
 
 
 def test_decode_step_keeps_up_with_changed_weights_grad_mode_and_copies(column_blocks):
-    from gptviz.config import GPTConfig
-    from gptviz.model import GPT
+    from gptviz.model.config import GPTConfig
+    from gptviz.model.gpt import GPT
 
     torch.manual_seed(1)
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=16, vocab_size=384,
@@ -196,8 +196,8 @@ def test_decode_step_keeps_up_with_changed_weights_grad_mode_and_copies(column_b
 
 
 def test_decode_step_hidden_is_not_a_view_of_the_residual_buffer():
-    from gptviz.config import GPTConfig
-    from gptviz.model import GPT
+    from gptviz.model.config import GPTConfig
+    from gptviz.model.gpt import GPT
 
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=40,
                           final_ln=False)).eval()
@@ -383,7 +383,7 @@ def test_split_emoji_displays_as_bytes(tiny_tokenizer):
 
 
 def test_characters_without_a_glyph_are_named():
-    from gptviz.tokenizer import display_bytes
+    from gptviz.io.tokenizer import display_bytes
 
     # C1 control, zero-width space, line separator: shown by code point, never as an empty box.
     assert display_bytes("a\u0085b\u200bc\u2028".encode()) == "a<U+0085>b<U+200B>c<U+2028>"

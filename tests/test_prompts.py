@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gptviz.prompts import expand_prompt, load_sample_prompts, random_repeat_text
+from gptviz.io.prompts import expand_prompt, load_sample_prompts, random_repeat_text
 
 
 def test_sample_prompts_load_and_include_the_demos():

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from gptviz.ablation import ablated_heads, make_ablation
-from gptviz.engine import Session
-from gptviz.sampling import SamplingSettings
-from gptviz.session_file import (FORMAT, VERSION, SessionData, SessionFileError,
+from gptviz.analysis.ablation import ablated_heads, make_ablation
+from gptviz.engine.session import Session
+from gptviz.engine.sampling import SamplingSettings
+from gptviz.io.session_file import (FORMAT, VERSION, SessionData, SessionFileError,
                                  load_session_model, read_session_file, restore_session,
                                  save_session, session_data_from_dict, weights_sha256)
 
@@ -300,7 +300,7 @@ def test_failed_restore_changes_nothing(tmp_path, tiny_bundle, session):
 
 
 def test_load_session_model(tmp_path, tiny_bundle, session):
-    from gptviz.checkpoint import save_checkpoint
+    from gptviz.io.checkpoint import save_checkpoint
 
     ckpt = save_checkpoint(tmp_path / "model", tiny_bundle.model, tiny_bundle.tokenizer)
     from gptviz import load_model
@@ -366,7 +366,7 @@ def test_interrupted_write_leaves_the_old_file(tmp_path, tiny_bundle, session, m
 
 
 def test_session_data_from_dict_names_its_source(tiny_bundle, session):
-    from gptviz.session_file import session_to_dict
+    from gptviz.io.session_file import session_to_dict
 
     d = session_to_dict(session, tiny_bundle, VIEW)
     data = session_data_from_dict(json.loads(json.dumps(d)), "clipboard")

@@ -14,11 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gptviz.config import GPTConfig
-from gptviz.data import GENRE_OF, GENRES, HELD_OUT, split_works
-from gptviz.model import GPT
-from gptviz.checkpoint import load_gptviz_checkpoint
-from gptviz.train import (anneal, batch_at, build_corpus, finetune, l3_loss, labelled_batch,
+from gptviz.model.config import GPTConfig
+from gptviz.train.data import GENRE_OF, GENRES, HELD_OUT, split_works
+from gptviz.model.gpt import GPT
+from gptviz.io.checkpoint import load_gptviz_checkpoint
+from gptviz.train.stages import (anneal, batch_at, build_corpus, finetune, l3_loss, labelled_batch,
                           loss_curve_svg, pretrain)
 
 WORDS = ("the and to of i you my a that in is not it me with be his your this but he have as "
@@ -187,7 +187,7 @@ def test_repeat_rows_write_a_real_passage_twice():
 
 
 def test_copy_batches_score_only_the_second_copy():
-    from gptviz.train import copy_batch
+    from gptviz.train.stages import copy_batch
 
     x, y = copy_batch(3, 1, 32, 24, 50, min_half=4)
     assert x.shape == y.shape == (32, 24)
@@ -200,9 +200,9 @@ def test_copy_batches_score_only_the_second_copy():
 
 
 def test_mixed_loss_is_l1_on_text_rows_and_copy_loss_on_copy_rows():
-    from gptviz.config import GPTConfig
-    from gptviz.model import GPT
-    from gptviz.train import copy_batch, lm_loss, mixed_loss
+    from gptviz.model.config import GPTConfig
+    from gptviz.model.gpt import GPT
+    from gptviz.train.stages import copy_batch, lm_loss, mixed_loss
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=24, vocab_size=50,

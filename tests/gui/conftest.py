@@ -42,7 +42,7 @@ def pytest_collection_modifyitems(config, items):
 # ---------------------------------------------------------------------- worker threads
 def running_threads():
     """The worker threads (of every window made so far) that are still running."""
-    from app.worker import THREADS
+    from gptviz_app.runtime.worker import THREADS
 
     return [t for t in list(THREADS) if t.isRunning()]
 
@@ -72,11 +72,11 @@ def no_window_left_behind(qapp):
 # ---------------------------------------------------------------------- windows
 def show_window(qtbot, bundle, prompt: str = DEFAULT_PROMPT, *, preferences=None,
                 size: tuple[int, int] | None = WINDOW_SIZE, activate: bool = False):
-    """A :class:`app.main_window.MainWindow` on ``bundle``, shown, once its first snapshot is on
+    """A :class:`gptviz_app.views.main_window.MainWindow` on ``bundle``, shown, once its first snapshot is on
     screen. ``size=None`` keeps the window's own size (e.g. restored preferences);
     ``activate`` also waits until it is the active window (keyboard tests). The caller closes
     it (:func:`close_window`); ``qtbot`` closes it at the latest at the end of the test."""
-    from app.main_window import MainWindow
+    from gptviz_app.views.main_window import MainWindow
 
     win = MainWindow(bundle=bundle, prompt=prompt, preferences=preferences)
     qtbot.addWidget(win)

@@ -14,7 +14,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from .conftest import TIMEOUT, click_scene, settle  # noqa: E402
+from tests.gui.conftest import TIMEOUT, click_scene, settle  # noqa: E402
 
 PROMPT = "the cat sat on the mat. the cat sat on the mat."
 
@@ -25,7 +25,7 @@ def window_options():
 
 
 def result(snap):
-    from app.analysis_builder import AnalysisResult
+    from gptviz_app.runtime.analysis_builder import AnalysisResult
 
     res = snap.extra["analysis"]
     assert isinstance(res, AnalysisResult)

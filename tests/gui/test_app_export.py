@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from .conftest import TIMEOUT  # noqa: E402
+from tests.gui.conftest import TIMEOUT  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -52,7 +52,7 @@ def axis_labels(plot, name: str) -> list[str]:
 
 # ---------------------------------------------------------------------- plots
 def test_every_plot_panel_exports_to_png_at_the_chosen_width(window, tmp_path):
-    from app.export_actions import export_png, plot_panels
+    from gptviz_app.actions.export import export_png, plot_panels
 
     panels = plot_panels(window)
     assert {"attention", "grid", "next"} <= set(panels)
@@ -73,7 +73,7 @@ def test_every_plot_panel_exports_to_png_at_the_chosen_width(window, tmp_path):
 
 
 def test_svg_exports_keep_the_token_labels(window, tmp_path):
-    from app.export_actions import export_svg, plot_panels
+    from gptviz_app.actions.export import export_svg, plot_panels
 
     panels = plot_panels(window)
     snap = window.controller.snapshot
@@ -98,7 +98,7 @@ def test_svg_exports_keep_the_token_labels(window, tmp_path):
 
 # ---------------------------------------------------------------------- CSV
 def test_attention_csv_is_the_map_on_screen(window, tmp_path):
-    from app.export_actions import export_attention_csv
+    from gptviz_app.actions.export import export_attention_csv
 
     snap = window.controller.snapshot
     p = export_attention_csv(tmp_path / "att.csv", snap)
@@ -119,7 +119,7 @@ def test_attention_csv_is_the_map_on_screen(window, tmp_path):
 
 
 def test_next_token_csv_is_the_table_on_screen(window, tmp_path):
-    from app.export_actions import export_next_token_csv
+    from gptviz_app.actions.export import export_next_token_csv
 
     snap = window.controller.snapshot
     p = export_next_token_csv(tmp_path / "next.csv", snap)
@@ -137,7 +137,7 @@ def test_next_token_csv_is_the_table_on_screen(window, tmp_path):
 def test_trace_npz_has_the_trace_command_schema(qtbot, window, tmp_path, tiny_bundle):
     from gptviz import save_checkpoint
     from gptviz.cli import main as cli
-    from gptviz.export import TRACE_KEYS
+    from gptviz.io.export import TRACE_KEYS
 
     ex = window.lecture.exporter
     path = tmp_path / "trace.npz"

@@ -19,7 +19,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from .conftest import (TIMEOUT, click_scene, running_threads, same_state,  # noqa: E402
+from tests.gui.conftest import (TIMEOUT, click_scene, running_threads, same_state,  # noqa: E402
                        settle, show_window)
 
 

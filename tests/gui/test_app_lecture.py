@@ -15,7 +15,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtGui import QFontMetricsF, QKeySequence  # noqa: E402
 
-from .conftest import TIMEOUT, settle, show_window  # noqa: E402
+from tests.gui.conftest import TIMEOUT, settle, show_window  # noqa: E402
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_every_listed_shortcut_triggers_its_action(qtbot, window, monkeypatch):
     the action it names (file dialogs answer "cancel")."""
     from PySide6.QtWidgets import QFileDialog
 
-    from app.shortcuts import _all_actions, shortcut_rows
+    from gptviz_app.actions.shortcuts import _all_actions, shortcut_rows
 
     for name in ("getSaveFileName", "getOpenFileName"):
         monkeypatch.setattr(QFileDialog, name, staticmethod(lambda *a, **k: ("", "")))
@@ -220,7 +220,7 @@ def test_keys_work_in_a_floating_panel(qtbot, window):
 
 
 def test_shortcuts_dialog_is_built_from_the_actions(qtbot, window):
-    from app.shortcuts import shortcut_rows
+    from gptviz_app.actions.shortcuts import shortcut_rows
 
     window.attention.glw.setFocus()
     press(qtbot, window.attention.glw, "F1")
@@ -441,7 +441,7 @@ def test_theme_follows_the_system_unless_overridden(qtbot, window):
     from PySide6.QtGui import QColor, QPalette
     from PySide6.QtWidgets import QApplication
 
-    from app.theme import DARK, LIGHT
+    from gptviz_app.views.theme import DARK, LIGHT
 
     ap = window.lecture.appearance
     assert ap.mode == "system" and window.actions["theme_system"].isChecked()
@@ -490,7 +490,7 @@ def test_colormap_menu_and_view_menu_stay_in_step(qtbot, window):
 
 # ---------------------------------------------------------------------- sample prompts
 def test_sample_prompts_menu(qtbot, window):
-    from gptviz.prompts import SamplePrompt, load_sample_prompts
+    from gptviz.io.prompts import SamplePrompt, load_sample_prompts
 
     c = window.controller
     lec = window.lecture

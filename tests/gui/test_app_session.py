@@ -15,7 +15,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from .conftest import TIMEOUT, same_state, settle, show_window  # noqa: E402
+from tests.gui.conftest import TIMEOUT, same_state, settle, show_window  # noqa: E402
 
 
 def full_attention(win):
@@ -136,7 +136,7 @@ CORRUPTIONS = {
 def test_bad_session_files_are_refused_and_the_session_stays(qtbot, window, tmp_path,
                                                              tiny_bundle_factory):
     from gptviz import save_checkpoint
-    from gptviz.session_file import weights_sha256
+    from gptviz.io.session_file import weights_sha256
 
     c = window.controller
     lec = window.lecture
@@ -228,7 +228,7 @@ def test_ctrl_s_and_ctrl_o_use_the_file_dialogs(qtbot, window, tmp_path, monkeyp
 
 # ---------------------------------------------------------------------- preferences
 def test_preferences_persist_between_runs(qtbot, tiny_bundle, tmp_path):
-    from app.preferences import Preferences
+    from gptviz_app.actions.preferences import Preferences
 
     ini = tmp_path / "prefs.ini"
     win = show_window(qtbot, tiny_bundle, preferences=Preferences.at_path(str(ini)))
@@ -271,7 +271,7 @@ def test_preferences_persist_between_runs(qtbot, tiny_bundle, tmp_path):
 
 
 def test_windows_without_preferences_keep_them_in_memory(window):
-    from app.preferences import Preferences
+    from gptviz_app.actions.preferences import Preferences
 
     prefs = window.lecture.prefs
     assert not prefs.persistent
@@ -286,7 +286,7 @@ def test_windows_without_preferences_keep_them_in_memory(window):
 
 def test_ablated_session_round_trip(qtbot, window, tmp_path, tiny_bundle):
     """Heads removed midway: the file keeps when, and opening gives the same maps."""
-    from gptviz.ablation import make_ablation
+    from gptviz.analysis.ablation import make_ablation
 
     c = window.controller
     lec = window.lecture

@@ -1,0 +1,229 @@
+"""Presentation mode (View ▸ Presentation mode, F11): for a lecture hall.
+
+Entering it
+
+* scales every font by the presentation factor (View ▸ Presentation ▸ Font size, or
+  Ctrl+= / Ctrl+- while presenting): token chips, axis and tick labels, bar labels, the
+  colour bar, buttons, tooltips and menus (see :class:`gptviz_app.actions.appearance.Appearance`);
+* switches to the presentation colormap, colour-blind safe by default (cividis; viridis on
+  request);
+* hides the advanced panels: the sampling toolbar, the timings in the status bar, and
+  every dock that is not one of :data:`KEEP_DOCKS` (diagnostics and the like). They can
+  still be shown from View ▸ Panels while presenting;
+* goes full screen (View ▸ Presentation ▸ Full screen decides).
+
+Leaving it restores the previous fonts, colormap, panels, toolbars and window state.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QMenu, QToolBar
+
+from gptviz_app.actions.appearance import Appearance
+
+#: Docks that stay visible in presentation mode (the rest is "advanced").
+KEEP_DOCKS = ("text", "grid", "next", "classes")
+#: Font scales offered in View ▸ Presentation ▸ Font size.
+SCALES = (1.3, 1.6, 2.0, 2.5)
+#: Share of the window height the text panel (prompt and token chips) gets when presenting.
+TEXT_SHARE = 0.3
+#: Share of the right column the next-token panel gets (the rest: the fine-tuned head).
+NEXT_SHARE = 0.7
+#: Colormaps offered for presentations (both perceptually uniform and colour-blind safe).
+SAFE_COLORMAPS = ("cividis", "viridis")
+
+
+class PresentationMode(QObject):
+    """Signals: ``toggled(bool)``."""
+
+    toggled = Signal(bool)
+
+    def __init__(self, window, appearance: Appearance) -> None:
+        super().__init__(window)
+        self.win = window
+        self.appearance = appearance
+        self.active = False
+        self.fullscreen = True
+        self._saved: dict | None = None
+        self.actions: dict[str, QAction] = {}
+        self._build_menu()
+        appearance.changed.connect(self._sync_checks)
+
+    # ------------------------------------------------------------------ menu
+    def _build_menu(self) -> None:
+        w = self.win
+        view = w.menus["view"]
+        a = QAction("Presentation mode", w)
+        a.setCheckable(True)
+        a.setShortcut(QKeySequence("F11"))
+        a.setStatusTip("Big fonts, colour-blind-safe colours, advanced panels hidden, "
+                       "full screen")
+        a.toggled.connect(self.set_active)
+        w.addAction(a)
+        self.actions["presentation"] = a
+        w.actions["presentation"] = a
+        acts = view.actions()
+        first = acts[0] if acts else None
+        view.insertAction(first, a)
+        pm = QMenu("Presentation", view)
+        view.insertMenu(first, pm)
+        view.insertSeparator(first)
+        w.menus["presentation"] = pm
+        fs = pm.addMenu("Font size")
+        group = QActionGroup(self)
+        for s in SCALES:
+            b = fs.addAction(f"×{s:g}")
+            b.setCheckable(True)
+            b.triggered.connect(lambda _=False, v=s: self.set_scale(v))
+            group.addAction(b)
+            self.actions[f"scale_{s:g}"] = b
+        cm = pm.addMenu("Colormap")
+        group = QActionGroup(self)
+        for name in SAFE_COLORMAPS:
+            b = cm.addAction(f"{name} (colour-blind safe)")
+            b.setCheckable(True)
+            b.triggered.connect(lambda _=False, n=name: self.set_colormap(n))
+            group.addAction(b)
+            self.actions[f"colormap_{name}"] = b
+        full = pm.addAction("Full screen")
+        full.setCheckable(True)
+        full.setChecked(self.fullscreen)
+        full.toggled.connect(self._set_fullscreen_pref)
+        self.actions["fullscreen"] = full
+        self._sync_checks()
+
+    def _sync_checks(self, *_) -> None:
+        ap = self.appearance
+        for s in SCALES:
+            b = self.actions[f"scale_{s:g}"]
+            b.setChecked(abs(ap.presentation_scale - s) < 1e-6)
+        for name in SAFE_COLORMAPS:
+            self.actions[f"colormap_{name}"].setChecked(ap.presentation_colormap == name)
+
+    def _set_fullscreen_pref(self, on: bool) -> None:
+        self.fullscreen = bool(on)
+        if self.active:
+            if on and not self.win.isFullScreen():
+                self.win.showFullScreen()
+            elif not on and self.win.isFullScreen():
+                self._restore_window_state()
+
+    # ------------------------------------------------------------------ settings
+    def set_scale(self, scale: float) -> None:
+        """Presentation font scale (applies at once while presenting)."""
+        ap = self.appearance
+        if self.active:
+            ap.set_font_scale(scale)
+        else:
+            ap.presentation_scale = float(scale)
+            ap.prefs.presentation_scale = float(scale)
+            self._sync_checks()
+
+    def set_colormap(self, name: str) -> None:
+        ap = self.appearance
+        if self.active:
+            ap.set_colormap(name)
+        else:
+            ap.presentation_colormap = name
+            ap.prefs.presentation_colormap = name
+            self._sync_checks()
+
+    # ------------------------------------------------------------------ on / off
+    def toggle(self) -> None:
+        self.actions["presentation"].toggle()
+
+    def set_active(self, on: bool, fullscreen: bool | None = None) -> None:
+        """Enter (``on``) or leave presentation mode; ``fullscreen`` overrides the menu's
+        choice for this time (``main.py --screenshot`` keeps the window size)."""
+        on = bool(on)
+        a = self.actions["presentation"]
+        if a.isChecked() != on:
+            with QSignalBlocker(a):
+                a.setChecked(on)
+        if on == self.active:
+            return
+        w = self.win
+        if on:
+            self._saved = {
+                "layout": w.saveState(),      # dock sizes and places, toolbars
+                "docks": {k: d.isVisible() for k, d in w.docks.items()},
+                "toolbars": {tb: tb.isVisible() for tb in self._advanced_toolbars()},
+                "status": {lab: lab.isVisible() for lab in self._advanced_status()},
+                "state": w.windowState(),
+                "geometry": w.saveGeometry(),
+            }
+            self.active = True
+            self.appearance.set_presenting(True)
+            for key, dock in w.docks.items():
+                if key not in KEEP_DOCKS and dock.isVisible():
+                    dock.hide()
+            for tb in self._advanced_toolbars():
+                tb.hide()
+            for lab in self._advanced_status():
+                lab.hide()
+            if self.fullscreen if fullscreen is None else fullscreen:
+                w.showFullScreen()
+            self._enlarge_text_panel()
+            self._favour_next_token()
+            w.status.showMessage("Presentation mode: F11 to leave · Ctrl+= / Ctrl+- font size",
+                                 6000)
+        else:
+            saved = self._saved or {}
+            self.active = False
+            self.appearance.set_presenting(False)
+            if saved.get("layout") is not None:
+                w.restoreState(saved["layout"])
+            for key, visible in saved.get("docks", {}).items():
+                d = w.docks.get(key)
+                if d is not None:
+                    d.setVisible(visible)
+            for tb, visible in saved.get("toolbars", {}).items():
+                tb.setVisible(visible)
+            for lab, visible in saved.get("status", {}).items():
+                lab.setVisible(visible)
+            self._restore_window_state()
+            self._saved = None
+        self.toggled.emit(on)
+
+    def _restore_window_state(self) -> None:
+        w = self.win
+        saved = self._saved or {}
+        state = saved.get("state", Qt.WindowState.WindowNoState)
+        if w.isFullScreen() and not state & Qt.WindowState.WindowFullScreen:
+            if state & Qt.WindowState.WindowMaximized:
+                w.showMaximized()
+            else:
+                w.showNormal()
+                geo = saved.get("geometry")
+                if geo is not None:
+                    w.restoreGeometry(geo)
+
+    def _advanced_toolbars(self) -> list:
+        """Every toolbar but the stepping controls (sampling, analysis...)."""
+        keep = getattr(self.win, "gen_toolbar", None)
+        return [tb for tb in self.win.findChildren(QToolBar) if tb is not keep]
+
+    def _enlarge_text_panel(self) -> None:
+        """Give the (bigger) token chips room: the text panel takes 30% of the height."""
+        w = self.win
+        dock = w.docks.get("text")
+        if dock is not None and dock.isVisible() and not dock.isFloating():
+            h = w.screen().geometry().height() if w.isFullScreen() and w.screen() else w.height()
+            w.resizeDocks([dock], [int(h * TEXT_SHARE)], Qt.Orientation.Vertical)
+
+    def _favour_next_token(self) -> None:
+        """The next-token bars matter more in a lecture than the class probabilities below
+        them: they get :data:`NEXT_SHARE` of the right column."""
+        w = self.win
+        docks = [w.docks.get("next"), w.docks.get("classes")]
+        if all(d is not None and d.isVisible() and not d.isFloating() for d in docks):
+            total = sum(d.height() for d in docks)
+            w.resizeDocks(docks, [int(total * NEXT_SHARE), int(total * (1 - NEXT_SHARE))],
+                          Qt.Orientation.Vertical)
+
+    def _advanced_status(self) -> list:
+        st = self.win.status
+        return [lab for lab in (getattr(st, "timing", None), getattr(st, "settings", None))
+                if lab is not None]

@@ -1,0 +1,219 @@
+"""File ▸ Open session… (Ctrl+O), Save session (Ctrl+S), Save session as… (Ctrl+Shift+S),
+File ▸ Recent sessions.
+
+A session file (``.gptviz.json``, :mod:`gptviz.io.session_file`) is written and read on the
+worker thread (:mod:`gptviz_app.runtime.file_commands`). Its ``view`` object holds what is on screen:
+selected layer, head, query, average of heads, thumbnail mode, square-root scale, colormap,
+font scale (and, for information, the theme and whether presentation mode was on). Opening a
+file restores the same tokens, maps and view; it loads the session's model when the current
+one has other weights. A corrupt, truncated or future-version file, a missing model or one
+with other weights is refused with a message, and the open session stays as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QMenu
+
+from gptviz.io.session_file import SUFFIX
+
+from gptviz_app.runtime.file_commands import view_to_dict
+from gptviz_app.actions.preferences import Preferences
+
+FILE_FILTER = f"gptviz sessions (*{SUFFIX});;JSON files (*.json);;All files (*)"
+
+
+class SessionActions(QObject):
+    """Signals: ``saved(path)``, ``opened(path)``, ``failed(command, message)``."""
+
+    saved = Signal(str)
+    opened = Signal(str)
+    failed = Signal(str, str)
+
+    def __init__(self, window, prefs: Preferences, appearance=None, presentation=None) -> None:
+        super().__init__(window)
+        self.win = window
+        self.prefs = prefs
+        self.appearance = appearance
+        self.presentation = presentation
+        self.path: str | None = None        # the file last saved or opened
+        self.directory = str(Path.home())
+        self.actions: dict[str, QAction] = {}
+        for key, text, keys, tip, slot in (
+                ("open_session", "Open session…", "Ctrl+O",
+                 "Open a saved .gptviz.json session: same tokens, maps and view",
+                 self.choose_open),
+                ("save_session", "Save session", "Ctrl+S",
+                 "Save the session (model, prompt, settings, tokens, view) to a file",
+                 self.save),
+                ("save_session_as", "Save session as…", "Ctrl+Shift+S",
+                 "Save the session to another file", self.choose_save)):
+            a = QAction(text, window)
+            a.setShortcut(QKeySequence(keys))
+            a.setStatusTip(tip)
+            a.triggered.connect(slot)
+            window.addAction(a)
+            self.actions[key] = a
+            window.actions[key] = a
+        self.recent_menu = QMenu("Recent sessions", window)
+        self.recent_menu.aboutToShow.connect(self.rebuild_recent)
+        window.menus["recent_sessions"] = self.recent_menu
+        self.rebuild_recent()
+        c = window.controller
+        c.client.result.connect(self._on_result)
+        c.errorOccurred.connect(self._on_error)
+
+    # ------------------------------------------------------------------ state
+    def view_state(self) -> dict:
+        """The ``view`` object saved with the session."""
+        theme = self.win.theme
+        extra = {"colormap": theme.colormap, "font_scale": float(theme.font_scale),
+                 "theme": theme.name}
+        if self.appearance is not None:
+            extra["theme_mode"] = self.appearance.mode
+        if self.presentation is not None:
+            extra["presentation"] = bool(self.presentation.active)
+        return view_to_dict(self.win.controller.view, **extra)
+
+    # ------------------------------------------------------------------ save
+    def save_to(self, path: str) -> int:
+        """Save to ``path`` on the worker; returns the request's generation (``saved``
+        follows on success, ``failed`` otherwise)."""
+        c = self.win.controller
+        if c.model is None:
+            self._fail("save_session", "No model is loaded: there is no session to save.")
+            return -1
+        path = str(path)
+        self.directory = str(Path(path).parent)
+        return c.request("save_session", path=path, view_state=self.view_state())
+
+    def save(self) -> int:
+        if self.path:
+            return self.save_to(self.path)
+        return self.choose_save()
+
+    def choose_save(self) -> int:
+        start = self.path or str(Path(self.directory) / f"session{SUFFIX}")
+        path, _ = QFileDialog.getSaveFileName(self.win, "Save session", start, FILE_FILTER)
+        if not path:
+            return -1
+        if not path.endswith(".json"):
+            path += SUFFIX
+        return self.save_to(path)
+
+    # ------------------------------------------------------------------ open
+    def open_path(self, path: str) -> int:
+        """Open a session file on the worker; returns the request's generation (``opened``
+        follows on success, ``failed`` otherwise: the current session is unchanged)."""
+        c = self.win.controller
+        c.set_playing(False)
+        path = str(path)
+        self.directory = str(Path(path).parent)
+        self.win.status.showMessage(f"Opening {path}…")
+        return c.request("open_session", path=path)
+
+    def choose_open(self) -> int:
+        path, _ = QFileDialog.getOpenFileName(self.win, "Open session", self.directory,
+                                              FILE_FILTER)
+        return self.open_path(path) if path else -1
+
+    # ------------------------------------------------------------------ replies
+    def _on_result(self, gen: int, command: str, result: dict) -> None:
+        if command == "save_session":
+            path = result["path"]  # the worker echoes the request's path
+            self.path = path
+            self.prefs.add_recent("sessions", path)
+            self.win.status.showMessage(f"Saved the session to {path}", 6000)
+            self.saved.emit(path)
+        elif command == "open_session":
+            path = result["path"]  # the worker echoes the request's path
+            self._apply_opened(result)
+            self.path = path
+            self.prefs.add_recent("sessions", path)
+            self.win.status.showMessage(
+                f"Opened {Path(path).name}: {result['n_generated']} generated tokens"
+                + (f", model {result['model']}" if result.get("model_changed") else ""), 8000)
+            self.opened.emit(path)
+
+    def _apply_opened(self, result: dict) -> None:
+        w = self.win
+        c = w.controller
+        # The worker built the session's snapshot with this view; the controller adopts it
+        # so that the next requests keep it.
+        c.view = result["viewspec"]
+        w.prompt_editor.set_text(result["prompt"])
+        w.sampling.set_settings(result["settings"])
+        view = result.get("view") or {}
+        ap = self.appearance
+        if ap is not None:
+            cmap = view.get("colormap")
+            scale = view.get("font_scale")
+            changed = False
+            from gptviz_app.views.theme import COLORMAPS
+
+            if isinstance(cmap, str) and cmap in COLORMAPS and cmap != ap.current_colormap:
+                if ap.presenting:
+                    ap.presentation_colormap = cmap
+                else:
+                    ap.colormap = cmap
+                changed = True
+            if isinstance(scale, (int, float)) and not isinstance(scale, bool) \
+                    and 0.5 <= scale <= 4.0 and abs(scale - ap.scale) > 1e-9:
+                if ap.presenting:
+                    ap.presentation_scale = float(scale)
+                else:
+                    ap.font_scale = float(scale)
+                changed = True
+            if changed:
+                ap.apply()
+
+    def _on_error(self, command: str, message: str) -> None:
+        if command not in ("save_session", "open_session"):
+            return
+        self._fail(command, message.split("\n\n")[0])
+
+    def _fail(self, command: str, message: str) -> None:
+        if command == "open_session":
+            title = "Could not open the session"
+            text = f"{message}\n\nThe current session is unchanged."
+        else:
+            title = "Could not save the session"
+            text = f"{message}\n\nNothing was written; an earlier file is intact."
+            if message.startswith("No model"):
+                text = message
+        self.win.status.showMessage(title, 8000)
+        self.win.show_error(title, text)
+        self.failed.emit(command, message)
+
+    # ------------------------------------------------------------------ recent
+    def rebuild_recent(self) -> None:
+        m = self.recent_menu
+        m.clear()
+        items = self.prefs.recent("sessions")
+        for i, path in enumerate(items):
+            label = f"&{i + 1} {Path(path).name}" if i < 9 else Path(path).name
+            a = m.addAction(label)
+            a.setToolTip(path)
+            a.setStatusTip(path)
+            a.triggered.connect(lambda _=False, p=path: self._open_recent(p))
+        if not items:
+            a = m.addAction("(none yet)")
+            a.setEnabled(False)
+        else:
+            m.addSeparator()
+            m.addAction("Clear list", self._clear_recent)
+        m.setToolTipsVisible(True)
+
+    def _open_recent(self, path: str) -> None:
+        if not Path(path).exists():
+            self.prefs.remove_recent("sessions", path)
+            self._fail("open_session", f"{path}: no such file (removed from the recent list)")
+            return
+        self.open_path(path)
+
+    def _clear_recent(self) -> None:
+        self.prefs.clear_recent("sessions")
+        self.rebuild_recent()

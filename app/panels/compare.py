@@ -1,0 +1,186 @@
+"""Comparisons (issue 5): the selected head in two states side by side, and A − B.
+
+Sources:
+
+* **Pinned A vs current B** — "Pin current as A" keeps the current text and attention; change
+  the text (another prompt, or go back and take another token: a branch) and the panel shows
+  the selected head on both and their difference where the tokens align.
+* **Clean A vs ablated B** — the model without and with the ablated heads, on the current text.
+
+Alignment: the common token prefix (two branches), or position by position (two prompts of
+the same length, e.g. minimal pairs). With the same model and settings, causal attention over a
+shared prefix is identical, so the prefix difference of two branches is 0; differences show
+for other prompts aligned by position, or for clean vs ablated (later layers change).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QWidget
+
+from gptviz_app.runtime.analysis_builder import AnalysisResult, CompareView
+from gptviz_app.panels.widgets import MapPlot, diverging_colormap, short, token_ticks
+from gptviz_app.views.panel_layout import panel_layout, shrinkable_label
+from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.theme import DARK, Theme, colormap
+
+SOURCE_ITEMS = (("pinned", "Pinned A vs current B"), ("ablation", "Clean A vs ablated B"))
+ALIGN_ITEMS = (("prefix", "Common prefix"), ("position", "By position"))
+
+
+class ComparePanel(QWidget):
+    """Signals: ``pinRequested()``, ``sourceChanged(str)``, ``alignChanged(str)``."""
+
+    pinRequested = Signal()
+    sourceChanged = Signal(str)
+    alignChanged = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.theme = DARK
+        self.source_box = QComboBox()
+        for key, text in SOURCE_ITEMS:
+            self.source_box.addItem(text, key)
+        self.source_box.currentIndexChanged.connect(
+            lambda i: self.sourceChanged.emit(self.source_box.itemData(i)))
+        self.align_box = QComboBox()
+        for key, text in ALIGN_ITEMS:
+            self.align_box.addItem(text, key)
+        self.align_box.setToolTip("Common prefix: positions where both texts have the same "
+                                  "tokens from the start (branches). By position: the first "
+                                  "min(Ta, Tb) positions whatever the tokens (two prompts).")
+        self.align_box.currentIndexChanged.connect(
+            lambda i: self.alignChanged.emit(self.align_box.itemData(i)))
+        self.pin_btn = QPushButton("Pin current as A")
+        self.pin_btn.setToolTip("Keep the current text and attention as side A")
+        self.pin_btn.clicked.connect(self.pinRequested)
+        self.info = shrinkable_label(" ")
+        top = QHBoxLayout()
+        top.setContentsMargins(4, 0, 4, 0)
+        top.addWidget(self.source_box)
+        top.addWidget(self.align_box)
+        top.addWidget(self.pin_btn)
+        top.addSpacing(6)
+        top.addWidget(self.info, 1)
+        self.glw = pg.GraphicsLayoutWidget()
+        self.maps: list[MapPlot] = []
+        for col in range(3):
+            plot = self.glw.addPlot(row=0, col=col)
+            plot.hideAxis("bottom")
+            plot.showAxis("left")
+            self.maps.append(MapPlot(plot, aspect=True))
+        self.colorbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=diverging_colormap(DARK),
+                                        interactive=False, width=10)
+        self.colorbar.setImageItem(self.maps[2].image)
+        self.glw.addItem(self.colorbar, row=0, col=3)
+        self.readout = panel_layout(self, top, self.glw)
+        self.view: CompareView | None = None
+        self.note = " "
+        self.glw.scene().sigMouseMoved.connect(self._on_move)
+        self.apply_theme(self.theme)
+
+    @property
+    def source(self) -> str:
+        return self.source_box.currentData()
+
+    @property
+    def align(self) -> str:
+        return self.align_box.currentData()
+
+    def set_source(self, key: str) -> None:
+        i = [k for k, _ in SOURCE_ITEMS].index(key)
+        self.source_box.setCurrentIndex(i)
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.glw.setBackground(theme.plot_bg)
+        for i, m in enumerate(self.maps):
+            m.apply_theme(theme, diverging_colormap(theme) if i == 2 else colormap(theme.colormap))
+        self.colorbar.setColorMap(diverging_colormap(theme))
+        self.colorbar.axis.setStyle(tickFont=theme.font(0.8))
+        self.colorbar.axis.setTextPen(pg.mkPen(theme.text))
+        self.readout.setFont(theme.font(0.95, mono=True))
+        if self.view is not None:
+            self._draw(self.view)
+
+    def set_model(self, info: ModelInfo) -> None:
+        self.view = None
+        for m in self.maps:
+            m.set_image(None, (0, 1))
+
+    def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
+        if "compare" in res.errors:
+            self.info.setText("Comparison failed: " + res.errors["compare"])
+            return
+        self.pin_btn.setText("Pin current as A" if not res.pinned else "Re-pin current as A")
+        if res.compare is not None:
+            self.view = res.compare
+            self._draw(res.compare)
+
+    # ------------------------------------------------------------------ drawing
+    def _ticks(self, m: MapPlot, tokens: list[str], n: int) -> None:
+        labels = [short(t) for t in tokens[:n]]
+        h = max(1.0, m.vb.height())
+        m.plot.getAxis("left").setTicks([token_ticks(labels, h, self.theme.pt(0.8) * 1.7)])
+
+    def _draw(self, cv: CompareView) -> None:
+        th = self.theme
+        who = f"layer {cv.layer} " + ("average" if cv.average else f"head {cv.head}")
+        sq = np.sqrt
+        for m, data, title, toks in ((self.maps[0], cv.a, "A: " + cv.label_a, cv.tokens_a),
+                                     (self.maps[1], cv.b, "B: " + cv.label_b, cv.tokens_b)):
+            m.set_title(short(title, 34), th)
+            m.plot.setToolTip(title)
+            if data is None:
+                m.set_image(None, (0, 1))
+                continue
+            m.set_image(data, (0.0, 1.0), display=sq(data))
+            self._ticks(m, toks, data.shape[0])
+        d = cv.diff
+        if d is None or d.size == 0:
+            self.maps[2].set_image(None, (-1, 1))
+            self.maps[2].set_title("A − B", th)
+            peak = 0.0
+        else:
+            finite = np.abs(d[np.isfinite(d)])
+            peak = float(finite.max()) if finite.size else 0.0
+            lim = max(peak, 1e-3)
+            self.maps[2].set_image(d, (-lim, lim))
+            self.colorbar.setLevels((-lim, lim))
+            self.colorbar.axis.setTicks([[(-lim, f"{-lim:.2g}"), (0.0, "0"),
+                                          (lim, f"{lim:.2g}")]])
+            self.maps[2].set_title(f"A − B ({cv.n} aligned)", th)
+            self._ticks(self.maps[2], cv.tokens_b, cv.n)
+        self.maps[2].set_box(None)
+        note = cv.message
+        if not note:
+            note = f"max |A − B| = {peak:.2g}"
+            if peak < 1e-5 and cv.n:
+                note += (" (unchanged: layers up to the lowest ablated one keep their "
+                         "attention)" if cv.source == "ablation" else
+                         " (identical: causal attention over a shared prefix does not change)")
+        self.info.setText(who)
+        self.note = f"{who} · {note}"
+        self.info.setToolTip(self.note)
+        self.readout.setText(self.note)
+
+    def _on_move(self, pos) -> None:
+        cv = self.view
+        if cv is None:
+            return
+        for name, m, toks in (("A", self.maps[0], cv.tokens_a), ("B", self.maps[1], cv.tokens_b),
+                              ("A − B", self.maps[2], cv.tokens_b)):
+            c = m.cell_at(pos)
+            if c is None:
+                continue
+            q, k = c
+            v = float(m.data[q, k])
+            qt = toks[q] if q < len(toks) else "?"
+            kt = toks[k] if k < len(toks) else "?"
+            val = "masked (future)" if not np.isfinite(v) else f"{v:+.4f}" if name == "A − B" \
+                else f"{v:.4f}"
+            self.readout.setText(f"{name}: query {q} {qt!r} → key {k} {kt!r}: {val}")
+            return
+        self.readout.setText(self.note)

@@ -1,0 +1,127 @@
+"""Worker-side commands for lecture mode and sharing (issue 6): sessions, trace export,
+sample prompts. No Qt widgets here: these functions run on the worker thread, called by the
+``_cmd_*`` methods of :class:`gptviz_app.runtime.worker.SessionWorker`, and report back through its
+signals (``resultReady(gen, command, dict)`` on success, an exception -> ``errored``).
+
+Also the (Qt-free) mapping between the controller's :class:`~gptviz_app.runtime.snapshot.ViewSpec` and the
+``view`` object of a session file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gptviz_app.runtime.snapshot import GRID_MODES, Request, ViewSpec
+
+#: The commands this module implements (added to :data:`gptviz_app.runtime.worker.COMMANDS`).
+LECTURE_COMMANDS = ("save_session", "open_session", "export_trace", "sample_prompt")
+
+
+# ---------------------------------------------------------------------- view <-> dict
+def view_to_dict(view: ViewSpec, **extra: Any) -> dict[str, Any]:
+    """The ``view`` object of a session file: what the views look at, plus ``extra``
+    (colormap, font scale, theme...)."""
+    d: dict[str, Any] = {
+        "layer": int(view.layer), "head": int(view.head), "average": bool(view.average),
+        "query": None if view.query is None else int(view.query),
+        "grid_mode": str(view.grid_mode), "sqrt_scale": bool(view.sqrt_scale),
+    }
+    d.update(extra)
+    return d
+
+
+def _int_in(v: Any, lo: int, hi: int) -> int | None:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v < hi:
+        return None
+    return v
+
+
+def viewspec_from_dict(d: dict[str, Any], n_layer: int, n_head: int, n_tokens: int,
+                       base: ViewSpec = ViewSpec()) -> ViewSpec:
+    """A :class:`ViewSpec` from a session file's ``view`` (tolerant: a missing or out-of-range
+    field keeps ``base``'s value, clamped to the model)."""
+    if not isinstance(d, dict):
+        d = {}
+    layer = _int_in(d.get("layer"), 0, n_layer)
+    head = _int_in(d.get("head"), 0, n_head)
+    query = _int_in(d.get("query"), 0, n_tokens)
+    average = d.get("average")
+    grid_mode = d.get("grid_mode")
+    sqrt_scale = d.get("sqrt_scale")
+    return ViewSpec(
+        layer=min(base.layer, n_layer - 1) if layer is None else layer,
+        head=min(base.head, n_head - 1) if head is None else head,
+        average=average if isinstance(average, bool) else base.average,
+        query=query,
+        grid_mode=grid_mode if grid_mode in GRID_MODES else base.grid_mode,
+        sqrt_scale=sqrt_scale if isinstance(sqrt_scale, bool) else base.sqrt_scale,
+    )
+
+
+# ---------------------------------------------------------------------- commands
+def save_session(worker, req: Request, path: str,
+                 view_state: dict[str, Any] | None = None) -> None:
+    """Write the worker's session to ``path`` (atomic; see :mod:`gptviz.io.session_file`)."""
+    from gptviz.io.session_file import save_session as save
+
+    s = worker._need_session()
+    save(path, s, worker.bundle, view_state)
+    worker.resultReady.emit(req.gen, req.command,
+                            {"path": str(path), "n_tokens": s.n_tokens,
+                             "n_generated": s.n_generated})
+
+
+def open_session(worker, req: Request, path: str) -> None:
+    """Read, check and restore a session file; only when all of it worked does it replace
+    the worker's model and session (any failure leaves them as they were).
+
+    The model: the current one when its weights hash to the file's, else the file's model
+    path is opened (a missing model or other weights -> :class:`SessionFileError`).
+    """
+    from gptviz.io.session_file import (load_session_model, read_session_file, restore_session,
+                                     weights_sha256)
+
+    from gptviz_app.runtime.snapshots import SnapshotBuilder
+
+    data = read_session_file(path)
+    bundle = worker.bundle
+    if bundle is None or weights_sha256(bundle) != data.weights_sha256:
+        bundle = load_session_model(data)
+    session, view = restore_session(data, bundle)
+    model_changed = bundle is not worker.bundle
+    # Everything worked: now replace what the worker holds.
+    worker.bundle, worker.session = bundle, session
+    worker.builder = SnapshotBuilder(session)
+    info = worker.builder.model_info(bundle)
+    cfg = bundle.config
+    spec = viewspec_from_dict(view, cfg.n_layer, cfg.n_head, session.n_tokens, req.view)
+    worker.modelChanged.emit(req.gen, info)
+    worker.resultReady.emit(req.gen, req.command, {
+        "path": str(path), "view": view, "viewspec": spec, "prompt": session.prompt,
+        "settings": session.settings, "model_changed": model_changed, "model": info.name,
+        "n_tokens": session.n_tokens, "n_generated": session.n_generated,
+    })
+    worker._emit(Request(req.gen, req.command, req.args, spec))
+
+
+def export_trace(worker, req: Request, path: str) -> None:
+    """The session's window as a trace NPZ (schema of ``python -m gptviz trace``)."""
+    from gptviz.io.export import trace_npz
+
+    s = worker._need_session()
+    arrays = trace_npz(path, s)
+    worker.resultReady.emit(req.gen, req.command,
+                            {"path": str(path), "T": int(arrays["token_ids"].shape[0])})
+
+
+def sample_prompt(worker, req: Request, text: str, seed: int = 0, title: str = "") -> None:
+    """Start over from a sample prompt, expanding a ``@random-repeat:N`` recipe against the
+    model's tokenizer first (this decodes the whole vocabulary: worker thread)."""
+    from gptviz.io.prompts import expand_prompt
+
+    s = worker._need_session()
+    expanded = expand_prompt(text, worker.bundle.tokenizer, seed)
+    s.set_prompt(expanded)
+    worker.builder.note_jump()
+    worker.resultReady.emit(req.gen, req.command, {"text": expanded, "title": title})
+    worker._emit(req)

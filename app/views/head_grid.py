@@ -1,0 +1,225 @@
+"""All heads at once: an L x H grid of thumbnails drawn as ONE mosaic ImageItem.
+
+The worker keeps the mosaic (:class:`gptviz_app.runtime.snapshots.GridMosaic`) and updates it incrementally;
+this view only calls ``setImage`` on it. Separate ImageItems per head would cost ~100 ms per
+repaint at 12 x 12 heads; one mosaic costs a few ms. Clicking a cell selects that layer and
+head (``headSelected(layer, head)``); the selected cell is outlined. The mosaic keeps square
+cells and sits in the panel's top left corner (under the head labels), whatever the panel's
+shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QPen
+from PySide6.QtWidgets import QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QWidget
+
+from gptviz_app.views.elided_label import ElidedLabel
+from gptviz_app.views.panel_layout import panel_layout
+from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.theme import DARK, Theme, colormap
+
+MODE_ITEMS = (("auto", "Auto"), ("map", "Whole maps"), ("row", "Query row"))
+
+
+class HeadGrid(QWidget):
+    """Signals: ``headSelected(int layer, int head)``, ``modeChanged(str)``."""
+
+    headSelected = Signal(int, int)
+    modeChanged = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.theme = DARK
+        self.mode_box = QComboBox()
+        for key, text in MODE_ITEMS:
+            self.mode_box.addItem(text, key)
+        self.mode_box.setToolTip("Auto: whole maps for short texts, the query's row (wrapped "
+                                 "like text) for long ones")
+        self.mode_box.currentIndexChanged.connect(
+            lambda i: self.modeChanged.emit(self.mode_box.itemData(i)))
+        self.caption = ElidedLabel("")
+        top = QHBoxLayout()
+        top.setContentsMargins(4, 0, 4, 0)
+        top.addWidget(QLabel("Thumbnails"))
+        top.addWidget(self.mode_box)
+        top.addSpacing(8)
+        top.addWidget(self.caption, 1)
+        self.glw = pg.GraphicsLayoutWidget()
+        self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
+        self.vb: pg.ViewBox = self.plot.getViewBox()
+        self.vb.invertY(True)
+        self.vb.setMouseEnabled(x=False, y=False)
+        self.vb.setDefaultPadding(0.0)
+        self.plot.showAxis("top")
+        self.plot.hideAxis("bottom")
+        self.backdrop = pg.ImageItem(axisOrder="row-major")
+        self.backdrop.setZValue(-10)
+        self.plot.addItem(self.backdrop)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.selection = QGraphicsRectItem(0, 0, 1, 1)
+        self.selection.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+        self.selection.setZValue(10)
+        self.plot.addItem(self.selection)
+        self.readout = panel_layout(self, top, self.glw)
+        self.L = self.H = 0
+        self.cell, self.gap = 64, 3
+        self.layer = self.head = 0
+        self.average = False
+        self.glw.scene().sigMouseClicked.connect(self._on_click)
+        self.glw.scene().sigMouseMoved.connect(self._on_move)
+        self.vb.sigResized.connect(self._fit)
+        self.vb.sigRangeChanged.connect(self._head_ticks)
+        self.apply_theme(self.theme)
+
+    @property
+    def pitch(self) -> int:
+        return self.cell + self.gap
+
+    # ------------------------------------------------------------------ look
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.glw.setBackground(theme.plot_bg)
+        self.image.setColorMap(colormap(theme.colormap))
+        pen = QPen(QColor(theme.accent), 3.0)
+        pen.setCosmetic(True)
+        self.selection.setPen(pen)
+        for name in ("left", "top"):
+            ax = self.plot.getAxis(name)
+            ax.setStyle(tickFont=theme.font(0.85), tickLength=0)
+            ax.setTextPen(pg.mkPen(theme.text))
+            ax.setPen(pg.mkPen(theme.plot_bg))
+        self.readout.setFont(theme.font(0.95))
+        self._draw_backdrop()
+        self._head_ticks()
+
+    def _head_ticks(self, *_) -> None:
+        """Head labels on top, every ``step``-th one so that they never touch (big fonts in
+        presentation mode, many heads in a narrow panel)."""
+        if not self.H:
+            return
+        p, c = self.pitch, self.cell
+        (x0, x1), _ = self.vb.viewRange()
+        px_per_cell = max(1e-9, self.vb.width()) * p / max(1e-9, x1 - x0)
+        label_px = self.theme.pt(0.85) * 96 / 72 * 0.62 * (len(f"H{self.H - 1}") + 1.5)
+        step = 1 if self.vb.width() <= 1 else max(1, math.ceil(label_px / px_per_cell))
+        self.plot.getAxis("top").setTicks(
+            [[(j * p + c / 2, f"H{j}") for j in range(0, self.H, step)]])
+
+    def _fit(self, *_) -> None:
+        """Show the whole mosaic with square cells, as large as the panel allows, anchored at
+        the top left (with ``setAspectLocked`` it would float in the middle of a tall or wide
+        panel, far from its head and layer labels). Only while shown: a hidden panel (or a
+        window being closed) fits again when it is shown (:meth:`showEvent`)."""
+        if not self.L or not self.isVisible():
+            return
+        w, h = self.vb.width(), self.vb.height()
+        if w <= 1 or h <= 1:
+            return
+        margin_px = 3.0          # room for the selection outline
+        width, height = self.H * self.pitch - self.gap, self.L * self.pitch - self.gap
+        scale = max(1e-9, min((w - 2 * margin_px) / width, (h - 2 * margin_px) / height))
+        x0 = y0 = -margin_px / scale
+        self.vb.setRange(xRange=(x0, x0 + w / scale), yRange=(y0, y0 + h / scale), padding=0)
+        self._head_ticks()
+
+    def showEvent(self, e) -> None:  # noqa: N802 - Qt name
+        super().showEvent(e)
+        self._fit()
+
+    def _draw_backdrop(self) -> None:
+        """Grey cells with gaps in the plot background colour (static until the model changes)."""
+        if not self.L:
+            return
+        p, c = self.pitch, self.cell
+        rgba = np.zeros((self.L * p, self.H * p, 4), np.uint8)
+        col = QColor(self.theme.masked)
+        view = rgba.reshape(self.L, p, self.H, p, 4)
+        view[:, :c, :, :c] = (col.red(), col.green(), col.blue(), 255)
+        self.backdrop.setImage(rgba, levels=None, autoLevels=False)
+
+    # ------------------------------------------------------------------ model
+    def set_model(self, info: ModelInfo) -> None:
+        self.L, self.H = info.n_layer, info.n_head
+        p, c = self.pitch, self.cell
+        self.plot.getAxis("left").setTicks([[(i * p + c / 2, f"L{i}") for i in range(self.L)]])
+        self._head_ticks()
+        self.image.clear()
+        self._draw_backdrop()
+        self._fit()
+        self._place_selection()
+
+    def _place_selection(self) -> None:
+        p, c = self.pitch, self.cell
+        if self.average:
+            self.selection.setRect(QRectF(-1, self.layer * p - 1, self.H * p - self.gap + 2, c + 2))
+        else:
+            self.selection.setRect(QRectF(self.head * p - 1, self.layer * p - 1, c + 2, c + 2))
+
+    # ------------------------------------------------------------------ data
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        if snap.grid.shape[0] != self.L * (snap.grid_cell + snap.grid_gap):
+            return  # a snapshot of another model
+        if (snap.grid_cell, snap.grid_gap) != (self.cell, self.gap):
+            self.cell, self.gap = snap.grid_cell, snap.grid_gap
+            self._draw_backdrop()
+            self._fit()
+        self.image.setImage(snap.grid, levels=(0.0, 1.0), autoLevels=False)
+        v = snap.view
+        if (v.layer, v.head, v.average) != (self.layer, self.head, self.average):
+            self.layer, self.head, self.average = v.layer, v.head, v.average
+            self._place_selection()
+        want = v.grid_mode
+        i = [k for k, _ in MODE_ITEMS].index(want) if want in dict(MODE_ITEMS) else 0
+        if self.mode_box.currentIndex() != i:
+            with QSignalBlocker(self.mode_box):
+                self.mode_box.setCurrentIndex(i)
+        T = snap.T
+        if snap.grid_mode == "map":
+            b = math.ceil(T / snap.grid_cell)
+            txt = f"whole maps, {T} tokens" + (f", max of {b}×{b} blocks" if b > 1 else "")
+            tip = ("Each thumbnail is a head's whole T×T map" +
+                   (f", each pixel the maximum of a {b}×{b} block" if b > 1 else ""))
+        else:
+            keys = snap.query - snap.window_start + 1
+            txt = f"row of query {snap.query}, {snap.grid_cell} keys/line"
+            tip = (f"Each thumbnail shows the attention of query {snap.query} over its {keys} "
+                   f"keys, wrapped like text: {snap.grid_cell} keys per line, first key top left")
+        if v.sqrt_scale:
+            tip += " (square-root colour scale)"
+        self.caption.setText(txt)
+        self.caption.setToolTip(tip)
+
+    # ------------------------------------------------------------------ mouse
+    def cell_at(self, scene_pos) -> tuple[int, int] | None:
+        """(layer, head) under a scene point, or None (gaps count as the cell before them)."""
+        if not self.L or not self.vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        pt = self.vb.mapSceneToView(scene_pos)
+        h, l = int(pt.x() // self.pitch), int(pt.y() // self.pitch)
+        if 0 <= l < self.L and 0 <= h < self.H and pt.x() >= 0 and pt.y() >= 0:
+            return l, h
+        return None
+
+    def cell_center(self, layer: int, head: int):
+        """Scene position of the centre of a cell (tests click there)."""
+        p, c = self.pitch, self.cell
+        return self.vb.mapViewToScene(pg.Point(head * p + c / 2, layer * p + c / 2))
+
+    def _on_click(self, ev) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
+        c = self.cell_at(ev.scenePos())
+        if c is not None:
+            self.headSelected.emit(*c)
+
+    def _on_move(self, pos) -> None:
+        c = self.cell_at(pos)
+        self.readout.setText(f"layer {c[0]}, head {c[1]} — click to select" if c else " ")

@@ -1,0 +1,134 @@
+"""Stepping controls: Reset, Back, Step, Forward, Play/Pause, rate, and the timeline slider.
+
+The buttons are driven by QActions (``self.actions``) that the window also puts in its
+Generate menu with their keyboard shortcuts (Space, Left, Right, Home, Shift+Space).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QStyle,
+                               QToolButton, QWidget)
+
+from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.theme import DARK, Theme
+
+
+class SteppingControls(QWidget):
+    """Signals: ``stepRequested``, ``backRequested``, ``forwardRequested``, ``resetRequested``,
+    ``playToggled(bool)``, ``rateChanged(float)`` (tokens/s, 0 = max), ``scrubbed(int)``."""
+
+    stepRequested = Signal()
+    backRequested = Signal()
+    forwardRequested = Signal()
+    resetRequested = Signal()
+    playToggled = Signal(bool)
+    rateChanged = Signal(float)
+    scrubbed = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.actions: dict[str, QAction] = {}
+
+        def act(key: str, text: str, shortcut: str, tip: str, slot, checkable=False) -> QAction:
+            a = QAction(text, self)
+            a.setShortcut(QKeySequence(shortcut))
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            a.setToolTip(f"{tip} ({shortcut})")
+            a.setCheckable(checkable)
+            (a.toggled if checkable else a.triggered).connect(slot)
+            self.actions[key] = a
+            return a
+
+        act("reset", "Reset", "Home", "Back to the prompt", lambda: self.resetRequested.emit())
+        act("back", "Back", "Left", "Undo the last token", lambda: self.backRequested.emit())
+        act("step", "Step", "Space", "Generate one token", lambda: self.stepRequested.emit())
+        act("forward", "Forward", "Right", "Redo an undone token",
+            lambda: self.forwardRequested.emit())
+        act("play", "Play", "Shift+Space", "Generate continuously", self._on_play, True)
+        sp = QStyle.StandardPixmap
+        self._icons = {"reset": sp.SP_MediaSkipBackward, "back": sp.SP_MediaSeekBackward,
+                       "step": sp.SP_MediaPlay, "forward": sp.SP_MediaSeekForward,
+                       "play": sp.SP_MediaPlay, "pause": sp.SP_MediaPause}
+        for key, a in self.actions.items():
+            a.setIcon(self.style().standardIcon(self._icons[key]))
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(4, 2, 4, 2)
+        lay.setSpacing(6)
+        self.buttons: dict[str, QToolButton] = {}
+        for key in ("reset", "back", "step", "forward", "play"):
+            b = QToolButton()
+            b.setDefaultAction(self.actions[key])
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            self.buttons[key] = b
+            lay.addWidget(b)
+        self.rate = QDoubleSpinBox()
+        self.rate.setRange(0.0, 60.0)
+        self.rate.setDecimals(1)
+        self.rate.setSingleStep(1.0)
+        self.rate.setValue(4.0)
+        self.rate.setSuffix(" tok/s")
+        self.rate.setSpecialValueText("max speed")
+        self.rate.setToolTip("Play speed in tokens per second (0 = as fast as possible)")
+        self.rate.valueChanged.connect(self.rateChanged)
+        lay.addWidget(self.rate)
+        lay.addSpacing(10)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 0)
+        self.slider.setToolTip("Timeline: drag to any earlier step (redo keeps the later ones)")
+        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.slider.valueChanged.connect(self._on_slider)
+        lay.addWidget(self.slider, 1)
+        self.position = QLabel("step 0 / 0")
+        self.position.setMinimumWidth(110)
+        self.position.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        lay.addWidget(self.position)
+        self.set_enabled(False)
+        self.apply_theme(DARK)
+
+    def apply_theme(self, theme: Theme) -> None:
+        f = theme.font(1.05, bold=True)
+        for b in self.buttons.values():
+            b.setFont(f)
+            b.setMinimumHeight(int(theme.pt(2.6)))
+        self.position.setFont(theme.font(1.0))
+
+    def set_enabled(self, on: bool) -> None:
+        for a in self.actions.values():
+            a.setEnabled(on)
+        self.slider.setEnabled(on)
+
+    def _show_play(self, on: bool) -> None:
+        a = self.actions["play"]
+        a.setText("Pause" if on else "Play")
+        a.setIcon(self.style().standardIcon(self._icons["pause" if on else "play"]))
+
+    def _on_play(self, on: bool) -> None:
+        self._show_play(on)
+        self.playToggled.emit(on)
+
+    def set_playing(self, on: bool) -> None:
+        """Reflect the controller's play state without re-emitting."""
+        a = self.actions["play"]
+        if a.isChecked() != on:
+            with QSignalBlocker(a):
+                a.setChecked(on)
+        self._show_play(on)
+
+    def _on_slider(self, value: int) -> None:
+        self.scrubbed.emit(int(value))
+
+    def set_model(self, info: ModelInfo) -> None:
+        self.set_enabled(True)
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        self.actions["back"].setEnabled(snap.can_undo)
+        self.actions["forward"].setEnabled(snap.can_redo)
+        self.actions["reset"].setEnabled(snap.can_undo or snap.can_redo)
+        with QSignalBlocker(self.slider):
+            self.slider.setRange(0, snap.n_total)
+            if not self.slider.isSliderDown():
+                self.slider.setValue(snap.n_generated)
+        self.position.setText(f"step {snap.n_generated} / {snap.n_total}")

@@ -1,0 +1,376 @@
+"""The tokens as chips, wrapped like text, painted by one widget (fast at 1000+ tokens).
+
+* prompt chips are plain, generated chips are tinted with a coloured edge, forced ones have
+  a pink edge; tokens outside the model's window are dimmed;
+* the query chip has a thick accent outline; the query's attention (selected head) over
+  the earlier tokens is drawn as the chips' background intensity (scaled to the row's
+  maximum so long texts stay visible; the tooltip gives the exact weight). Other weights can
+  take its place (:meth:`TokenStrip.set_shading`, e.g. attention rollout); the legend and the
+  tooltips then say what is shown;
+* hovering shows position, id, string, the probability it had when chosen; clicking a chip
+  makes it the query (``chipClicked(position)``).
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+from PySide6.QtCore import (QPoint, QRect, QRectF, QSignalBlocker, QSize, Qt, QTimer,
+                            Signal)
+from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
+from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QScrollArea, QSizePolicy,
+                               QToolTip, QVBoxLayout, QWidget)
+
+from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.theme import DARK, Theme, luma
+
+
+#: Whole lines of chips the strip always shows (the newest line and the one before it).
+MIN_LINES = 2
+
+
+class ChipCanvas(QWidget):
+    """The painted chips. Height follows the wrapped content (for a scroll area)."""
+
+    chipClicked = Signal(int)
+
+    PAD_X, PAD_Y, GAP_X, GAP_Y, MARGIN = 5, 3, 4, 5, 6
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMouseTracking(True)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
+        self.theme = DARK
+        self.tokens: list[str] = []
+        self.ids = np.zeros(0, np.int64)
+        self.chosen_probs = np.zeros(0, np.float32)
+        self.forced = np.zeros(0, bool)
+        self.prompt_len = 0
+        self.window_start = 0
+        self.query = -1
+        self.weights = np.zeros(0, np.float32)  # attention of the query over the window
+        self.weight_max = 0.0
+        self.weights_label = ""  # what the shading shows, for the tooltips
+        self.rects: list[QRect] = []
+        self._widths: dict[str, int] = {}
+        self._layout_width = -1
+        self._content_height = 40
+        self.apply_theme(self.theme)
+
+    # ------------------------------------------------------------------ data
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.setFont(theme.font(1.1, mono=False))
+        self._widths.clear()
+        self._relayout()
+
+    def set_data(self, snap: Snapshot) -> None:
+        tokens_changed = snap.tokens != self.tokens
+        self.tokens = snap.tokens
+        self.ids = snap.ids
+        self.chosen_probs = snap.chosen_probs
+        self.forced = snap.forced
+        self.prompt_len = snap.prompt_len
+        self.window_start = snap.window_start
+        self.query = snap.query
+        q_rel = snap.query - snap.window_start
+        row = snap.attn[q_rel] if 0 <= q_rel < snap.attn.shape[0] else np.zeros(0, np.float32)
+        self._set_weights(np.nan_to_num(row[:q_rel + 1], nan=0.0),
+                          f"attention from query {snap.query}")
+        if tokens_changed:
+            self._relayout()
+        self.update()
+
+    def set_weights(self, weights: np.ndarray, label: str) -> None:
+        """Shade the chips of the window with ``weights`` instead of the query's attention
+        (until the next :meth:`set_data`); ``label`` says what they are in the tooltips."""
+        self._set_weights(np.asarray(weights, np.float32), label)
+        self.update()
+
+    def _set_weights(self, w: np.ndarray, label: str) -> None:
+        self.weights = w
+        self.weight_max = float(w.max()) if w.size else 0.0
+        self.weights_label = label
+
+    # ------------------------------------------------------------------ layout
+    def _chip_width(self, fm: QFontMetrics, text: str) -> int:
+        w = self._widths.get(text)
+        if w is None:
+            w = fm.horizontalAdvance(text or " ") + 2 * self.PAD_X
+            self._widths[text] = w
+        return w
+
+    def chip_height(self) -> int:
+        """Height of one chip (one line of text) in pixels."""
+        return QFontMetrics(self.font()).height() + 2 * self.PAD_Y
+
+    def height_for_rows(self, n: int) -> int:
+        """Viewport height that shows exactly ``n`` whole lines of chips (margins included)."""
+        return n * self.chip_height() + (n - 1) * self.GAP_Y + 2 * self.MARGIN
+
+    def _relayout(self) -> None:
+        fm = QFontMetrics(self.font())
+        h = self.chip_height()
+        width = max(100, self.width())
+        x, y = self.MARGIN, self.MARGIN
+        rects = []
+        for t in self.tokens:
+            w = min(self._chip_width(fm, t), width - 2 * self.MARGIN)
+            if x + w > width - self.MARGIN and x > self.MARGIN:
+                x, y = self.MARGIN, y + h + self.GAP_Y
+            rects.append(QRect(x, y, w, h))
+            x += w + self.GAP_X
+        self.rects = rects
+        self._layout_width = width
+        content = (y + h + self.MARGIN) if rects else h + 2 * self.MARGIN
+        if content != self._content_height:
+            self._content_height = content
+            self.setMinimumHeight(content)
+            self.updateGeometry()
+
+    def sizeHint(self) -> QSize:
+        return QSize(600, self._content_height)
+
+    def resizeEvent(self, e) -> None:  # noqa: N802 - Qt name
+        if e.size().width() != self._layout_width:
+            self._relayout()
+        super().resizeEvent(e)
+
+    def chip_at(self, pos: QPoint) -> int:
+        """Index of the chip under ``pos`` (widget coordinates), -1 if none."""
+        if not self.rects:
+            return -1
+        # rows are sorted: binary search on y, then scan the row
+        ys = [r.y() for r in self.rects]
+        import bisect
+
+        i = bisect.bisect_right(ys, pos.y()) - 1
+        if i < 0:
+            return -1
+        row_y = self.rects[i].y()
+        j = bisect.bisect_left(ys, row_y)
+        while j < len(self.rects) and self.rects[j].y() == row_y:
+            if self.rects[j].contains(pos):
+                return j
+            j += 1
+        return -1
+
+    # ------------------------------------------------------------------ paint
+    def paintEvent(self, e) -> None:  # noqa: N802 - Qt name
+        th = self.theme
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.setFont(self.font())
+        clip = e.rect()
+        text_c, dim_c = QColor(th.text), QColor(th.text_dim)
+        prompt_bg, gen_bg = QColor(th.prompt_chip), QColor(th.generated_chip)
+        tint = QColor(th.attention_tint)
+        gen_pen = QPen(QColor(th.generated_edge), 1.5)
+        forced_pen = QPen(QColor(th.forced_edge), 2.0, Qt.PenStyle.DashLine)
+        query_pen = QPen(QColor(th.accent), 3.0)
+        ws, q, pl = self.window_start, self.query, self.prompt_len
+        nw = self.weights.shape[0]
+        for i, r in enumerate(self.rects):
+            if r.bottom() < clip.top() or r.top() > clip.bottom():
+                continue
+            bg = QColor(gen_bg if i >= pl else prompt_bg)
+            k = i - ws
+            if 0 <= k < nw and q >= 0:
+                a = float(self.weights[k])
+                if a > 0.0:  # square-root scale: 0.01 -> 10 %, 0.25 -> 50 %, 1 -> full
+                    bg = _mix(bg, tint, 0.9 * min(1.0, a) ** 0.5)
+            rf = QRectF(r).adjusted(0.5, 0.5, -0.5, -0.5)
+            if i == q:
+                p.setPen(query_pen)
+            elif i >= pl:
+                p.setPen(forced_pen if (i < self.forced.shape[0] and self.forced[i]) else gen_pen)
+            else:
+                p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(bg)
+            p.drawRoundedRect(rf, 4, 4)
+            outside = i < ws or i > q
+            if outside:
+                p.setPen(dim_c)
+            else:
+                p.setPen(QColor("#000000") if luma(bg) > 150 else text_c)
+            p.drawText(r.adjusted(self.PAD_X, 0, -self.PAD_X + 1, 0),
+                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, self.tokens[i])
+        p.end()
+
+    # ------------------------------------------------------------------ events
+    def mousePressEvent(self, e) -> None:  # noqa: N802 - Qt name
+        if e.button() == Qt.MouseButton.LeftButton:
+            i = self.chip_at(e.position().toPoint())
+            if i >= 0:
+                self.chipClicked.emit(i)
+                return
+        super().mousePressEvent(e)
+
+    def tooltip_text(self, i: int) -> str:
+        """What hovering chip ``i`` shows."""
+        tok = self.tokens[i]
+        lines = [f"position {i} · id {int(self.ids[i])}", f"token  {tok!r}"]
+        if i < self.prompt_len:
+            lines.append("prompt token")
+        else:
+            p = float(self.chosen_probs[i]) if i < self.chosen_probs.shape[0] else float("nan")
+            how = "forced" if (i < self.forced.shape[0] and self.forced[i]) else "sampled"
+            lines.append(f"{how}, p = {p:.4f} when chosen" if p == p else how)
+        k = i - self.window_start
+        if i < self.window_start:
+            lines.append("outside the model's window")
+        elif 0 <= k < self.weights.shape[0]:
+            lines.append(f"{self.weights_label}: {float(self.weights[k]):.4f}")
+        return "\n".join(lines)
+
+    def event(self, e) -> bool:
+        from PySide6.QtCore import QEvent
+
+        if e.type() == QEvent.Type.ToolTip:
+            i = self.chip_at(e.pos())
+            if i >= 0:
+                QToolTip.showText(e.globalPos(), self.tooltip_text(i), self, self.rects[i])
+            else:
+                QToolTip.hideText()
+                e.ignore()
+            return True
+        return super().event(e)
+
+
+def _mix(a: QColor, b: QColor, t: float) -> QColor:
+    return QColor(int(a.red() + (b.red() - a.red()) * t), int(a.green() + (b.green() - a.green()) * t),
+                  int(a.blue() + (b.blue() - a.blue()) * t))
+
+
+class TokenStrip(QWidget):
+    """Header (legend, follow-newest switch) over a scrolling :class:`ChipCanvas`.
+
+    Signals
+    -------
+    queryChosen(int)   a chip was clicked (global position)
+    followLatest()     the user asked the query to follow the newest token again
+    """
+
+    queryChosen = Signal(int)
+    followLatest = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.canvas = ChipCanvas()
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.canvas)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.legend = QLabel()
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.legend.setWordWrap(True)  # big presentation fonts: a second line, not a clip
+        self.follow = QCheckBox("Follow newest")
+        self.follow.setToolTip("The query (the token whose attention is shown) follows the "
+                               "newest token; clicking a chip pins it there instead")
+        self.follow.setChecked(True)
+        self.follow.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.follow.toggled.connect(self._on_follow)
+        head = QHBoxLayout()
+        head.setContentsMargins(4, 0, 4, 0)
+        head.addWidget(self.legend, 1)
+        head.addWidget(self.follow)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addLayout(head)
+        lay.addWidget(self.scroll, 1)
+        lay.addStretch(0)  # the few pixels below the last whole line of chips
+        self.canvas.chipClicked.connect(self._on_chip)
+        self.scroll.verticalScrollBar().rangeChanged.connect(self._on_range)
+        self._stick_bottom = True
+        self._n = 0
+        self.theme = DARK
+        self._snap: Snapshot | None = None
+        self._shading: str | None = None  # legend text of other shading than attention
+        self._update_legend()
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.canvas.apply_theme(theme)
+        self._update_legend()
+        # After the layout has placed the scroll area under the (re-sized) legend.
+        QTimer.singleShot(0, self, self._fit_whole_lines)
+
+    def resizeEvent(self, e) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(e)
+        self._fit_whole_lines()
+
+    def _fit_whole_lines(self) -> None:
+        """Show a whole number of chip lines, at least :data:`MIN_LINES`.
+
+        Scrolled to the newest token, a viewport that is not a multiple of the line height
+        cuts the top line in half (seen at 1280x800 in presentation mode); with this cap the
+        lines shown are whole and the remainder is blank space below them."""
+        c = self.canvas
+        least = c.height_for_rows(MIN_LINES)
+        if self.scroll.minimumHeight() != least:
+            self.scroll.setMinimumHeight(least)
+        avail = self.height() - self.scroll.y()  # the layout has placed the header already
+        n = (avail - 2 * c.MARGIN + c.GAP_Y) // (c.chip_height() + c.GAP_Y)
+        cap = c.height_for_rows(max(n, MIN_LINES))
+        if cap != self.scroll.maximumHeight():
+            self.scroll.setMaximumHeight(cap)
+
+    def set_model(self, info: ModelInfo) -> None:
+        self.follow.setChecked(True)
+
+    def _on_chip(self, i: int) -> None:
+        with QSignalBlocker(self.follow):
+            self.follow.setChecked(False)
+        self.queryChosen.emit(i)
+
+    def _on_follow(self, on: bool) -> None:
+        if on:
+            self.followLatest.emit()
+
+    def set_shading(self, weights: np.ndarray, label: str, legend: str) -> None:
+        """Shade the chips with ``weights`` over the window instead of the selected head's
+        attention, until the next snapshot: ``label`` (plain text) names them in the chips'
+        tooltips, ``legend`` (rich text) after "shading =" in the legend."""
+        self.canvas.set_weights(weights, label)
+        self._shading = legend
+        self._update_legend()
+
+    def _update_legend(self) -> None:
+        th = self.theme
+        snap = self._snap
+        extra = ""
+        if self._shading is not None:
+            extra = f" &nbsp;·&nbsp; shading = {self._shading}"
+        elif snap is not None:
+            qtok = snap.tokens[snap.query] if 0 <= snap.query < len(snap.tokens) else ""
+            head = "avg" if snap.view.average else f"H{snap.view.head}"
+            extra = (f" &nbsp;·&nbsp; shading = attention from query <b>{snap.query}</b> "
+                     f"{html.escape(repr(qtok))} (L{snap.view.layer} {head})")
+        self.legend.setText(
+            f"<span style='background:{th.prompt_chip}'>&nbsp;prompt&nbsp;</span> "
+            f"<span style='background:{th.generated_chip}; color:{th.generated_edge}'>"
+            f"&nbsp;generated&nbsp;</span> "
+            f"<span style='color:{th.forced_edge}'>forced</span> "
+            f"<span style='color:{th.accent}'>▣ query</span>{extra}")
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        grew = snap.n_tokens > self._n
+        self._n = snap.n_tokens
+        self.canvas.set_data(snap)
+        with QSignalBlocker(self.follow):
+            self.follow.setChecked(snap.view.query is None)
+        self._snap, self._shading = snap, None
+        self._update_legend()
+        self._stick_bottom = snap.view.query is None
+        if self._stick_bottom and grew:
+            bar = self.scroll.verticalScrollBar()
+            bar.setValue(bar.maximum())
+
+    def _on_range(self, lo: int, hi: int) -> None:
+        # The canvas grows after layout; keep the newest line in view while following.
+        if self._stick_bottom:
+            self.scroll.verticalScrollBar().setValue(hi)

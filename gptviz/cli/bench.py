@@ -1,0 +1,72 @@
+"""``python -m gptviz bench``: ms per generated token with full attention capture.
+
+See :mod:`gptviz.bench.speed` for what is measured and how. ``--analysis`` adds the head-score and
+ablation timings (:func:`gptviz.analysis.bench_analysis`); ``--gui`` runs the window
+offscreen in a child process (``python -m gptviz_app.bench_gui``) so that the core never imports Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add the ``bench`` options."""
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--quick", action="store_true", help="fewer steps and repetitions (< 1 min)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per repetition")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (the median is reported)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: the idle cores: core count minus the load average)")
+    p.add_argument("--no-hf", action="store_true", help="do not compare with transformers")
+    p.add_argument("--analysis", action="store_true",
+                   help="also time head scores (12x12 heads, 512 tokens) and ablated re-runs")
+    p.add_argument("--gui", action="store_true",
+                   help="only the GUI benchmark: ms per view update and tokens/s under Play")
+
+
+def _run_gui(as_json: bool) -> int:
+    """The GUI benchmark in a child process (the core never imports Qt): the installed
+    ``gptviz_app``, or a checkout's ``app/`` through its ``main.py``."""
+    flags = ["--json"] if as_json else []
+    launcher = REPO_ROOT / "main.py"
+    if (REPO_ROOT / "app" / "bench_gui.py").is_file() and launcher.is_file():
+        code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import main; "
+                "main.use_checkout_app(); from gptviz_app.bench_gui import main as m; "
+                "sys.exit(m(sys.argv[1:]))")
+        return subprocess.run([sys.executable, "-c", code, str(REPO_ROOT), *flags]).returncode
+    if importlib.util.find_spec("gptviz_app") is None:
+        raise FileNotFoundError("the GUI (gptviz_app) is not installed next to gptviz")
+    return subprocess.run([sys.executable, "-m", "gptviz_app.bench_gui", *flags]).returncode
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark; progress goes to stderr, the table or JSON to stdout."""
+    if args.gui:
+        return _run_gui(args.json)
+    from gptviz.bench.speed import dumps, format_table, run_bench
+
+    log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    res = run_bench(quick=args.quick, steps=args.steps, reps=args.reps,
+                    use_hf=False if args.no_hf else None, threads=args.threads, log=log)
+    if args.analysis:
+        from gptviz.analysis import bench_analysis
+
+        log("timing head scores and ablated re-runs (GPT-2-small shape, 512 tokens)")
+        res["analysis"] = bench_analysis(repeats=3 if args.quick else 5,
+                                         model_repeats=2 if args.quick else 3)
+    if args.json:
+        print(dumps(res))
+    else:
+        print(format_table(res))
+        if "analysis" in res:
+            print("\nanalysis (ms): " + json.dumps(
+                {k: v for k, v in res["analysis"].items() if k != "model"}, default=float))
+    return 0

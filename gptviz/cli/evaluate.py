@@ -1,0 +1,31 @@
+"""``python -m gptviz eval``: loss per token and bits per character on text files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add the evaluation options."""
+    p.add_argument("--model", default=None, help="model path (default: the bundled model)")
+    p.add_argument("--text", nargs="+", required=True, metavar="FILE", help="UTF-8 text files")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print JSON: one entry per file and the pooled total."""
+    from gptviz.families import load_model
+    from gptviz.train.evaluate import combine, evaluate_text
+
+    bundle = load_model(args.model)
+    per_file = {}
+    for name in args.text:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        text = path.read_text(encoding="utf-8", errors="replace").replace("\r\n", "\n")
+        per_file[str(path)] = evaluate_text(bundle, text)
+    print(json.dumps({"model": bundle.source, "files": per_file,
+                      "total": combine(list(per_file.values()))}, indent=2))
+    return 0

@@ -1,1 +1,0 @@
-"""One module per command-line command: ``configure(parser)`` and ``run(args)``."""

@@ -1,0 +1,161 @@
+"""Model families: every format gptviz opens, as plug-ins of one registry.
+
+A :class:`Family` says whether it recognises a path and loads it into a
+:class:`~gptviz.io.checkpoint.ModelBundle`. :func:`load_model` asks the registered families
+in order and uses the first that recognises the path. Built in (one module each, mapping
+that format's weights onto our names): our own checkpoints (:mod:`~gptviz.families.native`),
+Hugging Face GPT-2 (:mod:`~gptviz.families.gpt2`) and GPT-1
+(:mod:`~gptviz.families.openai_gpt`), nanoGPT (:mod:`~gptviz.families.nanogpt`).
+
+Another installed package adds a family through the entry-point group ``gptviz.families``;
+each entry point names a :class:`Family` object (or a function returning one)::
+
+    [project.entry-points."gptviz.families"]
+    myformat = "mypackage.gptviz_family:FAMILY"
+
+Adding a built-in family is one module here plus one line in :data:`_BUILTIN`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from gptviz.families import gpt2, nanogpt, native, openai_gpt
+from gptviz.families.gpt2 import load_hf_gpt2
+from gptviz.families.nanogpt import load_nanogpt, to_nanogpt_state_dict
+from gptviz.families.openai_gpt import load_hf_openai_gpt
+from gptviz.io.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, ModelBundle, read_json
+
+__all__ = ["Family", "register_family", "families", "find_family", "load_model",
+           "ENTRY_POINT_GROUP", "load_hf_gpt2", "load_hf_openai_gpt", "load_nanogpt",
+           "to_nanogpt_state_dict"]
+
+#: Entry-point group through which other packages add families.
+ENTRY_POINT_GROUP = "gptviz.families"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model format.
+
+    Attributes
+    ----------
+    name
+        Short identifier, also the :attr:`ModelBundle.kind` its loader sets
+        (``"hf-gpt2"``).
+    title
+        What users read in messages (``"Hugging Face GPT-2"``).
+    recognises
+        ``recognises(path) -> bool``: cheap, never raises; looks at file names and
+        ``config.json``, never at the weights.
+    load
+        ``load(path) -> ModelBundle``; raises :class:`CheckpointError` naming the file.
+    """
+
+    name: str
+    title: str
+    recognises: Callable[[Path], bool]
+    load: Callable[[Path], ModelBundle]
+
+
+_BUILTIN = (
+    Family("gptviz", "gptviz checkpoint", native.recognises, native.load),
+    Family("hf-gpt2", "Hugging Face GPT-2", gpt2.recognises, load_hf_gpt2),
+    Family("hf-openai-gpt", "Hugging Face GPT-1", openai_gpt.recognises, load_hf_openai_gpt),
+    Family("nanogpt", "nanoGPT ckpt.pt", nanogpt.recognises, load_nanogpt),
+)
+
+
+class _Registry:
+    """Families in the order they are asked: built-ins, then registered, then entry points."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, Family] = {f.name: f for f in _BUILTIN}
+        self.plugins_loaded = False
+
+    def load_plugins(self) -> None:
+        if self.plugins_loaded:
+            return
+        self.plugins_loaded = True
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                obj = ep.load()
+                family = obj() if callable(obj) and not isinstance(obj, Family) else obj
+                if not isinstance(family, Family):
+                    raise TypeError(f"it gave {type(family).__name__}, not a Family")
+            except Exception as e:  # a broken plug-in must not stop the built-in formats
+                warnings.warn(f"model family plug-in {ep.name!r} ({ep.value}) not loaded: {e}",
+                              RuntimeWarning, stacklevel=3)
+                continue
+            self.families.setdefault(family.name, family)
+
+
+_REGISTRY = _Registry()
+
+
+def register_family(family: Family, *, replace: bool = False) -> None:
+    """Add a family (asked after the ones already registered).
+
+    Raises
+    ------
+    ValueError
+        A family of that name exists and ``replace`` is false.
+    """
+    if family.name in _REGISTRY.families and not replace:
+        raise ValueError(f"a model family named {family.name!r} is already registered")
+    _REGISTRY.families[family.name] = family
+
+
+def families() -> list[Family]:
+    """Every registered family, in the order :func:`find_family` asks them."""
+    _REGISTRY.load_plugins()
+    return list(_REGISTRY.families.values())
+
+
+def find_family(path: str | Path) -> Family | None:
+    """The first family that recognises ``path``, or ``None``."""
+    p = Path(path)
+    return next((f for f in families() if f.recognises(p)), None)
+
+
+def load_model(path: str | Path | None = None) -> ModelBundle:
+    """Open a model in any registered format.
+
+    Parameters
+    ----------
+    path
+        A model folder or file (a nanoGPT ``.pt``); ``None`` opens the bundled model.
+
+    Returns
+    -------
+    ModelBundle
+
+    Raises
+    ------
+    CheckpointError
+        When the path is missing, of a kind no family recognises, or its files are broken;
+        the message names the file and what is wrong.
+    """
+    p = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such file or directory")
+    family = find_family(p)
+    if family is not None:
+        return family.load(p)
+    raise CheckpointError(_unrecognised(p))
+
+
+def _unrecognised(p: Path) -> str:
+    """Why no family took ``p``, in one line."""
+    supported = ", ".join(f.title for f in families())
+    if p.is_file():
+        return f"{p}: not a model directory or a nanoGPT .pt checkpoint (supported: {supported})"
+    if (p / "config.json").is_file():
+        model_type = read_json(p / "config.json").get("model_type")
+        return (f"{p / 'config.json'}: unsupported model_type {model_type!r} "
+                f"(supported: {supported})")
+    return f"{p}: no config.json or ckpt.pt found; not a model directory"

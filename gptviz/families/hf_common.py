@@ -1,0 +1,107 @@
+"""What the Hugging Face families share: reading ``config.json`` values with checks, and
+mapping a ``transformers`` state dict onto our names.
+
+Weight layouts: Hugging Face GPT-2 and GPT-1 store their projections as ``Conv1D`` modules
+whose weight is ``[in, out]``; our :class:`torch.nn.Linear` wants ``[out, in]``, so those are
+transposed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gptviz.io.checkpoint import CheckpointError, load_state
+from gptviz.io.tensor_files import strip_prefixes
+from gptviz.model.config import GPTConfig
+from gptviz.model.gpt import GPT
+
+# Projections stored as transformers' Conv1D ([in, out]) in GPT-2 and GPT-1.
+_CONV1D = re.compile(r"^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
+
+
+# Attention-mask buffers some checkpoints carry (not weights).
+_MASK_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
+
+
+def config_int(cfg: dict[str, Any], path: Path, *keys: str, default: int | None = None,
+         optional: bool = False) -> int | None:
+    """The first of ``keys`` present in ``cfg`` as a positive int."""
+    for key in keys:
+        if key in cfg and cfg[key] is not None:
+            v = cfg[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise CheckpointError(f"{path}: {key} must be a positive integer (got {v!r})")
+            return v
+    if default is not None or optional:
+        return default
+    raise CheckpointError(f"{path}: missing {keys[0]!r}")
+
+
+def config_float(cfg: dict[str, Any], path: Path, key: str, default: float) -> float:
+    v = cfg.get(key, default)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise CheckpointError(f"{path}: {key} must be a positive number (got {v!r})")
+    return float(v)
+
+
+def make_config(path: Path, **kwargs: Any) -> GPTConfig:
+    try:
+        return GPTConfig(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def require_dir(directory: str | Path) -> Path:
+    d = Path(directory)
+    if not d.exists():
+        raise CheckpointError(f"{d}: no such file or directory")
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: expected a model directory")
+    return d
+
+
+def hf_model(config: GPTConfig, state: dict[str, torch.Tensor], weights_path: Path,
+              rename: dict[str, str], tie_word_embeddings: bool,
+              q_scale: Callable[[int], float] | None = None) -> GPT:
+    """Map a Hugging Face state dict onto our GPT and load it."""
+    state = strip_prefixes(state, ("transformer.",))
+    state = {k: v for k, v in state.items()
+             if not _MASK_BUFFER.match(k) and k != "position_ids"
+             and not k.startswith("multiple_choice_head.")}
+    state = {rename.get(k, k): v for k, v in state.items()}
+    head = state.pop("lm_head.weight", None)
+    if not tie_word_embeddings:
+        wte = state.get("wte.weight")
+        if head is None or wte is None or head.shape != wte.shape or not torch.equal(head, wte):
+            raise CheckpointError(f"{weights_path}: the output head is not tied to the token "
+                                  "embedding (tie_word_embeddings is false); gptviz models always "
+                                  "use the tied head h·W_e^T")
+    for k in list(state):
+        if _CONV1D.match(k):
+            if state[k].dim() != 2:
+                raise CheckpointError(f"{weights_path}: {k} should be a matrix, got shape "
+                                      f"{tuple(state[k].shape)}")
+            state[k] = state[k].t().contiguous()  # Conv1D [in, out] -> Linear [out, in]
+    model = GPT(config)
+    load_state(model, state, weights_path)
+    if q_scale is not None:
+        # Fold a non-standard attention scale into the query projection, so that our
+        # q·k / sqrt(hd) equals theirs exactly (up to rounding): only q rows change.
+        C = config.n_embd
+        with torch.no_grad():
+            for i, block in enumerate(model.h):
+                f = q_scale(i)
+                if f != 1.0:
+                    block.attn.c_attn.weight[:C].mul_(f)
+                    if block.attn.c_attn.bias is not None:
+                        block.attn.c_attn.bias[:C].mul_(f)
+    model.eval()
+    return model

@@ -1,0 +1,181 @@
+"""Our checkpoint format, the :class:`ModelBundle` every family loads into, and the checked
+file readers they share.
+
+A gptviz checkpoint is a directory holding
+
+* ``config.json``        the :class:`~gptviz.model.config.GPTConfig` fields,
+* ``model.safetensors``  the weights (no pickle anywhere),
+* ``tokenizer.json``     a Hugging Face ``tokenizers`` file (byte-level BPE),
+* ``metadata.json``      provenance and measured metrics (free-form JSON object).
+
+:func:`gptviz.families.load_model` opens it and every other registered format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gptviz.model.config import GPTConfig
+from gptviz.model.gpt import GPT
+from gptviz.io.resources import resource_path
+from gptviz.io.tokenizer import Tokenizer
+
+#: The bundled default model shipped in ``resources/``.
+DEFAULT_MODEL_DIR = resource_path("model")
+
+
+class CheckpointError(ValueError):
+    """A model file is missing, truncated or does not match what it should hold."""
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model with everything needed to run and describe it.
+
+    Attributes
+    ----------
+    model
+        The :class:`~gptviz.model.gpt.GPT` in eval mode.
+    tokenizer
+        Its :class:`~gptviz.io.tokenizer.Tokenizer`.
+    metadata
+        Provenance and metrics (may be empty).
+    source
+        Where it was loaded from.
+    kind
+        ``"gptviz"``, ``"hf-gpt2"``, ``"hf-openai-gpt"`` or ``"nanogpt"``.
+    """
+
+    model: GPT
+    tokenizer: Tokenizer
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    kind: str = "gptviz"
+
+    @property
+    def config(self) -> GPTConfig:
+        """The model's configuration."""
+        return self.model.config
+
+    @property
+    def name(self) -> str:
+        """Display name: the config name, else the directory name."""
+        return self.config.name or Path(self.source).name
+
+    def weights_hash(self) -> str:
+        """SHA-256 over the weights (names, shapes and bytes), to tie session files to a model."""
+        h = hashlib.sha256()
+        for name, t in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.detach().to(torch.float32).contiguous().cpu().numpy().tobytes())
+        return h.hexdigest()
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or a :class:`CheckpointError` that names the file."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file is missing")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, turning any failure into a :class:`CheckpointError`."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file is missing")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises several types for truncated/corrupt files
+        raise CheckpointError(f"{path}: not a readable safetensors file "
+                              f"(truncated or corrupt: {e})") from None
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy ``state`` into ``model``, naming the file and the first mismatches on failure."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
+             for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+        if wrong:
+            parts.append(f"shape mismatch: {'; '.join(wrong[:3])}")
+        raise CheckpointError(f"{path}: weights do not match the config: " + "; ".join(parts))
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+def save_checkpoint(directory: str | Path, model: GPT, tokenizer: Tokenizer,
+                    metadata: dict[str, Any] | None = None) -> Path:
+    """Write a gptviz checkpoint directory.
+
+    Parameters
+    ----------
+    directory
+        Target directory (created if needed).
+    model, tokenizer
+        What to save.
+    metadata
+        Provenance and metrics for ``metadata.json``.
+
+    Returns
+    -------
+    Path
+        The directory.
+    """
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.json").write_text(model.config.to_json() + "\n", encoding="utf-8")
+    # wte is the output head too: saved once (tied), so no shared-storage problem.
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(d / "model.safetensors"), metadata={"format": "gptviz"})
+    tokenizer.save(d / "tokenizer.json")
+    (d / "metadata.json").write_text(json.dumps(metadata or {}, indent=2) + "\n", encoding="utf-8")
+    return d
+
+
+def load_gptviz_checkpoint(directory: str | Path) -> ModelBundle:
+    """Load a directory written by :func:`save_checkpoint`."""
+    d = Path(directory)
+    raw = read_json(d / "config.json")
+    try:
+        config = GPTConfig.from_dict(raw)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{d / 'config.json'}: {e}") from None
+    tok_path = d / "tokenizer.json"
+    if not tok_path.is_file():
+        raise CheckpointError(f"{tok_path}: file is missing")
+    try:
+        tokenizer = Tokenizer.from_file(tok_path)
+    except Exception as e:  # tokenizers raises a bare Exception on malformed files
+        raise CheckpointError(f"{tok_path}: not a valid tokenizers file ({e})") from None
+    if tokenizer.vocab_size > config.vocab_size:
+        raise CheckpointError(f"{tok_path}: tokenizer has {tokenizer.vocab_size} tokens but the "
+                              f"model's vocab_size is {config.vocab_size}")
+    model = GPT(config)
+    load_state(model, read_safetensors(d / "model.safetensors"), d / "model.safetensors")
+    model.eval()
+    meta_path = d / "metadata.json"
+    metadata = read_json(meta_path) if meta_path.exists() else {}
+    return ModelBundle(model=model, tokenizer=tokenizer, metadata=metadata,
+                       source=str(d), kind="gptviz")

@@ -1,0 +1,575 @@
+"""The GPT of the reference: a decoder-only stack of masked multi-head self-attention
+and feed-forward blocks, learned positions, and an output head tied to the token embedding.
+
+Attention is always computed explicitly (scores, -inf mask above the diagonal, softmax) so
+that every layer's and head's probabilities can be returned; there is deliberately no
+SDPA/flash path, which would return no weights.
+
+Shapes: B batch, T new positions, S keys (cached + new), nh heads, hd head width, C = n_embd.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from gptviz.model.config import GPTConfig
+
+
+@dataclass
+class Ablation:
+    """Which heads to remove and what they output instead.
+
+    Parameters
+    ----------
+    keep
+        ``(n_layer, n_head)`` float tensor: 1 keeps a head, 0 removes it.
+    fill
+        ``(n_layer, n_head, head_dim)`` tensor written in place of a removed head's output
+        (zeros for zero-ablation, the head's mean output for mean-ablation). ``None`` = zeros.
+    """
+
+    keep: torch.Tensor
+    fill: torch.Tensor | None = None
+
+
+@dataclass
+class GPTOutput:
+    """What one forward pass returns.
+
+    Attributes
+    ----------
+    logits
+        ``(B, T, vocab)`` next-token logits (h_n · W_e^T).
+    hidden
+        ``(B, T, C)`` final activation (after the final LayerNorm when the model has one);
+        the fine-tuning head W_y reads its last position.
+    attentions
+        Per layer, the attention pattern ``(B, nh, T, S)`` [head, query, key], when asked for.
+    residuals
+        ``n_layer + 1`` tensors ``(B, T, C)``: the residual stream after the embedding and after
+        every block, when asked for (the logit lens reads them).
+    head_outputs
+        Per layer, each head's output ``(B, nh, T, hd)`` before the output projection.
+    """
+
+    logits: torch.Tensor
+    hidden: torch.Tensor
+    attentions: list[torch.Tensor] | None = None
+    residuals: list[torch.Tensor] | None = None
+    head_outputs: list[torch.Tensor] | None = None
+
+
+class KVCache:
+    """Pre-allocated keys and values of every layer, ``(n_layer, B, nh, block_size, hd)``.
+
+    Only ``length`` moves: undoing a step is shrinking it, and redoing the same token is
+    growing it again, because cached keys/values depend only on the tokens before them.
+    """
+
+    def __init__(self, config: GPTConfig, batch: int = 1, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32, capacity: int | None = None) -> None:
+        """``capacity``: positions the cache can hold (default and at most ``block_size``);
+        kept as ``self.block_size``."""
+        size = config.block_size if capacity is None else int(capacity)
+        if not 0 < size <= config.block_size:
+            raise ValueError(f"cache capacity must be 1..{config.block_size} (got {size})")
+        shape = (config.n_layer, batch, config.n_head, size, config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+        self.block_size = size
+
+    def layer_views(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Keys and values of batch row 0, one ``(nh, block_size, hd)`` view per layer.
+
+        Built once per storage and autograd mode (again if ``k``/``v`` are replaced, or
+        inference mode switched: a view made in one may not be written in the other):
+        indexing the 5-d tensors afresh for every layer of every step costs a one-token step
+        more than its attention products at the bundled model's size.
+        """
+        mode = torch.is_inference_mode_enabled()
+        views = getattr(self, "_views", None)  # (k, v, mode, keys, values)
+        if views is None or views[0] is not self.k or views[1] is not self.v or views[2] != mode:
+            views = (self.k, self.v, mode, list(self.k[:, 0].unbind(0)),
+                     list(self.v[:, 0].unbind(0)))
+            self._views = views
+        return views[3], views[4]
+
+
+_ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+}
+
+
+def _ablate(z: torch.Tensor, layer: int, ablation: Ablation, n_head: int) -> torch.Tensor:
+    """Replace removed heads' outputs: ``z`` is ``(B, nh, T, hd)`` or ``(nh, T, hd)``."""
+    lead = (1,) * (z.dim() - 3)
+    keep = ablation.keep[layer].to(z.dtype).view(*lead, n_head, 1, 1)
+    z = z * keep  # exact for kept heads: x * 1.0 == x
+    if ablation.fill is not None:
+        z = z + (1 - keep) * ablation.fill[layer].to(z.dtype).view(*lead, n_head, 1, -1)
+    return z
+
+
+class CausalSelfAttention(nn.Module):
+    """Masked multi-head self-attention that also returns its softmax probabilities."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_dim = config.head_dim
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.scale = 1.0 / math.sqrt(self.head_dim)
+        # True above the diagonal: key after query, masked with -inf before the softmax.
+        future = torch.triu(torch.ones(config.block_size, config.block_size, dtype=torch.bool), 1)
+        self.register_buffer("future", future, persistent=False)
+
+    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None = None, pos: int = 0,
+                ablation: Ablation | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        if cache is not None:
+            cache.k[layer, :B, :, pos:pos + T] = k
+            cache.v[layer, :B, :, pos:pos + T] = v
+            k = cache.k[layer, :B, :, :pos + T]  # (B, nh, S, hd)
+            v = cache.v[layer, :B, :, :pos + T]  # (B, nh, S, hd)
+        att = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, S)
+        if T > 1:  # one new query sees every cached key: nothing to mask
+            att = att.masked_fill(self.future[pos:pos + T, :pos + T], float("-inf"))
+        att = F.softmax(att, dim=-1)  # (B, nh, T, S)
+        z = self.attn_dropout(att) @ v  # (B, nh, T, hd)
+        if ablation is not None:
+            z = _ablate(z, layer, ablation, self.n_head)
+        y = z.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y)), att, z
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward layer."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, config.d_ff, bias=config.bias)
+        self.c_proj = nn.Linear(config.d_ff, config.n_embd, bias=config.bias)
+        self.act = _ACTIVATIONS[config.activation]
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+
+
+def _linear(lin: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``lin(x)`` for an ``nn.Linear``, its weights read from its parameter dict."""
+    p = lin._parameters
+    return F.linear(x, p["weight"], p["bias"])
+
+
+# A one-token step multiplies a vector by each weight matrix; torch runs such a product on one
+# thread however many it has. Cut into column blocks, one per thread, as a batched product, it
+# runs on all of them, with the same sums per output (bit-identical on CPU, tested): measured
+# with 2 threads, 9.4 -> 6.7 us for 256 x 768 and 57 -> 30 us for the 256 x 4096 output head.
+# Smaller matrices gain nothing (256 x 256: 3.9 us either way) and stay whole.
+SPLIT_MIN_ELEMENTS = 1 << 17
+SPLIT_MAX_BLOCKS = 4
+
+
+class _Blocks(NamedTuple):
+    """A matrix cut into column blocks for one-token products (see :func:`_column_blocks`)."""
+
+    w: torch.Tensor  # (P, in, n): block p holds columns p*n .. (p+1)*n - 1 of W^T
+    b: torch.Tensor | None  # (P, 1, n)
+    tail_w: torch.Tensor | None  # (t, in): the last t rows of W, t a multiple of 16
+    tail_b: torch.Tensor | None  # (t,)
+    rest: int  # columns past the P blocks (the tail's last ``rest`` outputs); 0: no tail
+
+
+def _column_blocks(weight: torch.Tensor, bias: torch.Tensor | None, parts: int
+                   ) -> _Blocks | None:
+    """``weight`` ``(out, in)`` as ``parts`` column blocks of its transpose, a
+    ``(parts, in, n)`` view (no copy), ``bias`` likewise; ``None`` where splitting does not
+    pay.
+
+    Every product must be a multiple of 16 columns wide: other widths take another kernel
+    path with other rounding (measured: widths 17, 1001, 2049 differ from ``F.linear`` in the
+    last bits; multiples of 4 match). So ``n`` is a multiple of 16, and when ``parts * n``
+    falls short of ``out`` (GPT-2's 50,257-token head) the last columns come from one more,
+    small product over the last multiple-of-16 columns (it overlaps the last block).
+    """
+    out, inp = weight.shape
+    n = out // (parts * 16) * 16
+    if parts < 2 or n == 0 or out * inp < SPLIT_MIN_ELEMENTS:
+        return None
+    main = parts * n
+    w = weight.narrow(0, 0, main).t().unflatten(1, (parts, n)).permute(1, 0, 2)  # (P, in, n)
+    b = None if bias is None else bias.narrow(0, 0, main).view(parts, 1, n)  # (P, 1, n)
+    rest = out - main
+    t = -(-rest // 16) * 16  # rest < parts * 16 <= main, so the tail lies inside W
+    tail_w = weight.narrow(0, out - t, t) if rest else None  # (t, in)
+    tail_b = bias.narrow(0, out - t, t) if rest and bias is not None else None  # (t,)
+    return _Blocks(w, b, tail_w, tail_b, rest)
+
+
+def _linear_blocks(lin: nn.Module | None, x: torch.Tensor, blocks: _Blocks | None
+                   ) -> torch.Tensor:
+    """``lin(x)`` for one row ``x`` ``(1, in)``, by column blocks when ``blocks`` are given."""
+    if blocks is None:
+        assert lin is not None
+        return _linear(lin, x)
+    xb = x.expand(blocks.w.size(0), 1, x.size(-1))  # (P, 1, in)
+    y = (torch.bmm(xb, blocks.w) if blocks.b is None
+         else torch.baddbmm(blocks.b, xb, blocks.w))  # (P, 1, n)
+    y = y.view(1, -1)  # (1, P*n): consecutive columns
+    if not blocks.rest:
+        return y
+    tail = F.linear(x, blocks.tail_w, blocks.tail_b)  # (1, t)
+    return torch.cat([y, tail[:, tail.size(1) - blocks.rest:]], dim=1)  # (1, out)
+
+
+def _ln(ln: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``ln(x)`` for an ``nn.LayerNorm``: the same kernel without the module call or
+    F.layer_norm's Python wrapper, so the same numbers."""
+    p = ln._parameters
+    return torch.layer_norm(x, ln.normalized_shape, p["weight"], p["bias"], ln.eps)
+
+
+class Block(nn.Module):
+    """One decoder block: masked self-attention then feed-forward (no cross-attention)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.pre_ln = config.ln_placement == "pre"
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None, pos: int,
+                ablation: Ablation | None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.pre_ln:  # GPT-2: x + f(LN(x))
+            a, att, z = self.attn(self.ln_1(x), layer, cache, pos, ablation)
+            x = x + a
+            x = x + self.mlp(self.ln_2(x))
+        else:  # GPT-1: LN(x + f(x))
+            a, att, z = self.attn(x, layer, cache, pos, ablation)
+            x = self.ln_1(x + a)
+            x = self.ln_2(x + self.mlp(x))
+        return x, att, z
+
+
+class GPT(nn.Module):
+    """Decoder-only GPT with a tied output head and an optional fine-tuning head W_y.
+
+    Parameters
+    ----------
+    config
+        The model's :class:`~gptviz.model.config.GPTConfig`.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # W_e
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)  # W_p
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = (nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+                     if config.final_ln else nn.Identity())
+        self.classifier = (nn.Linear(config.n_embd, config.n_classes)
+                           if config.n_classes > 0 else None)  # W_y
+        self.apply(self._init_weights)
+        # GPT-2's scaled init of the projections that write into the residual stream.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        """Number of parameters (the tied head counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def use_decoding_layout(self) -> "GPT":
+        """Store every weight matrix transposed in memory: same shapes, same values.
+
+        A one-token step reads each matrix once as a matrix-vector product. ``F.linear`` on a
+        row-major ``[out, in]`` weight streams it 1.5-1.9x slower than on the same matrix kept
+        ``[in, out]`` in memory (measured with torch 2.13 on CPU: the GPT-2-small output head
+        13 ms -> 5.4 ms; all matrices of the bundled shape 0.62 -> 0.34 ms per token). Only
+        the strides change, so every caller, checkpoint and test sees the same tensors;
+        results may differ from the row-major layout in the last bits (summation order).
+        Idempotent; the token-embedding lookup then reads a column (cheap for one token).
+
+        Returns
+        -------
+        GPT
+            ``self``.
+        """
+        self.__dict__.pop("_decode_blocks_cache", None)  # views of the storage replaced here
+        weights = [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
+        for p in weights + [self.wte.weight]:
+            if p.dim() == 2 and p.is_contiguous():
+                p.data = p.data.t().contiguous().t()  # (out, in) with strides (1, out)
+        return self
+
+    def new_cache(self, batch: int = 1) -> KVCache:
+        """An empty KV cache on the model's device and dtype."""
+        p = self.wte.weight
+        return KVCache(self.config, batch=batch, device=p.device, dtype=p.dtype)
+
+    def lm_head(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits from a final activation: h · W_e^T (the tied output projection)."""
+        return F.linear(h, self.wte.weight)  # (B, T, vocab)
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, *,
+                return_attn: bool = False, return_resid: bool = False,
+                return_head_out: bool = False, ablation: Ablation | None = None,
+                last_only: bool = False) -> GPTOutput:
+        """Run the model on token ids.
+
+        Parameters
+        ----------
+        idx
+            ``(B, T)`` int64 token ids: the whole text, or only the new tokens when ``cache``
+            already holds the earlier ones.
+        cache
+            A :class:`KVCache`; the new keys/values are written at ``cache.length`` and the
+            length advances by ``T``.
+        return_attn, return_resid, return_head_out
+            Also return the attention patterns, the residual stream, the per-head outputs.
+        ablation
+            Heads to remove (see :class:`Ablation`); ``None`` runs the model unchanged.
+        last_only
+            Compute logits only for the last position (faster decoding).
+
+        Returns
+        -------
+        GPTOutput
+        """
+        B, T = idx.shape
+        pos = cache.length if cache is not None else 0
+        if T == 0:
+            raise ValueError("forward needs at least one token")
+        if pos + T > self.config.block_size:
+            raise ValueError(
+                f"sequence of {pos + T} tokens exceeds the model's block_size "
+                f"{self.config.block_size}")
+        positions = torch.arange(pos, pos + T, device=idx.device)  # (T,)
+        x = self.drop(self.wte(idx) + self.wpe(positions))  # (B, T, C)  h_0 = U W_e + W_p
+        return self.forward_from(x, 0, cache, pos, return_attn=return_attn,
+                                 return_resid=return_resid, return_head_out=return_head_out,
+                                 ablation=ablation, last_only=last_only)
+
+    def forward_from(self, x: torch.Tensor, start_layer: int, cache: KVCache | None = None,
+                     pos: int = 0, *, return_attn: bool = False, return_resid: bool = False,
+                     return_head_out: bool = False, ablation: Ablation | None = None,
+                     last_only: bool = False) -> GPTOutput:
+        """Run blocks ``start_layer ..`` on the residual stream ``x`` entering that block,
+        then the final LayerNorm and the output head: the rest of :meth:`forward`.
+
+        ``x`` is ``(B, T, C)`` at positions ``pos .. pos + T - 1``; with a ``cache``, the
+        blocks run write their keys and values there and its length becomes ``pos + T``
+        (layers below ``start_layer`` must already hold theirs). Attentions, residuals
+        (``residuals[0]`` is ``x``) and head outputs cover the blocks run.
+        """
+        T = x.shape[1]
+        attns: list[torch.Tensor] = []
+        resids: list[torch.Tensor] = [x] if return_resid else []
+        heads: list[torch.Tensor] = []
+        for layer in range(start_layer, self.config.n_layer):
+            x, att, z = self.h[layer](x, layer, cache, pos, ablation)
+            if return_attn:
+                attns.append(att)
+            if return_resid:
+                resids.append(x)
+            if return_head_out:
+                heads.append(z)
+        if cache is not None:
+            cache.length = pos + T
+        h = self.ln_f(x)  # (B, T, C)
+        logits = self.lm_head(h[:, -1:] if last_only else h)  # (B, T, vocab)
+        return GPTOutput(
+            logits=logits,
+            hidden=h,
+            attentions=attns if return_attn else None,
+            residuals=resids if return_resid else None,
+            head_outputs=heads if return_head_out else None,
+        )
+
+    def decode_step(self, token: int, cache: KVCache, *, attn_out: torch.Tensor | None = None,
+                    resid_out: torch.Tensor | None = None, ablation: Ablation | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One new token of batch 1 at ``cache.length``: the fast path of a generation step.
+
+        Computes what ``forward(tensor([[token]]), cache, last_only=True, ...)`` computes, with
+        the same operations in the same order (the results are bit-identical on CPU, tested),
+        but without dropout (eval mode only), module calls, stacking or the mask. At the
+        bundled model's size such overhead is about half of a step (measured on 2 CPU threads:
+        0.52 ms here against 0.69 ms for ``forward`` and stacking its attention).
+
+        Parameters
+        ----------
+        token
+            The new token's id.
+        cache
+            The KV cache holding the earlier positions; its length advances by one.
+        attn_out
+            Optional ``(n_layer, n_head, >= S)`` tensor that receives every layer's attention
+            row of the new query in ``[..., :S]`` (S = positions after this token).
+        resid_out
+            Optional ``(n_layer + 1, C)`` tensor that receives the residual stream.
+        ablation
+            Heads to remove, as in :meth:`forward`.
+
+        Returns
+        -------
+        (logits, hidden)
+            ``(vocab,)`` next-token logits and the ``(C,)`` final activation.
+        """
+        pos = cache.length
+        if pos + 1 > min(self.config.block_size, cache.block_size):
+            raise ValueError(f"sequence of {pos + 1} tokens exceeds the cache of "
+                             f"{cache.block_size} positions")
+        if not 0 <= token < self.config.vocab_size:  # a negative index would wrap around
+            raise ValueError(f"token id {token} is outside the vocabulary "
+                             f"(0..{self.config.vocab_size - 1})")
+        if self.training:
+            raise RuntimeError("decode_step has no dropout: call model.eval() first")
+        if torch.is_grad_enabled():  # it writes into views of its buffers: no autograd here
+            with torch.no_grad():
+                return self.decode_step(token, cache, attn_out=attn_out, resid_out=resid_out,
+                                        ablation=ablation)
+        S = pos + 1
+        blocks = self._decode_blocks()
+        x = (self.wte.weight[token] + self.wpe.weight[pos]).view(1, -1)  # (1, C)
+        keys, values = cache.layer_views()  # per layer (nh, cap, hd)
+        # The step writes its attention rows and residuals where the caller wants them (the
+        # softmax and the residual sum write there directly), and uses method calls (narrow,
+        # unbind, copy_) instead of tensor[...]: each index expression is several ops plus
+        # Python's index parsing, and there were ~70 of them per step.
+        att_rows = (attn_out.narrow(-1, 0, S).unsqueeze(2).unbind(0)  # per layer (nh, 1, S)
+                    if attn_out is not None else None)
+        res_rows = resid_out.unsqueeze(1).unbind(0) if resid_out is not None else None  # (1, C)
+        # Results are computed into the buffers when their dtype is the model's; else copied.
+        att_direct = attn_out is not None and attn_out.dtype == x.dtype
+        res_direct = resid_out is not None and resid_out.dtype == x.dtype
+        if res_rows is not None:
+            res_rows[0].copy_(x)
+        for layer, block in enumerate(self.h):
+            # Block.forward, CausalSelfAttention.forward and MLP.forward for one query, flat.
+            # Submodules and weights are read from the modules' own dicts: what getattr
+            # returns, without nn.Module.__getattr__ (about 10% of a step at this size).
+            mods = block._modules
+            ln_1, attn, ln_2, mlp = mods["ln_1"], mods["attn"], mods["ln_2"], mods["mlp"]
+            c_attn, c_proj = attn._modules["c_attn"], attn._modules["c_proj"]
+            c_fc, fc_proj = mlp._modules["c_fc"], mlp._modules["c_proj"]
+            nh, hd = attn.n_head, attn.head_dim
+            h = _ln(ln_1, x) if block.pre_ln else x  # (1, C)
+            lb = blocks[layer]  # column blocks of c_attn, c_proj, c_fc, mlp.c_proj (or None)
+            qkv = _linear_blocks(c_attn, h, lb[0])  # (1, 3C)
+            q, k_new, v_new = qkv.view(3, nh, 1, hd).unbind(0)  # (nh, 1, hd)
+            k, v = keys[layer], values[layer]  # (nh, cap, hd)
+            k.narrow(1, pos, 1).copy_(k_new)
+            v.narrow(1, pos, 1).copy_(v_new)
+            att = torch.bmm(q, k.narrow(1, 0, S).transpose(1, 2)) * attn.scale  # (nh, 1, S)
+            # no mask: the last query sees every key
+            if att_direct:
+                att = torch.softmax(att, -1, out=att_rows[layer])  # (nh, 1, S)
+            else:
+                att = att.softmax(dim=-1)  # (nh, 1, S)
+                if att_rows is not None:
+                    att_rows[layer].copy_(att)
+            z = torch.bmm(att, v.narrow(1, 0, S))  # (nh, 1, hd)
+            if ablation is not None:
+                z = _ablate(z, layer, ablation, nh)
+            a = _linear_blocks(c_proj, z.view(1, -1), lb[1])  # (1, C)
+            if block.pre_ln:  # GPT-2: x + f(LN(x))
+                x = x + a
+                m = _linear_blocks(fc_proj, mlp.act(_linear_blocks(c_fc, _ln(ln_2, x), lb[2])),
+                                   lb[3])
+                x = torch.add(x, m, out=res_rows[layer + 1]) if res_direct else x + m
+            else:  # GPT-1: LN(x + f(x))
+                x = _ln(ln_1, x + a)
+                x = _ln(ln_2, x + _linear_blocks(
+                    fc_proj, mlp.act(_linear_blocks(c_fc, x, lb[2])), lb[3]))
+            if res_rows is not None and not (block.pre_ln and res_direct):  # not written yet
+                res_rows[layer + 1].copy_(x)
+        cache.length = S
+        h = self.ln_f(x)  # (1, C)
+        if h is x and res_direct:  # no final LayerNorm: x is a row of the caller's buffer
+            h = x.clone()
+        head = blocks[-1]
+        if head is None:
+            return self.lm_head(h)[0], h[0]  # (vocab,), (C,)
+        return _linear_blocks(None, h, head)[0], h[0]  # (vocab,), (C,)
+
+    def _decode_blocks(self) -> list:
+        """Column blocks of every matrix for :meth:`decode_step` (see ``_column_blocks``):
+        per layer those of c_attn, attn.c_proj, c_fc and mlp.c_proj, then the output head's
+        (or ``None``). One block per CPU thread, at most ``SPLIT_MAX_BLOCKS``; none on a GPU
+        or with one thread.
+
+        Views of the weights, kept while the same weight and bias storage sits in the same
+        modules (checked by address on every call; ``to`` and :meth:`use_decoding_layout`
+        drop them at once).
+        """
+        wte = self.wte.weight
+        parts = 1 if wte.device.type != "cpu" else min(torch.get_num_threads(),
+                                                          SPLIT_MAX_BLOCKS)
+        params = []  # (weight, bias) of each matrix, read without Module.__getattr__
+        for block in self.h._modules.values():
+            attn, mlp = block._modules["attn"]._modules, block._modules["mlp"]._modules
+            for lin in (attn["c_attn"], attn["c_proj"], mlp["c_fc"], mlp["c_proj"]):
+                params.append((lin._parameters["weight"], lin._parameters["bias"]))
+        key = (parts, wte.data_ptr(),
+               *(t.data_ptr() for pair in params for t in pair if t is not None))
+        cached = self.__dict__.get("_decode_blocks_cache")
+        if cached is None or cached[0] != key:
+            found = [_column_blocks(w, b, parts) for w, b in params]
+            blocks: list = [tuple(found[i:i + 4]) for i in range(0, len(found), 4)]
+            head = _column_blocks(wte, None, parts)
+            blocks.append(head)
+            cached = (key, blocks)
+            self.__dict__["_decode_blocks_cache"] = cached
+        return cached[1]
+
+    def _apply(self, fn, *args, **kwargs):  # to(), cuda(), double(), ...
+        self.__dict__.pop("_decode_blocks_cache", None)  # views of the old storage
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state.pop("_decode_blocks_cache", None)  # views: rebuilt on the copy's first step
+        return state
+
+    def classify(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Class logits of the fine-tuning head from ``hidden`` ``(B, T, C)`` at the last token.
+
+        P(y | x_1..x_m) = softmax(h^m · W_y).
+        """
+        if self.classifier is None:
+            raise ValueError("this model has no fine-tuning head (n_classes == 0)")
+        return self.classifier(hidden[:, -1])  # (B, n_classes)
