@@ -1,4 +1,4 @@
-"""Launch the gptviz desktop app.
+"""Launch the gptviz desktop app from a checkout (installed, the same is ``gptviz-app``).
 
     python main.py [--model PATH] [--prompt TEXT]
     python main.py --prompt TEXT --steps N --screenshot FILE.png [--size 1280x800]

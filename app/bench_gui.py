@@ -27,6 +27,7 @@ Run it from the repository root (``app`` must be importable).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -65,10 +66,8 @@ def _wait(pred, timeout_s: float, signals=()) -> bool:
     poll.stop()
     deadline.stop()
     for s, c in zip(signals, conns):
-        try:
+        with contextlib.suppress(RuntimeError, TypeError):  # already gone with its object
             s.disconnect(c)
-        except (RuntimeError, TypeError):
-            pass
     return pred()
 
 
@@ -118,7 +117,7 @@ def bench_one(which: str, steps: int, size=(1280, 800)) -> dict:
 
     from gptviz_app.views.main_window import MainWindow
 
-    app = QApplication.instance() or QApplication([])
+    _app = QApplication.instance() or QApplication([])  # noqa: F841 (kept alive for the run)
     t0 = time.perf_counter()
     bundle, label = _bundle(which)
     cfg = bundle.config
@@ -153,7 +152,8 @@ def bench_one(which: str, steps: int, size=(1280, 800)) -> dict:
     ctl.applied.connect(on_applied)
     for _ in range(steps):
         gen = ctl.step(1)
-        ok = _wait(lambda: not ctl.client.busy and ctl.snapshot.gen == gen, 120, [ctl.applied])
+        ok = _wait(lambda g=gen: not ctl.client.busy and ctl.snapshot.gen == g, 120,
+                   [ctl.applied])
         assert ok, "step timed out"
     ctl.applied.disconnect(on_applied)
     end_tokens = ctl.snapshot.n_tokens
@@ -201,7 +201,8 @@ def bench_one(which: str, steps: int, size=(1280, 800)) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gptviz_app.bench_gui", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m gptviz_app.bench_gui",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--steps", type=int, default=32, help="timed steps per model (default 32)")
     p.add_argument("--only", choices=("small", "gpt2"), default=None)
@@ -221,14 +222,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"gui": results}, indent=2))
     else:
         for r in results:
-            print(f"{r['model']:6s} {r['label']} ({r['shape']}), tokens {r['tokens'][0]}..{r['tokens'][1]}:")
+            first, last = r["tokens"]
+            print(f"{r['model']:6s} {r['label']} ({r['shape']}), tokens {first}..{last}:")
             print(f"  update (apply + paint) median {r['update_ms_median']:.1f} ms, p95 "
                   f"{r['update_ms_p95']:.1f}, max {r['update_ms_max']:.1f} "
                   f"(target <= {r['target_update_ms']:.0f} ms: "
                   f"{'ok' if r['meets_target'] else 'MISSED'})")
             print(f"    apply {r['apply_ms_median']:.1f} ms + paint {r['paint_ms_median']:.1f} ms; "
                   f"delivery {r['delivery_ms_median']:.1f} ms; worker step "
-                  f"{r['worker_step_ms_median']:.1f} ms + snapshot {r['worker_build_ms_median']:.1f} ms")
+                  f"{r['worker_step_ms_median']:.1f} ms + snapshot "
+                  f"{r['worker_build_ms_median']:.1f} ms")
             print(f"  Play: {r['play_tokens_per_s']:.1f} tokens/s, UI stall p99 "
                   f"{r['play_ui_stall_ms_p99']:.1f} ms, longest {r['play_ui_stall_ms_max']:.1f} ms")
     return 0

@@ -1,8 +1,7 @@
-"""``gptviz-app`` / ``python main.py``: start the window the way the arguments ask: preferences, model or session,
-initial sampling and view, and the ``--screenshot`` run (open, step, save a PNG, quit).
-
-Kept out of ``main.py`` so that the launcher stays a few lines: arguments, QApplication,
-this.
+"""``gptviz-app`` and ``python main.py``: the options, then the window the way they ask:
+preferences, model or session, initial sampling and view, and the ``--screenshot`` run
+(open, step, save a PNG, quit). Both launchers call :func:`main`; ``main.py`` only maps the
+checkout's ``app/`` onto ``gptviz_app`` first.
 """
 
 from __future__ import annotations
@@ -13,13 +12,18 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
+
+from gptviz.cli.arguments import text, whole_number
+from gptviz.engine.sampling import MAX_SEED
+from gptviz.io.resources import resource_path
 
 
 def start(args: argparse.Namespace, app: QApplication) -> int:
     """Open the main window for ``args`` and run the event loop; returns the exit code."""
-    from gptviz_app.views.main_window import MainWindow
     from gptviz_app.actions.preferences import Preferences
+    from gptviz_app.views.main_window import MainWindow
 
     if args.screenshot:
         prefs = Preferences.in_memory()
@@ -32,14 +36,26 @@ def start(args: argparse.Namespace, app: QApplication) -> int:
         args.model = prefs.last_model
     win = MainWindow(model=args.model, prompt=args.prompt, load=False, preferences=prefs)
     if args.theme:
-        win.lecture.appearance.mode = args.theme
-        win.lecture.appearance.apply()
+        win.features.appearance.mode = args.theme
+        win.features.appearance.apply()
+    panels = [k for k in (args.panels or "").split(",") if k]
+    unknown = [k for k in panels if k not in win.analysis.panels]
+    if unknown:
+        print(f"error: --panels: no panel {', '.join(map(repr, unknown))} (the panels: "
+              f"{', '.join(win.analysis.panels)})", file=sys.stderr)
+        win.close()
+        return 2
+    want = None
     if args.size:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-        win.resize(w, h)
+        want = tuple(int(v) for v in args.size.lower().split("x"))
+        win.resize(*want)
     win.show()
+    for key in panels:
+        win.analysis.reveal(key)
+    if want is not None and not args.screenshot:
+        QTimer.singleShot(0, lambda: report_size(win, want))
     if args.presentation:
-        win.lecture.presentation.set_active(True,
+        win.features.presentation.set_active(True,
                                             fullscreen=not (args.size or args.screenshot))
     ctl = win.controller
     state = {"rc": 0, "started": False, "step_gen": -1}
@@ -70,6 +86,8 @@ def start(args: argparse.Namespace, app: QApplication) -> int:
             QTimer.singleShot(300, shoot)  # let layouts settle after the last snapshot
 
     def shoot() -> None:
+        if want is not None:
+            report_size(win, want)
         ok = win.grab().save(args.screenshot)
         if not ok:
             print(f"error: could not write {args.screenshot}", file=sys.stderr)
@@ -97,7 +115,7 @@ def start(args: argparse.Namespace, app: QApplication) -> int:
     from gptviz_app.views.main_window import DEFAULT_PROMPT
 
     if args.session:  # opens the session's model too
-        state["step_gen"] = win.lecture.sessions.open_path(args.session)
+        state["step_gen"] = win.features.sessions.open_path(args.session)
 
         def session_failed(_command: str, message: str) -> None:
             if args.screenshot:
@@ -105,14 +123,51 @@ def start(args: argparse.Namespace, app: QApplication) -> int:
             elif ctl.model is None:  # the message box says why; open a model to work with
                 win.open_model(args.model, prompt=args.prompt or DEFAULT_PROMPT)
 
-        win.lecture.sessions.failed.connect(session_failed)
+        win.features.sessions.failed.connect(session_failed)
     else:
         win.open_model(args.model, prompt=args.prompt or DEFAULT_PROMPT)
-    if args.screenshot:
-        if win.last_error_box is not None:
-            win.last_error_box.close()
+    if args.screenshot and win.last_error_box is not None:
+        win.last_error_box.close()
     rc = app.exec()
     return state["rc"] or rc
+
+
+def size_note(win, want: tuple[int, int]) -> str | None:
+    """Why ``win`` is not ``want`` = (width, height) pixels large (None: it is)."""
+    got = (win.width(), win.height())
+    if got == tuple(want):
+        return None
+    least = win.minimumSizeHint().expandedTo(win.minimumSize())
+    if least.width() > want[0] or least.height() > want[1]:
+        why = (f"its panels and toolbars need at least {least.width()}x{least.height()} at "
+               f"this font size")
+    else:
+        screen = win.screen().availableGeometry() if win.screen() is not None else None
+        why = "the window system chose it" + (
+            f" (the screen has {screen.width()}x{screen.height()})" if screen else "")
+    return f"--size {want[0]}x{want[1]}: the window is {got[0]}x{got[1]}: {why}"
+
+
+def report_size(win, want: tuple[int, int]) -> None:
+    """Print :func:`size_note` to stderr when the window did not get the size asked for."""
+    note = size_note(win, want)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+
+
+#: Largest window side accepted by ``--size`` (Qt's own limit is 16,777,215).
+MAX_WINDOW_SIDE = 16384
+
+
+def window_size(s: str) -> str:
+    """An argparse type: ``WxH`` with whole numbers 1..:data:`MAX_WINDOW_SIDE` (returned
+    as given, lower-cased)."""
+    parts = s.lower().split("x")
+    ok = len(parts) == 2 and all(p.strip().isdigit() for p in parts)
+    if not ok or not all(1 <= int(p) <= MAX_WINDOW_SIDE for p in parts):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 1280x800, "
+                                         f"each 1..{MAX_WINDOW_SIDE} (got {s!r})")
+    return s.lower()
 
 
 def parse_args(argv: list[str] | None = None, prog: str = "gptviz-app") -> argparse.Namespace:
@@ -121,15 +176,23 @@ def parse_args(argv: list[str] | None = None, prog: str = "gptviz-app") -> argpa
                                 "while it writes.")
     p.add_argument("--model", default=None,
                    help="model directory or nanoGPT .pt (default: the bundled model)")
-    p.add_argument("--prompt", default=None, help="initial prompt")
-    p.add_argument("--steps", type=int, default=0, help="generate N tokens after opening")
+    # Every value is checked here, before the window and its worker thread exist: a bad
+    # one is argparse's usage error (exit 2), never an exception inside the event loop.
+    p.add_argument("--prompt", default=None, type=text, help="initial prompt")
+    p.add_argument("--steps", type=whole_number(0), default=0,
+                   help="generate N tokens after opening")
     p.add_argument("--screenshot", default=None, metavar="FILE.png",
                    help="after --steps, save a PNG of the window and exit")
-    p.add_argument("--size", default=None, metavar="WxH", help="window size, e.g. 1920x1080")
+    p.add_argument("--size", default=None, type=window_size, metavar="WxH",
+                   help="window size, e.g. 1920x1080 (a note on stderr says why when the "
+                        "window cannot be that size)")
+    p.add_argument("--panels", default=None, metavar="KEY,...",
+                   help="analysis panels to show at start, e.g. ablation,compare")
     p.add_argument("--greedy", action="store_true", help="start with greedy decoding")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--layer", type=int, default=None, help="initially selected layer")
-    p.add_argument("--head", type=int, default=None, help="initially selected head")
+    p.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0, help="sampling seed")
+    p.add_argument("--layer", type=whole_number(0), default=None,
+                   help="initially selected layer")
+    p.add_argument("--head", type=whole_number(0), default=None, help="initially selected head")
     p.add_argument("--session", default=None, metavar="FILE.gptviz.json",
                    help="open a saved session (its model, tokens and view)")
     p.add_argument("--presentation", action="store_true",
@@ -147,4 +210,7 @@ def main(argv: list[str] | None = None, prog: str = "gptviz-app") -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("gptviz")
     app.setOrganizationName("gptviz")
+    icon = resource_path("icon.png")
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
     return start(args, app)

@@ -14,17 +14,33 @@ import pytest
 import torch
 
 from gptviz import GPT, Ablation, GPTConfig
-from gptviz.analysis import (HeadScores, ablated_heads, ablation_effect, attention_array,
-                             attention_difference, attention_entropy, attention_rollout,
-                             bench_analysis, clone_cache, common_prefix_len,
-                             duplicate_token_scores, first_token_scores, head_output_means,
-                             head_scores, induction_scores, induction_target_mask,
-                             induction_text_scores, logit_lens, make_ablation,
-                             mean_attention_entropy, previous_token_scores,
-                             random_causal_attention, repeated_random_tokens,
-                             rerun_from_layer, rollout_row)
+from gptviz.analysis import (
+    HeadScores,
+    ablated_heads,
+    ablation_effect,
+    attention_array,
+    attention_difference,
+    attention_entropy,
+    attention_rollout,
+    clone_cache,
+    common_prefix_len,
+    duplicate_token_scores,
+    first_token_scores,
+    head_output_means,
+    head_scores,
+    induction_scores,
+    induction_target_mask,
+    induction_text_scores,
+    logit_lens,
+    make_ablation,
+    mean_attention_entropy,
+    previous_token_scores,
+    repeated_random_tokens,
+    rerun_from_layer,
+    rollout_row,
+)
 from gptviz.analysis.ablation import PrefixRunner
-
+from gptviz.bench.analysis import bench_analysis, random_causal_attention
 
 # ============================================================================ helpers
 
@@ -274,7 +290,7 @@ def test_hand_built_model_heads_do_their_job(hb_model):
     ids = repeated_random_tokens(n, batch=1, vocab=HB_V, seed=5)[0]  # [2n]
     att = attention_array(hb_model, ids)  # [2, 2, 2n, 2n]
     s = head_scores(att, ids)
-    P, D, I, S = (0, 0), (0, 1), (1, 0), (1, 1)
+    P, D, I, S = (0, 0), (0, 1), (1, 0), (1, 1)  # noqa: E741 (I: the induction head)
     assert s.prev_token[P] > 0.95
     assert max(s.prev_token[I], s.prev_token[S]) < 0.05
     assert s.duplicate_token[D] > 0.95

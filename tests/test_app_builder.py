@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gptviz_app.runtime.snapshots import GridMosaic, SnapshotBuilder, masked_map
 from gptviz_app.runtime.snapshot import ViewSpec
+from gptviz_app.runtime.snapshots import GridMosaic, SnapshotBuilder, masked_map
 
 
 def test_masked_map_hides_the_future():

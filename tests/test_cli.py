@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from gptviz.io.checkpoint import save_checkpoint
 from gptviz.cli import main
+from gptviz.io.checkpoint import save_checkpoint
 
 
 @pytest.fixture

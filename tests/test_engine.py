@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from gptviz.engine.sampling import SamplingSettings, choose, filter_probs, sample, step_generator
 from gptviz.engine.session import Session, StepResult, window_start_for
 from gptviz.model.gpt import Ablation
-from gptviz.engine.sampling import (SamplingSettings, choose, filter_probs, sample, step_generator)
 
 PROMPT = "Once upon a time there was"
 
@@ -65,7 +65,8 @@ def test_filter_top_k_keeps_exactly_k():
     assert kept.tolist() == [False, True, False, True, True, False]
     assert torch.allclose(p[kept], torch.softmax(torch.tensor([5.0, 4.0, 3.0]), -1))
     # top_k >= V is the same as off.
-    assert torch.allclose(filter_probs(logits, SamplingSettings(top_k=99)), torch.softmax(logits, -1))
+    assert torch.allclose(filter_probs(logits, SamplingSettings(top_k=99)),
+                          torch.softmax(logits, -1))
 
 
 def test_filter_top_p_smallest_set_reaching_mass():
@@ -276,7 +277,8 @@ def test_reset_and_set_prompt(tiny_bundle):
     assert_same(snapshot(s), start)
     s.set_prompt("Hello")
     assert s.text() == "Hello" and s.prompt_len == len(tiny_bundle.tokenizer.encode("Hello"))
-    np.testing.assert_allclose(s.next_probs(), full_forward(tiny_bundle, s.tokens)[1][-1], atol=1e-6)
+    np.testing.assert_allclose(s.next_probs(), full_forward(tiny_bundle, s.tokens)[1][-1],
+                               atol=1e-6)
     with pytest.raises(ValueError, match="empty"):
         s.set_prompt("")
     assert s.text() == "Hello"  # unchanged by the failed call
@@ -330,7 +332,8 @@ def test_padded_vocab_never_samples_untokenizable_ids(tiny_bundle_factory, tiny_
 
 # ---------------------------------------------------------------------- window slide
 def test_window_start_is_a_pure_function():
-    assert [window_start_for(n, 16) for n in (1, 16, 17, 24, 25, 32, 33)] == [0, 0, 8, 8, 16, 16, 24]
+    assert ([window_start_for(n, 16) for n in (1, 16, 17, 24, 25, 32, 33)]
+            == [0, 0, 8, 8, 16, 16, 24])
     for n in range(1, 200):
         ws = window_start_for(n, 16)
         assert 8 < n - ws <= 16 or n <= 16
@@ -410,7 +413,8 @@ def test_ablation_recomputes_and_applies_to_later_steps(tiny_bundle):
     np.testing.assert_allclose(s.trace_arrays()["probs"], probs, atol=1e-5)
     # Removing the ablation brings back the normal model on the same tokens.
     s.set_ablation(None)
-    np.testing.assert_allclose(s.next_probs(), full_forward(tiny_bundle, s.tokens)[1][-1], atol=1e-5)
+    np.testing.assert_allclose(s.next_probs(), full_forward(tiny_bundle, s.tokens)[1][-1],
+                               atol=1e-5)
     # Redo after an ablation change replays the tokens with recomputed numbers.
     s.undo(3)
     s.step()  # branch
@@ -421,7 +425,8 @@ def test_ablation_recomputes_and_applies_to_later_steps(tiny_bundle):
     t.set_ablation(abl)
     t.redo(2)
     assert t.tokens == normal[0]
-    np.testing.assert_allclose(t.attention(), full_forward(tiny_bundle, t.tokens, abl)[0], atol=1e-5)
+    np.testing.assert_allclose(t.attention(), full_forward(tiny_bundle, t.tokens, abl)[0],
+                               atol=1e-5)
     with pytest.raises(ValueError):
         s.set_ablation(Ablation(keep=torch.ones(cfg.n_layer + 1, cfg.n_head)))
     with pytest.raises(ValueError):

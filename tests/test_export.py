@@ -9,11 +9,18 @@ import os
 import numpy as np
 import pytest
 
-from gptviz.engine.session import Session
-from gptviz.io.export import (TRACE_KEYS, atomic_write, attention_csv, next_token_csv, trace_npz,
-                           write_trace_npz)
-from gptviz.model.gpt import Ablation
 from gptviz.engine.sampling import SamplingSettings
+from gptviz.engine.session import Session
+from gptviz.io.export import (
+    TRACE_KEYS,
+    atomic_write,
+    attention_csv,
+    next_token_csv,
+    trace_npz,
+    write_trace_npz,
+)
+from gptviz.io.provenance import trace_file_arrays
+from gptviz.model.gpt import Ablation
 
 TRICKY = ["a,b", 'say "hi"', "↵", "line\nbreak", "cr\r\nlf", "😀", "·the", "", " ", "=1+1",
           "tab\tx", "日本"]
@@ -165,7 +172,7 @@ def test_trace_npz_after_a_slide_and_with_ablation(tmp_path, tiny_bundle_factory
 
 
 def test_write_trace_npz_keeps_the_name_and_checks_keys(tmp_path, session):
-    arrays = session.trace_arrays()
+    arrays = trace_file_arrays(session)
     path = tmp_path / "no_suffix"  # numpy would append .npz to a name; a file object doesn't
     write_trace_npz(path, arrays)
     assert path.is_file() and not (tmp_path / "no_suffix.npz").exists()

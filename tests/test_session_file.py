@@ -11,11 +11,20 @@ import pytest
 import torch
 
 from gptviz.analysis.ablation import ablated_heads, make_ablation
-from gptviz.engine.session import Session
 from gptviz.engine.sampling import SamplingSettings
-from gptviz.io.session_file import (FORMAT, VERSION, SessionData, SessionFileError,
-                                 load_session_model, read_session_file, restore_session,
-                                 save_session, session_data_from_dict, weights_sha256)
+from gptviz.engine.session import Session
+from gptviz.io.session_file import (
+    FORMAT,
+    VERSION,
+    SessionData,
+    SessionFileError,
+    load_session_model,
+    read_session_file,
+    restore_session,
+    save_session,
+    session_data_from_dict,
+    weights_sha256,
+)
 
 PROMPT = "Once upon a time 😀 "
 VIEW = {"layer": 1, "head": 2, "query": 5, "average_heads": False, "colormap": "cividis",

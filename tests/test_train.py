@@ -14,16 +14,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gptviz.model.config import GPTConfig
-from gptviz.train.data import GENRE_OF, GENRES, HELD_OUT, split_works
-from gptviz.model.gpt import GPT
 from gptviz.io.checkpoint import load_gptviz_checkpoint
-from gptviz.train.stages import (anneal, batch_at, build_corpus, finetune, l3_loss, labelled_batch,
-                          loss_curve_svg, pretrain)
+from gptviz.model.config import GPTConfig
+from gptviz.model.gpt import GPT
+from gptviz.train.data import GENRE_OF, GENRES, HELD_OUT, split_works
+from gptviz.train.stages import (
+    anneal,
+    batch_at,
+    build_corpus,
+    finetune,
+    l3_loss,
+    labelled_batch,
+    loss_curve_svg,
+    pretrain,
+)
 
-WORDS = ("the and to of i you my a that in is not it me with be his your this but he have as "
-         "thou so him will what thy all her no by do shall if are we thee our on lord now good "
-         "love king sir come well more let must o here how would say what").split()
+WORDS = """
+    the and to of i you my a that in is not it me with be his your this but he have as
+    thou so him will what thy all her no by do shall if are we thee our on lord now good
+    love king sir come well more let must o here how would say what
+""".split()
 
 TRAIN_WORKS = ("hamlet_gut", "henry_v_gut", "tempest_gut", "sonnets_gut")
 
@@ -33,7 +43,7 @@ def _fake_work(name: str, n_words: int, rng: random.Random) -> str:
     # token if (and only if) the work reached the tokenizer's training data.
     sentinel = "zq" + "".join(rng.choice("bcdfghjklmnpvwx") for _ in range(6))
     lines = []
-    for i in range(n_words // 8):
+    for _ in range(n_words // 8):
         words = [rng.choice(WORDS) for _ in range(7)] + [sentinel]
         lines.append(" ".join(words).capitalize() + ".")
     return f"{name.upper()}\n\n" + "\n".join(lines) + "\n"

@@ -1,17 +1,19 @@
-"""Lecture mode and sharing (issue 6), installed on every :class:`~gptviz_app.views.main_window.MainWindow`.
+"""The window's features beyond the views: presentation mode, themes, keyboard control,
+sessions, export, sample prompts and preferences, installed on every
+:class:`~gptviz_app.views.main_window.MainWindow` (as ``window.features``).
 
 :func:`install` adds, without changing how the window is laid out:
 
-* View ▸ Presentation mode (F11), View ▸ Presentation ▸ …     :mod:`gptviz_app.actions.presentation`
-* View ▸ Theme (system / light / dark), View ▸ Font size      :mod:`gptviz_app.actions.appearance`
-* Up/Down, 1-9, [ ] keys, View ▸ Layer and head, the focus
-  rules that keep Space for the prompt editor, Help ▸ Keyboard
-  shortcuts (F1)                                               :mod:`gptviz_app.actions.shortcuts`
-* File ▸ Open session… / Save session / Save session as… /
-  Recent sessions                                              :mod:`gptviz_app.actions.sessions`
-* File ▸ Export… (Ctrl+E)                                      :mod:`gptviz_app.actions.export`
-* Generate ▸ Sample prompts, File ▸ Recent prompts             :mod:`gptviz_app.actions.sample_prompts`
-* preferences (QSettings) restored at start, saved on close    :mod:`gptviz_app.actions.preferences`
+* :mod:`gptviz_app.actions.presentation`: View ▸ Presentation mode (F11), View ▸ Presentation ▸ …
+* :mod:`gptviz_app.actions.appearance`: View ▸ Theme (system / light / dark), View ▸ Font size
+* :mod:`gptviz_app.actions.shortcuts`: Up/Down, 1-9, [ ] keys, View ▸ Layer and head, the focus
+  rules that keep Space for the prompt editor, Help ▸ Keyboard shortcuts (F1)
+* :mod:`gptviz_app.actions.sessions`: File ▸ Open session… / Save session / Save session as… /
+  Recent sessions
+* :mod:`gptviz_app.actions.export`: File ▸ Export… (Ctrl+E)
+* :mod:`gptviz_app.actions.sample_prompts`: Generate ▸ Sample prompts, File ▸ Recent prompts
+* :mod:`gptviz_app.actions.preferences`: preferences (QSettings) restored at start, saved on
+  close
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from gptviz_app.actions.sessions import SessionActions
 from gptviz_app.actions.shortcuts import NAV_ACTIONS, KeyRouter, Navigation, ShortcutsDialog
 
 
-class Lecture(QObject):
-    """Everything :func:`install` added to one window (``window.lecture``)."""
+class WindowFeatures(QObject):
+    """Everything :func:`install` added to one window (``window.features``)."""
 
     def __init__(self, window, prefs: Preferences | None = None) -> None:
         super().__init__(window)
@@ -119,7 +121,7 @@ class Lecture(QObject):
         return False
 
 
-def install(window, preferences: Preferences | None = None) -> Lecture:
-    """Add the lecture and sharing features to ``window``; ``preferences`` defaults to an
+def install(window, preferences: Preferences | None = None) -> WindowFeatures:
+    """Add the features to ``window``; ``preferences`` defaults to an
     in-memory store (nothing read from or written to the user's settings)."""
-    return Lecture(window, preferences)
+    return WindowFeatures(window, preferences)

@@ -66,10 +66,8 @@ class Appearance(QObject):
         self._system_override: str | None = None  # tests: pretend the platform said this
         self.actions: dict[str, QAction] = {}
         self._build_menus()
-        try:
-            QGuiApplication.styleHints().colorSchemeChanged.connect(self._on_scheme_changed)
-        except AttributeError:  # pragma: no cover - Qt < 6.5
-            pass
+        # Qt 6.5+ (pinned: 6.11) tells when the system switches between light and dark.
+        QGuiApplication.styleHints().colorSchemeChanged.connect(self._on_scheme_changed)
 
     # ------------------------------------------------------------------ menus
     def _build_menus(self) -> None:

@@ -10,7 +10,11 @@ dialog only picks what, how and where:
   (at a chosen width in pixels; fonts scale with it) and ``SVGExporter`` (token labels are
   ``<text>`` elements);
 * :func:`export_attention_csv` / :func:`export_next_token_csv` from the snapshot on screen
-  (:mod:`gptviz.io.export`);
+  (:mod:`gptviz.io.export`), with position numbers (attention) and the chosen token marked
+  (next token);
+* :func:`export_lines` what an export shows, as the CSV files' header comment and the
+  pictures' optional title: the panel, the model, the step, the sampling settings, the
+  forced tokens and the ablation (:mod:`gptviz.io.provenance`);
 * :meth:`Exporter.export_trace` the NPZ of ``python -m gptviz trace`` (same schema, same
   writer), written on the worker thread: it runs a forward pass.
 
@@ -25,10 +29,19 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, Signal
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
-                               QLabel, QSpinBox, QVBoxLayout)
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QObject, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QFont, QFontMetrics, QImage, QKeySequence, QPainter
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+)
 
 from gptviz.io.export import atomic_write, attention_csv, next_token_csv
 
@@ -64,14 +77,101 @@ def _export_item(view):
     return item if item is not None else view.scene()
 
 
-def png_bytes(view, width: int | None = None) -> bytes:
-    """A pyqtgraph view rendered to PNG, ``width`` pixels wide (default: as on screen)."""
+#: Colours of a picture's title band: (background, text), from the window's theme.
+TitleColors = tuple[str, str]
+
+
+def _title_px(width: int) -> int:
+    """Pixel size of a title's font for a picture ``width`` pixels wide."""
+    return max(11, round(width / 60))
+
+
+def _wrap(lines: list[str], chars: int) -> list[str]:
+    """``lines`` wrapped at word boundaries to about ``chars`` characters (a narrow panel
+    gets a title of more, shorter lines rather than a cut one)."""
+    import textwrap
+
+    out: list[str] = []
+    for line in lines:
+        out += textwrap.wrap(line, max(12, chars), subsequent_indent="  ") or [""]
+    return out
+
+
+def titled_image(img: QImage, lines: list[str], colors: TitleColors = ("#000000", "#ffffff")
+                 ) -> QImage:
+    """``img`` with a band of ``lines`` above it (wrapped to its width)."""
+    w = img.width()
+    font = QFont()
+    font.setPixelSize(_title_px(w))
+    fm = QFontMetrics(font)
+    pad = fm.height() // 2
+    lines = _wrap(lines, int((w - 2 * pad) / max(1.0, fm.averageCharWidth())))
+    band = 2 * pad + fm.lineSpacing() * len(lines)
+    out = QImage(w, img.height() + band, QImage.Format.Format_ARGB32)
+    out.fill(QColor(colors[0]))
+    p = QPainter(out)
+    p.setFont(font)
+    p.setPen(QColor(colors[1]))
+    for i, line in enumerate(lines):
+        text = fm.elidedText(line, Qt.TextElideMode.ElideRight, w - 2 * pad)  # a long word
+        p.drawText(pad, pad + fm.ascent() + i * fm.lineSpacing(), text)
+    p.drawImage(0, band, img)
+    p.end()
+    return out
+
+
+def titled_svg(data: bytes, lines: list[str], colors: TitleColors = ("#000000", "#ffffff")
+               ) -> bytes:
+    """An SVG drawing with ``lines`` as ``<text>`` elements in a band above it (the drawing
+    moved down, the view box made taller)."""
+    from xml.dom import minidom
+
+    doc = minidom.parseString(data)
+    root = doc.documentElement
+    x0, y0, w, h = (float(v) for v in root.getAttribute("viewBox").split())
+    px = _title_px(int(w))
+    lines = _wrap(lines, int((w - px) / (px * 0.6)))
+    step = round(px * 1.3)
+    band = step * len(lines) + px
+    root.setAttribute("viewBox", f"{x0:g} {y0:g} {w:g} {h + band:g}")
+    group = doc.createElement("g")
+    group.setAttribute("transform", f"translate(0 {band})")
+    for child in list(root.childNodes):
+        if child.nodeType == child.ELEMENT_NODE and child.tagName in ("title", "desc", "style"):
+            continue
+        if child.nodeType == child.ELEMENT_NODE and child.tagName == "rect":
+            continue  # the background: it fills the whole (taller) view box
+        group.appendChild(root.removeChild(child))
+    root.appendChild(group)
+    back = doc.createElement("rect")  # the band's own background, in absolute units
+    for k, v in (("x", x0), ("y", y0), ("width", w), ("height", band)):
+        back.setAttribute(k, f"{v:g}")
+    back.setAttribute("fill", colors[0])
+    root.appendChild(back)
+    for i, line in enumerate(lines):
+        t = doc.createElement("text")
+        t.setAttribute("x", str(px // 2))
+        t.setAttribute("y", str(px // 2 + px + i * step))
+        t.setAttribute("font-size", str(px))
+        t.setAttribute("font-family", "sans-serif")
+        t.setAttribute("fill", colors[1])
+        t.appendChild(doc.createTextNode(line))
+        root.appendChild(t)
+    return doc.toxml(encoding="UTF-8")
+
+
+def png_bytes(view, width: int | None = None, title: list[str] | None = None,
+              colors: TitleColors = ("#000000", "#ffffff")) -> bytes:
+    """A pyqtgraph view rendered to PNG, ``width`` pixels wide (default: as on screen), with
+    the ``title`` lines above it when given."""
     from pyqtgraph.exporters import ImageExporter
 
     exp = ImageExporter(_export_item(view))
     if width:
         exp.parameters()["width"] = int(width)
     img = exp.export(toBytes=True)
+    if title:
+        img = titled_image(img, title, colors)
     buf = QBuffer()
     buf.open(QIODevice.OpenModeFlag.WriteOnly)
     if not img.save(buf, "PNG"):
@@ -79,9 +179,12 @@ def png_bytes(view, width: int | None = None) -> bytes:
     return bytes(QByteArray(buf.data()))
 
 
-def export_png(path: str | os.PathLike[str], view, width: int | None = None) -> Path:
-    """Write ``view`` as a PNG ``width`` pixels wide (height keeps the aspect ratio)."""
-    data = png_bytes(view, width)
+def export_png(path: str | os.PathLike[str], view, width: int | None = None,
+               title: list[str] | None = None,
+               colors: TitleColors = ("#000000", "#ffffff")) -> Path:
+    """Write ``view`` as a PNG ``width`` pixels wide (height keeps the aspect ratio), with the
+    ``title`` lines in a band above it when given."""
+    data = png_bytes(view, width, title, colors)
     return atomic_write(path, lambda f: f.write(data))
 
 
@@ -124,29 +227,73 @@ def _closed_paths_tolerated():
         mod.correctCoordinates = orig
 
 
-def export_svg(path: str | os.PathLike[str], view) -> Path:
-    """Write ``view`` as SVG (vector: axes, labels and bars; the maps as embedded images)."""
+def export_svg(path: str | os.PathLike[str], view, title: list[str] | None = None,
+               colors: TitleColors = ("#000000", "#ffffff")) -> Path:
+    """Write ``view`` as SVG (vector: axes, labels and bars; the maps as embedded images), with
+    the ``title`` lines above it when given."""
     from pyqtgraph.exporters import SVGExporter
 
     with _closed_paths_tolerated():
         data = SVGExporter(_export_item(view)).export(toBytes=True)
+    if title:
+        data = titled_svg(bytes(data), title, colors)
     return atomic_write(path, lambda f: f.write(data))
 
 
 # ---------------------------------------------------------------------- data
+def shows(snap, what: str) -> str:
+    """One line: what the export ``what`` (a panel or data key) of ``snap`` shows."""
+    v = snap.view
+    head = f"layer {v.layer}, " + ("average of heads" if v.average else f"head {v.head}")
+    ws, T = snap.window_start, snap.T
+    if what in ("attention", "attention_csv"):
+        return (f"attention of {head}, queries and keys at positions {ws}-{ws + T - 1}"
+                + (" (colours on a square-root scale)" if what == "attention" and v.sqrt_scale
+                   else ""))
+    c = snap.candidates
+    if what in ("next", "next_csv"):
+        if c.kind == "last":
+            how = ("forced" if c.chosen_forced else "greedy" if c.chosen_greedy
+                   else "sampled")
+            return (f"next token: the distribution step {c.step}'s token was drawn from "
+                    f"(unfiltered softmax; {how}: {c.tokens[c.chosen]!r})" if c.chosen >= 0
+                    else f"next token: the distribution of step {c.step}")
+        return "next token: the distribution after the prompt (unfiltered softmax)"
+    if what == "grid":
+        rows = snap.grid_mode == "row"
+        return ("all heads: " + (f"the attention row of query {snap.query}" if rows
+                                 else "every head's whole map") + f"; selected: {head}")
+    return what
+
+
+def export_lines(snap, what: str) -> list[str]:
+    """What an export of ``snap`` shows: the :func:`shows` line, then model, step, sampling,
+    forced tokens and ablation (:meth:`gptviz.io.provenance.ExportContext.lines`)."""
+    lines = [f"gptviz: {shows(snap, what)}"]
+    if snap.context is not None:
+        lines += snap.context.lines()
+    return lines
+
+
 def export_attention_csv(path: str | os.PathLike[str], snap) -> Path:
     """The map on screen (selected head or average of heads) over the model's window:
-    query rows, key columns, zero above the diagonal (as in a trace file)."""
+    query rows, key columns, zero above the diagonal (as in a trace file); a ``position``
+    column, key columns named ``"<position> <token>"``, and :func:`export_lines` as the
+    header comment."""
     ws, T = snap.window_start, snap.T
     tokens = snap.tokens[ws:ws + T]
     matrix = np.nan_to_num(np.asarray(snap.attn, dtype=np.float32), nan=0.0)
-    return attention_csv(path, matrix, tokens)
+    return attention_csv(path, matrix, tokens, positions=range(ws, ws + T),
+                         comment=export_lines(snap, "attention_csv"))
 
 
 def export_next_token_csv(path: str | os.PathLike[str], snap) -> Path:
-    """The candidates of the next-token panel: rank, id, token, probability."""
+    """The candidates of the next-token panel: rank, id, token, probability, chosen (1 for the
+    token taken at that step, or next on the timeline), :func:`export_lines` as the header
+    comment."""
     c = snap.candidates
-    return next_token_csv(path, c.ids, c.probs, c.tokens)
+    return next_token_csv(path, c.ids, c.probs, c.tokens, chosen=int(c.chosen_id),
+                          comment=export_lines(snap, "next_csv"))
 
 
 # ---------------------------------------------------------------------- window side
@@ -162,6 +309,7 @@ class Exporter(QObject):
         self.win = window
         self.directory = str(Path.home())
         self.png_width = 1920
+        self.title = True  # pictures from the dialog say what they show (its check box)
         a = QAction("Export…", window)
         a.setShortcut(QKeySequence("Ctrl+E"))
         a.setStatusTip("Export a plot (PNG, SVG), the attention matrix or next-token table "
@@ -182,10 +330,12 @@ class Exporter(QObject):
             raise ValueError("nothing to export yet: no model is loaded")
         return snap
 
-    def export(self, what: str, path: str, fmt: str = "png", width: int | None = None):
+    def export(self, what: str, path: str, fmt: str = "png", width: int | None = None,
+               title: bool = False):
         """Export ``what`` (a :func:`plot_panels` key or a :data:`DATA_EXPORTS` key) to
-        ``path``. Returns the path written, or for ``trace_npz`` the worker request's
-        generation (the file is there when ``exported("trace_npz", path)`` is emitted)."""
+        ``path``; a picture with ``title`` gets :func:`export_lines` above it. Returns the
+        path written, or for ``trace_npz`` the worker request's generation (the file is
+        there when ``exported("trace_npz", path)`` is emitted)."""
         path = str(path)
         self.directory = str(Path(path).parent)
         if what == "attention_csv":
@@ -199,10 +349,12 @@ class Exporter(QObject):
             if what not in panels:
                 raise ValueError(f"no panel {what!r} to export")
             view = panels[what][1]
+            lines = export_lines(self._snap(), what.split("-")[0]) if title else None
+            colors = (self.win.theme.plot_bg, self.win.theme.text)
             if fmt == "svg":
-                out = export_svg(path, view)
+                out = export_svg(path, view, lines, colors)
             elif fmt == "png":
-                out = export_png(path, view, width)
+                out = export_png(path, view, width, lines, colors)
             else:
                 raise ValueError(f"unknown plot format {fmt!r}")
         self.win.status.showMessage(f"Exported {out}", 6000)
@@ -234,7 +386,7 @@ class Exporter(QObject):
         self.failed.emit(message)
 
     # ------------------------------------------------------------------ dialog
-    def show_dialog(self) -> "ExportDialog":
+    def show_dialog(self) -> ExportDialog:
         if self.dialog is not None:
             self.dialog.close()
         self.dialog = ExportDialog(self)
@@ -264,10 +416,15 @@ class ExportDialog(QDialog):
         self.width.setSuffix(" px")
         self.width.setValue(exporter.png_width)
         self.width.setToolTip("Width of the PNG in pixels; fonts and lines scale with it")
+        self.title = QCheckBox("model, step, sampling, forced tokens, ablation")
+        self.title.setChecked(exporter.title)
+        self.title.setToolTip("Write what the picture shows above it (the CSV files always "
+                              "start with these lines, the NPZ has them as keys)")
         form = QFormLayout()
         form.addRow("Export", self.what)
         form.addRow("Format", self.format)
         form.addRow("Width", self.width)
+        form.addRow("Title", self.title)
         self.note = QLabel("")
         self.note.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
@@ -290,14 +447,17 @@ class ExportDialog(QDialog):
         plot = what in self.panels
         self.format.setEnabled(plot)
         self.width.setEnabled(plot and fmt == "png")
+        self.title.setEnabled(plot)
         if plot:
             self.note.setText("The panel as on screen, token labels included.")
         elif what == "trace_npz":
             self.note.setText("Same schema as `python -m gptviz trace`: token_ids, tokens, "
                               "attention [L, H, T, T], probs [T, V], prompt_len, window_start, "
-                              "config.")
+                              "config, and what it shows: model, step, settings, forced, "
+                              "ablation, description.")
         else:
-            self.note.setText("UTF-8 CSV with a header row.")
+            self.note.setText("UTF-8 CSV with a header row, after '#' lines that say what "
+                              "it shows (model, step, sampling, forced tokens, ablation).")
 
     def suggested_name(self) -> str:
         what, fmt, _w = self.selection()
@@ -315,8 +475,9 @@ class ExportDialog(QDialog):
         dialog); errors are shown, not raised."""
         what, fmt, width = self.selection()
         self.exporter.png_width = width
+        self.exporter.title = self.title.isChecked()
         try:
-            return self.exporter.export(what, path, fmt, width)
+            return self.exporter.export(what, path, fmt, width, title=self.exporter.title)
         except (OSError, ValueError) as e:
             self.exporter._fail(str(e))
             return None

@@ -34,7 +34,7 @@ class Preferences:
         self._mem: dict[str, Any] | None = None
 
     @classmethod
-    def in_memory(cls) -> "Preferences":
+    def in_memory(cls) -> Preferences:
         """Preferences that live only as long as this object (tests, scripts)."""
         p = cls.__new__(cls)
         p._qs = None
@@ -42,7 +42,7 @@ class Preferences:
         return p
 
     @classmethod
-    def at_path(cls, path: str) -> "Preferences":
+    def at_path(cls, path: str) -> Preferences:
         """Preferences in an INI file at ``path`` (tests use a temporary one)."""
         return cls(QSettings(str(path), QSettings.Format.IniFormat))
 

@@ -10,7 +10,10 @@ Entering it
 * hides the advanced panels: the sampling toolbar, the timings in the status bar, and
   every dock that is not one of :data:`KEEP_DOCKS` (diagnostics and the like). They can
   still be shown from View ▸ Panels while presenting;
-* goes full screen (View ▸ Presentation ▸ Full screen decides).
+* goes full screen (View ▸ Presentation ▸ Full screen decides);
+* lays the panels out for the bigger fonts (:class:`gptviz_app.views.window_layout.WindowLayout`:
+  whole lines of prompt and chips, a near-square map, the next-token chart in a wider column of
+  its own, full height), unless the user has arranged them.
 
 Leaving it restores the previous fonts, colormap, panels, toolbars and window state.
 """
@@ -27,10 +30,8 @@ from gptviz_app.actions.appearance import Appearance
 KEEP_DOCKS = ("text", "grid", "next", "classes")
 #: Font scales offered in View ▸ Presentation ▸ Font size.
 SCALES = (1.3, 1.6, 2.0, 2.5)
-#: Share of the window height the text panel (prompt and token chips) gets when presenting.
-TEXT_SHARE = 0.3
-#: Share of the right column the next-token panel gets (the rest: the fine-tuned head).
-NEXT_SHARE = 0.7
+#: What the status bar says on entering presentation mode.
+PRESENTING_MESSAGE = "Presentation mode: F11 to leave · Ctrl+= / Ctrl+- font size"
 #: Colormaps offered for presentations (both perceptually uniform and colour-blind safe).
 SAFE_COLORMAPS = ("cividis", "viridis")
 
@@ -146,11 +147,14 @@ class PresentationMode(QObject):
             return
         w = self.win
         if on:
+            layout = getattr(w, "window_layout", None)
             self._saved = {
                 "layout": w.saveState(),      # dock sizes and places, toolbars
+                "auto": layout.auto if layout is not None else None,
                 "docks": {k: d.isVisible() for k, d in w.docks.items()},
                 "toolbars": {tb: tb.isVisible() for tb in self._advanced_toolbars()},
-                "status": {lab: lab.isVisible() for lab in self._advanced_status()},
+                # hidden or not of its own (a long message may hide the row they sit in)
+                "status": {lab: not lab.isHidden() for lab in self._advanced_status()},
                 "state": w.windowState(),
                 "geometry": w.saveGeometry(),
             }
@@ -165,16 +169,15 @@ class PresentationMode(QObject):
                 lab.hide()
             if self.fullscreen if fullscreen is None else fullscreen:
                 w.showFullScreen()
-            self._enlarge_text_panel()
-            self._favour_next_token()
-            w.status.showMessage("Presentation mode: F11 to leave · Ctrl+= / Ctrl+- font size",
-                                 6000)
+            w.status.showMessage(PRESENTING_MESSAGE, 6000)
         else:
             saved = self._saved or {}
             self.active = False
             self.appearance.set_presenting(False)
             if saved.get("layout") is not None:
                 w.restoreState(saved["layout"])
+                if saved.get("auto") is not None:  # restoring is not the user's arranging
+                    w.window_layout.set_auto(saved["auto"])
             for key, visible in saved.get("docks", {}).items():
                 d = w.docks.get(key)
                 if d is not None:
@@ -185,6 +188,8 @@ class PresentationMode(QObject):
                 lab.setVisible(visible)
             self._restore_window_state()
             self._saved = None
+            if w.status.currentMessage() == PRESENTING_MESSAGE:  # no longer true
+                w.status.clearMessage()
         self.toggled.emit(on)
 
     def _restore_window_state(self) -> None:
@@ -204,24 +209,6 @@ class PresentationMode(QObject):
         """Every toolbar but the stepping controls (sampling, analysis...)."""
         keep = getattr(self.win, "gen_toolbar", None)
         return [tb for tb in self.win.findChildren(QToolBar) if tb is not keep]
-
-    def _enlarge_text_panel(self) -> None:
-        """Give the (bigger) token chips room: the text panel takes 30% of the height."""
-        w = self.win
-        dock = w.docks.get("text")
-        if dock is not None and dock.isVisible() and not dock.isFloating():
-            h = w.screen().geometry().height() if w.isFullScreen() and w.screen() else w.height()
-            w.resizeDocks([dock], [int(h * TEXT_SHARE)], Qt.Orientation.Vertical)
-
-    def _favour_next_token(self) -> None:
-        """The next-token bars matter more in a lecture than the class probabilities below
-        them: they get :data:`NEXT_SHARE` of the right column."""
-        w = self.win
-        docks = [w.docks.get("next"), w.docks.get("classes")]
-        if all(d is not None and d.isVisible() and not d.isFloating() for d in docks):
-            total = sum(d.height() for d in docks)
-            w.resizeDocks(docks, [int(total * NEXT_SHARE), int(total * (1 - NEXT_SHARE))],
-                          Qt.Orientation.Vertical)
 
     def _advanced_status(self) -> list:
         st = self.win.status

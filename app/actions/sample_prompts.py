@@ -16,7 +16,6 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu
 
 from gptviz.io.prompts import SamplePrompt, load_sample_prompts
-
 from gptviz_app.actions.preferences import Preferences
 
 

@@ -2,8 +2,8 @@
 File ▸ Recent sessions.
 
 A session file (``.gptviz.json``, :mod:`gptviz.io.session_file`) is written and read on the
-worker thread (:mod:`gptviz_app.runtime.file_commands`). Its ``view`` object holds what is on screen:
-selected layer, head, query, average of heads, thumbnail mode, square-root scale, colormap,
+worker thread (:mod:`gptviz_app.runtime.file_commands`). Its ``view`` object holds what is on
+screen: selected layer, head, query, average of heads, thumbnail mode, square-root scale, colormap,
 font scale (and, for information, the theme and whether presentation mode was on). Opening a
 file restores the same tokens, maps and view; it loads the session's model when the current
 one has other weights. A corrupt, truncated or future-version file, a missing model or one
@@ -19,9 +19,8 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMenu
 
 from gptviz.io.session_file import SUFFIX
-
-from gptviz_app.runtime.file_commands import view_to_dict
 from gptviz_app.actions.preferences import Preferences
+from gptviz_app.runtime.file_commands import view_to_dict
 
 FILE_FILTER = f"gptviz sessions (*{SUFFIX});;JSON files (*.json);;All files (*)"
 

@@ -8,9 +8,12 @@ panels). Two things make them dependable whatever has the keyboard focus:
   On a key that is one of the navigation shortcuts it decides who gets it, through the
   ``ShortcutOverride`` event Qt sends before any shortcut fires:
 
-  - text editors (the prompt editor, any line edit): the editor, always, so typing a space,
-    a digit or an arrow key edits the text and never steps. Escape leaves the editor (the
-    attention map takes the focus) so that Space steps again;
+  - text editors (the prompt editor, any line edit): the editor, so typing a space, a digit
+    or an arrow key edits the text and never steps. Escape leaves the editor (the attention
+    map takes the focus) so that Space steps again. One exception: the prompt editor when the
+    focus only passed into it (Tab from the Seed box) and nothing is edited there
+    (:meth:`~gptviz_app.views.prompt_editor.PromptEditor.is_editing`): the stepping keys
+    (:data:`EDITOR_YIELDS`) step; a click or any other key starts editing;
   - number boxes (temperature, seed, ...): their own arrows, digits and Home; but Space,
     Shift+Space, ``[`` and ``]`` (nothing a number needs) go to the shortcuts;
   - anything else (buttons, check boxes, combo boxes, plots, tables): the shortcuts.
@@ -23,17 +26,33 @@ cannot drift from what the keys do.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import shiboken6
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QAbstractSpinBox, QComboBox, QDialog, QDialogButtonBox,
-                               QHeaderView, QLabel, QLineEdit, QPlainTextEdit, QTableWidget,
-                               QTableWidgetItem, QTextEdit, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
 
 #: Keys a number box gives up to the shortcuts.
 NUMBER_BOX_YIELDS = ("Space", "Shift+Space", "[", "]")
+#: Keys the prompt editor gives up to the shortcuts while it has the focus without being
+#: edited: the stepping keys.
+EDITOR_YIELDS = ("Space", "Shift+Space", "Left", "Right", "Home")
 #: Window actions whose keys the router protects (plus the layer/head ones made here).
 NAV_ACTIONS = ("step", "play", "back", "forward", "reset")
 
@@ -144,10 +163,8 @@ class KeyRouter(QObject):
     def detach(self) -> None:
         from PySide6.QtWidgets import QApplication
 
-        try:
+        with contextlib.suppress(RuntimeError, TypeError):
             QApplication.instance().focusChanged.disconnect(self._on_focus)
-        except (RuntimeError, TypeError):
-            pass
         if self._watched is not None and shiboken6.isValid(self._watched):
             self._watched.removeEventFilter(self)
         self._watched = None
@@ -186,7 +203,11 @@ class KeyRouter(QObject):
             plain = combo.keyboardModifiers() == Qt.KeyboardModifier.NoModifier
             if combo.key() == Qt.Key.Key_Escape and plain:
                 QTimer.singleShot(0, self._leave_editor)
-            return False
+            if not self._editor_yields(obj, key):
+                return False
+            e.ignore()  # a stepping key in the prompt editor nobody is editing: it steps
+            self.routed += 1
+            return True
         if key not in self.nav_keys():
             return False
         if kind == "number":
@@ -200,6 +221,12 @@ class KeyRouter(QObject):
         e.ignore()
         self.routed += 1
         return True
+
+    def _editor_yields(self, obj, key: int) -> bool:
+        editor = getattr(self.win, "prompt_editor", None)
+        if editor is None or obj is not editor.edit or editor.is_editing():
+            return False
+        return key in self.nav_keys() and key in {_combo(QKeySequence(k)) for k in EDITOR_YIELDS}
 
     def _leave_editor(self) -> None:
         if shiboken6.isValid(self.win):
@@ -303,8 +330,10 @@ class ShortcutsDialog(QDialog):
         t.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         t.resizeRowsToContents()
         self.table = t
-        note = QLabel("Space, digits and arrows type as usual in the prompt editor; Escape "
-                      "leaves it. In number boxes, Space and [ ] still step and pick heads.")
+        note = QLabel("Space, digits and arrows type as usual in the prompt editor once you "
+                      "click or type in it (until then, as when Tab brings you there, the "
+                      "stepping keys step); Escape leaves it. In number boxes, Space and [ ] "
+                      "still step and pick heads.")
         note.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)

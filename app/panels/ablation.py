@@ -1,6 +1,6 @@
-"""Live head ablation (issue 5): the heads switched off, how, and what it changes.
+"""Live head ablation: the heads switched off, how, and what it changes.
 
-Heads are toggled from the head grid (right-click or Ctrl+click a thumbnail), from the
+Heads are toggled from the head grid (Ctrl+click a thumbnail, or its right-click menu), from the
 diagnostics panel, or here ("Ablate selected head": the head shown in the attention map). The
 engine recomputes at once (next-token distribution, later layers' maps, logit lens). This panel
 lists the ablated heads (select some and "Restore", or "Clear all"), the mode (zero-ablation,
@@ -14,42 +14,55 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel,
-                               QListWidget, QListWidgetItem, QPushButton, QSizePolicy,
-                               QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from gptviz_app.runtime.analysis_builder import AnalysisResult
+from gptviz.analysis.runner import AnalysisResult
+from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.panels.widgets import ABLATED_COLOR, esc
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.panel_layout import choice_box, set_choice, stack
 from gptviz_app.views.theme import DARK, Theme
 
 MODE_ITEMS = (("zero", "Zero output"), ("mean", "Mean output over the text"))
 TOP_ROWS = 8
 
 
-class AblationPanel(QWidget):
+class AblationPanel(AnalysisPanel):
     """Signals: ``modeChanged(str)``, ``clearRequested()``, ``restoreRequested(list)`` (heads),
     ``toggleSelectedRequested()``, ``headSelected(layer, head)``."""
+
+    title, in_toolbar = "Ablation", True
+    analyses = ("effect",)
 
     modeChanged = Signal(str)
     clearRequested = Signal()
     restoreRequested = Signal(list)
     toggleSelectedRequested = Signal()
-    headSelected = Signal(int, int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.theme = DARK
-        self.mode_box = QComboBox()
-        for key, text in MODE_ITEMS:
-            self.mode_box.addItem(text, key)
-        self.mode_box.setToolTip("Zero: the head outputs nothing. Mean: it outputs its average "
-                                 "over the current text (measured on the clean model when a "
-                                 "head is toggled), losing only what depends on the position.")
-        self.mode_box.currentIndexChanged.connect(
-            lambda i: self.modeChanged.emit(self.mode_box.itemData(i)))
+        self.mode_box = choice_box(
+            MODE_ITEMS, self.modeChanged.emit,
+            "Zero: the head outputs nothing. Mean: it outputs its average over the current text "
+            "(measured on the clean model when a head is toggled), losing only what depends on "
+            "the position.")
         self.toggle_btn = QPushButton("Ablate selected head")
         self.toggle_btn.setToolTip("Switch the head shown in the attention map off (or on)")
         self.toggle_btn.clicked.connect(self.toggleSelectedRequested)
@@ -126,11 +139,7 @@ class AblationPanel(QWidget):
         self.split.setStretchFactor(0, 1)
         self.split.setStretchFactor(1, 3)
         self.split.setSizes([120, 700])
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addLayout(top)
-        lay.addWidget(self.split, 1)
+        stack(self, top, self.split)
         self.ablated: tuple[tuple[int, int], ...] = ()
         self.effect: dict | None = None
         self.selected = (0, 0)
@@ -148,6 +157,17 @@ class AblationPanel(QWidget):
         if self.effect is not None:
             self._show_effect(self.effect)
 
+    def install(self, ui) -> None:
+        """The buttons act on the session's ablation (the AnalysisUI's); the panel shows up
+        when a head is toggled from anywhere."""
+        self.modeChanged.connect(ui.set_mode)
+        self.clearRequested.connect(ui.clear)
+        self.restoreRequested.connect(ui.restore)
+        self.toggleSelectedRequested.connect(lambda: ui.toggle_head(*ui.selected))
+        ui.actions["ablation_mean"].toggled.connect(
+            lambda on: self.set_mode("mean" if on else "zero"))
+        ui.headToggled.connect(lambda _layer, _head: ui.show_quietly(self.key))
+
     def set_model(self, info: ModelInfo) -> None:
         self.ablated = ()
         self.effect = None
@@ -159,10 +179,7 @@ class AblationPanel(QWidget):
         return self.mode_box.currentData()
 
     def set_mode(self, mode: str) -> None:
-        i = [k for k, _ in MODE_ITEMS].index(mode) if mode in dict(MODE_ITEMS) else 0
-        if self.mode_box.currentIndex() != i:
-            with QSignalBlocker(self.mode_box):
-                self.mode_box.setCurrentIndex(i)
+        set_choice(self.mode_box, mode)
 
     # ------------------------------------------------------------------ data
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
@@ -193,14 +210,15 @@ class AblationPanel(QWidget):
             self._show_empty()
         elif "effect" in res.errors:
             self.summary.setText("Effect failed: " + esc(res.errors["effect"]))
-        elif res.effect is not None:
-            self.effect = res.effect
-            self._show_effect(res.effect)
+        elif res.get("effect") is not None:
+            self.effect = res.get("effect")
+            self._show_effect(self.effect)
 
     def _show_empty(self) -> None:
         self.summary.setText(
-            "<b>No head is ablated.</b><br>Right-click or Ctrl+click a thumbnail in "
-            "<i>All heads</i> (or a head in <i>Head diagnostics</i>) to switch it off, or use "
+            "<b>No head is ablated.</b><br>Ctrl+click a thumbnail in <i>All heads</i> (or "
+            "use its right-click menu, or a head in <i>Head diagnostics</i>) to switch it off, "
+            "or use "
             "the button on the left for the head in the attention map.")
         self.top_table.clearContents()
         self.delta_table.clearContents()

@@ -1,4 +1,4 @@
-"""Comparisons (issue 5): the selected head in two states side by side, and A − B.
+"""Comparisons: the selected head in two states side by side, and A − B.
 
 Sources:
 
@@ -18,20 +18,32 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QWidget
+from PySide6.QtWidgets import QPushButton, QWidget
 
-from gptviz_app.runtime.analysis_builder import AnalysisResult, CompareView
-from gptviz_app.panels.widgets import MapPlot, diverging_colormap, short, token_ticks
-from gptviz_app.views.panel_layout import panel_layout, shrinkable_label
+from gptviz.analysis.live_compare import CompareSettings, CompareView
+from gptviz.analysis.runner import AnalysisResult
+from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
-from gptviz_app.views.theme import DARK, Theme, colormap
+from gptviz_app.views.axes import MAP_LABEL_CHARS, shorten, thin_ticks, tick_step
+from gptviz_app.views.panel_layout import (
+    choice_box,
+    controls_row,
+    panel_layout,
+    set_choice,
+    shrinkable_label,
+)
+from gptviz_app.views.plots import MapPlot
+from gptviz_app.views.theme import DARK, Theme, colormap, diverging_colormap
 
 SOURCE_ITEMS = (("pinned", "Pinned A vs current B"), ("ablation", "Clean A vs ablated B"))
 ALIGN_ITEMS = (("prefix", "Common prefix"), ("position", "By position"))
 
 
-class ComparePanel(QWidget):
+class ComparePanel(AnalysisPanel):
     """Signals: ``pinRequested()``, ``sourceChanged(str)``, ``alignChanged(str)``."""
+
+    title = "Compare A/B"
+    analyses = ("compare",)
 
     pinRequested = Signal()
     sourceChanged = Signal(str)
@@ -40,41 +52,28 @@ class ComparePanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.theme = DARK
-        self.source_box = QComboBox()
-        for key, text in SOURCE_ITEMS:
-            self.source_box.addItem(text, key)
-        self.source_box.currentIndexChanged.connect(
-            lambda i: self.sourceChanged.emit(self.source_box.itemData(i)))
-        self.align_box = QComboBox()
-        for key, text in ALIGN_ITEMS:
-            self.align_box.addItem(text, key)
-        self.align_box.setToolTip("Common prefix: positions where both texts have the same "
-                                  "tokens from the start (branches). By position: the first "
-                                  "min(Ta, Tb) positions whatever the tokens (two prompts).")
-        self.align_box.currentIndexChanged.connect(
-            lambda i: self.alignChanged.emit(self.align_box.itemData(i)))
+        self.source_box = choice_box(SOURCE_ITEMS, self.sourceChanged.emit)
+        self.sourceChanged.connect(lambda _s: self.settingsChanged.emit())
+        self.align_box = choice_box(
+            ALIGN_ITEMS, self.alignChanged.emit,
+            "Common prefix: positions where both texts have the same tokens from the start "
+            "(branches). By position: the first min(Ta, Tb) positions whatever the tokens "
+            "(two prompts).")
+        self.alignChanged.connect(lambda _s: self.settingsChanged.emit())
         self.pin_btn = QPushButton("Pin current as A")
         self.pin_btn.setToolTip("Keep the current text and attention as side A")
         self.pin_btn.clicked.connect(self.pinRequested)
         self.info = shrinkable_label(" ")
-        top = QHBoxLayout()
-        top.setContentsMargins(4, 0, 4, 0)
-        top.addWidget(self.source_box)
-        top.addWidget(self.align_box)
-        top.addWidget(self.pin_btn)
-        top.addSpacing(6)
-        top.addWidget(self.info, 1)
+        top = controls_row(self.source_box, self.align_box, self.pin_btn, 6, (self.info, 1))
         self.glw = pg.GraphicsLayoutWidget()
         self.maps: list[MapPlot] = []
         for col in range(3):
             plot = self.glw.addPlot(row=0, col=col)
-            plot.hideAxis("bottom")
-            plot.showAxis("left")
-            self.maps.append(MapPlot(plot, aspect=True))
-        self.colorbar = pg.ColorBarItem(values=(-1.0, 1.0), colorMap=diverging_colormap(DARK),
-                                        interactive=False, width=10)
-        self.colorbar.setImageItem(self.maps[2].image)
-        self.glw.addItem(self.colorbar, row=0, col=3)
+            self.maps.append(MapPlot(plot, aspect=True, top_axis=False))
+        # the difference's colour bar, in a column of its own right of the three maps
+        self.colorbar = self.maps[2].add_colorbar(10, values=(-1.0, 1.0),
+                                                  cmap=diverging_colormap(DARK),
+                                                  cell=(self.glw, 0, 3))
         self.readout = panel_layout(self, top, self.glw)
         self.view: CompareView | None = None
         self.note = " "
@@ -90,20 +89,38 @@ class ComparePanel(QWidget):
         return self.align_box.currentData()
 
     def set_source(self, key: str) -> None:
-        i = [k for k, _ in SOURCE_ITEMS].index(key)
-        self.source_box.setCurrentIndex(i)
+        set_choice(self.source_box, key, quiet=False)
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
         self.glw.setBackground(theme.plot_bg)
         for i, m in enumerate(self.maps):
             m.apply_theme(theme, diverging_colormap(theme) if i == 2 else colormap(theme.colormap))
-        self.colorbar.setColorMap(diverging_colormap(theme))
-        self.colorbar.axis.setStyle(tickFont=theme.font(0.8))
-        self.colorbar.axis.setTextPen(pg.mkPen(theme.text))
         self.readout.setFont(theme.font(0.95, mono=True))
         if self.view is not None:
             self._draw(self.view)
+
+    def requests(self, visible: bool) -> dict:
+        return {"compare": CompareSettings(self.source, self.align)} if visible else {}
+
+    def install(self, ui) -> None:
+        """Analysis ▸ Pin current state as A (also under "More ▾") and Compare clean (A) with
+        ablated (B)."""
+        self.ui = ui
+        self.pinRequested.connect(self.pin)
+        ui.add_action("compare_pin", "Pin current state as A (compare)", self.pin, more=True)
+        ui.add_action("compare_ablation", "Compare clean (A) with ablated (B)",
+                      self.compare_clean_vs_ablated)
+
+    def pin(self) -> int:
+        """Keep the current state as side A (and show the panel)."""
+        gen = self.ui.send("compare.pin")
+        self.ui.reveal(self.key)
+        return gen
+
+    def compare_clean_vs_ablated(self) -> None:
+        self.set_source("ablation")
+        self.ui.reveal(self.key)
 
     def set_model(self, info: ModelInfo) -> None:
         self.view = None
@@ -114,16 +131,18 @@ class ComparePanel(QWidget):
         if "compare" in res.errors:
             self.info.setText("Comparison failed: " + res.errors["compare"])
             return
-        self.pin_btn.setText("Pin current as A" if not res.pinned else "Re-pin current as A")
-        if res.compare is not None:
-            self.view = res.compare
-            self._draw(res.compare)
+        cv = res.get("compare")
+        if cv is not None:
+            self.pin_btn.setText("Pin current as A" if not cv.pinned else "Re-pin current as A")
+            self.view = cv
+            self._draw(cv)
 
     # ------------------------------------------------------------------ drawing
     def _ticks(self, m: MapPlot, tokens: list[str], n: int) -> None:
-        labels = [short(t) for t in tokens[:n]]
-        h = max(1.0, m.vb.height())
-        m.plot.getAxis("left").setTicks([token_ticks(labels, h, self.theme.pt(0.8) * 1.7)])
+        labels = [shorten(t, MAP_LABEL_CHARS) for t in tokens[:n]]
+        row_px = max(1.0, m.vb.height()) / max(1, len(labels))
+        m.plot.getAxis("left").setTicks(
+            [thin_ticks(labels, tick_step(self.theme.pt(0.8) * 1.7, row_px))])
 
     def _draw(self, cv: CompareView) -> None:
         th = self.theme
@@ -131,7 +150,7 @@ class ComparePanel(QWidget):
         sq = np.sqrt
         for m, data, title, toks in ((self.maps[0], cv.a, "A: " + cv.label_a, cv.tokens_a),
                                      (self.maps[1], cv.b, "B: " + cv.label_b, cv.tokens_b)):
-            m.set_title(short(title, 34), th)
+            m.set_title(shorten(title, 34), th)
             m.plot.setToolTip(title)
             if data is None:
                 m.set_image(None, (0, 1))

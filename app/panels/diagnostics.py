@@ -1,30 +1,48 @@
-"""Head diagnostics: one score per layer and head for the current text (issue 5).
+"""Head diagnostics: one score per layer and head for the current text.
 
 An L x H heat map of the chosen score (one ``ImageItem``; hovering shows the value, clicking
 selects the head everywhere, Ctrl+click or the right-click menu ablates it) next to a
 sortable table of every head and every score (click a row to select the head; sort by any
 column). Ablated heads are crossed out in the map and marked in the table.
 
-The scores come from the worker (:class:`gptviz_app.runtime.analysis_builder.AnalysisResult.heads`, a
-:class:`gptviz.analysis.heads.HeadScores`), computed only while this panel is visible and only when
-the text or the ablation changed. Definitions: ``docs/analysis.md``.
+The scores come from the worker (the ``"heads"`` analysis,
+:class:`gptviz.analysis.live_heads.HeadDiagnostics`: a
+:class:`gptviz.analysis.heads.HeadScores`), computed only while this panel is visible and only
+when the text or the ablation changed. Definitions: ``docs/analysis.md``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import (QAbstractTableModel, QModelIndex, QPoint, QRectF, QSignalBlocker, Qt,
-                            Signal)
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPoint,
+    QRectF,
+    QSignalBlocker,
+    Qt,
+)
 from PySide6.QtGui import QAction, QColor
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel,
-                               QMenu, QSplitter, QTableView, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHeaderView,
+    QLabel,
+    QMenu,
+    QSplitter,
+    QTableView,
+    QWidget,
+)
 
-from gptviz_app.runtime.analysis_builder import SCORES, AnalysisResult
-from gptviz_app.panels.widgets import ABLATED_COLOR, MapPlot
-from gptviz_app.views.panel_layout import panel_layout, shrinkable_label
+from gptviz.analysis.live_heads import SCORES
+from gptviz.analysis.runner import AnalysisResult
+from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
-from gptviz_app.views.theme import DARK, Theme, colormap
+from gptviz_app.views.axes import thin_ticks
+from gptviz_app.views.panel_layout import controls_row, panel_layout, shrinkable_label
+from gptviz_app.views.plots import MapPlot
+from gptviz_app.views.theme import ABLATED_COLOR, DARK, Theme
 
 #: Short column titles and tooltips (definitions as in docs/analysis.md).
 SCORE_INFO: dict[str, tuple[str, str]] = {
@@ -42,6 +60,9 @@ SCORE_INFO: dict[str, tuple[str, str]] = {
     "entropy": ("Ent.", "Mean attention entropy in bits (queries 1..T-1); low = focused, "
                            "high = spread out. Grows with the text length."),
 }
+
+
+_ROOT = QModelIndex()  # the invalid index: the table's root
 
 
 class HeadTableModel(QAbstractTableModel):
@@ -122,10 +143,10 @@ class HeadTableModel(QAbstractTableModel):
         return int(hits[0]) if hits.size else -1
 
     # ---- Qt model
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+    def rowCount(self, parent=_ROOT) -> int:  # noqa: N802
         return 0 if parent.isValid() else self.L * self.H
 
-    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+    def columnCount(self, parent=_ROOT) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self.columns)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
@@ -173,11 +194,11 @@ class HeadTableModel(QAbstractTableModel):
         return None
 
 
-class DiagnosticsPanel(QWidget):
+class DiagnosticsPanel(AnalysisPanel):
     """Signals: ``headSelected(layer, head)``, ``ablateToggled(layer, head)``."""
 
-    headSelected = Signal(int, int)
-    ablateToggled = Signal(int, int)
+    title, button, in_toolbar = "Head diagnostics", "Diagnostics", True
+    analyses = ("heads", "effect")  # the effect: the one-line summary of the ablation
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -190,12 +211,7 @@ class DiagnosticsPanel(QWidget):
         self.score_box.setToolTip("Which score the map shows (the table has all of them)")
         self.score_box.currentIndexChanged.connect(self._on_score)
         self.info = shrinkable_label(" ")
-        top = QHBoxLayout()
-        top.setContentsMargins(4, 0, 4, 0)
-        top.addWidget(QLabel("Map"))
-        top.addWidget(self.score_box)
-        top.addSpacing(8)
-        top.addWidget(self.info, 1)
+        top = controls_row(QLabel("Map"), self.score_box, 8, (self.info, 1))
         self.abl_label = QLabel("")
         self.abl_label.setTextFormat(Qt.TextFormat.RichText)
         self.abl_label.setToolTip("Effect of the ablated heads at the current step (details in "
@@ -204,13 +220,8 @@ class DiagnosticsPanel(QWidget):
 
         self.glw = pg.GraphicsLayoutWidget()
         self.glw.setMinimumWidth(160)
-        plot = self.glw.addPlot(row=0, col=0)
-        plot.showAxis("top")
-        plot.hideAxis("bottom")
-        self.map = MapPlot(plot, aspect=True)
-        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colormap("viridis"),
-                                        interactive=False, width=12)
-        self.colorbar.setImageItem(self.map.image, insert_in=plot)
+        self.map = MapPlot(self.glw.addPlot(row=0, col=0), aspect=True)
+        self.colorbar = self.map.add_colorbar(12)
         self.table_model = HeadTableModel(self)
         self.table = QTableView()
         self.table.setModel(self.table_model)
@@ -238,7 +249,6 @@ class DiagnosticsPanel(QWidget):
         self.readout = panel_layout(self, top, self.split)
         self.L = self.H = 0
         self.scores = None          # HeadScores
-        self.key = None
         self.ablated: set[tuple[int, int]] = set()
         self.selected = (0, 0)
         self.average = False
@@ -254,9 +264,6 @@ class DiagnosticsPanel(QWidget):
         self.table_model.theme = theme
         self.glw.setBackground(theme.plot_bg)
         self.map.apply_theme(theme)
-        self.colorbar.setColorMap(colormap(theme.colormap))
-        self.colorbar.axis.setStyle(tickFont=theme.font(0.8))
-        self.colorbar.axis.setTextPen(pg.mkPen(theme.text))
         self.readout.setFont(theme.font(0.95, mono=True))
         self.table.setFont(theme.font(0.9))
         self.table.horizontalHeader().setFont(theme.font(0.85))
@@ -271,14 +278,14 @@ class DiagnosticsPanel(QWidget):
     # ------------------------------------------------------------------ model
     def set_model(self, info: ModelInfo) -> None:
         self.L, self.H = info.n_layer, info.n_head
-        self.scores, self.key = None, None
+        self.scores = None
         self.ablated = set()
         self.table_model.set_shape(self.L, self.H)
         plot = self.map.plot
         step = 1 if self.H <= 8 else (2 if self.H <= 16 else 4)  # the map is small
-        plot.getAxis("top").setTicks([[(j + 0.5, f"H{j}") for j in range(0, self.H, step)]])
+        plot.getAxis("top").setTicks([thin_ticks([f"H{j}" for j in range(self.H)], step)])
         lstep = 1 if self.L <= 16 else (2 if self.L <= 32 else 4)
-        plot.getAxis("left").setTicks([[(i + 0.5, f"L{i}") for i in range(0, self.L, lstep)]])
+        plot.getAxis("left").setTicks([thin_ticks([f"L{i}" for i in range(self.L)], lstep)])
         self.map.set_image(None, (0, 1))
         self.map.set_marks(self.ablated)
         self.info.setText("Computing…")
@@ -291,9 +298,9 @@ class DiagnosticsPanel(QWidget):
         abl = set(res.ablated)
         if "heads" in res.errors:
             self.info.setText("Scores failed: " + res.errors["heads"])
-        if res.heads is not None and res.heads_key != self.key:
-            self.key = res.heads_key
-            self.scores = res.heads
+        scores = res.get("heads")
+        if scores is not None and scores is not self.scores:  # the same object: unchanged
+            self.scores = scores
             self.ablated = abl
             values = {k: self._grid(k) for k, _ in SCORES}
             self.table_model.set_scores(values, abl)
@@ -306,7 +313,7 @@ class DiagnosticsPanel(QWidget):
             self._select_row()
         self.map.set_marks(self.ablated)
         self._place_box()
-        e = res.effect if res.ablated else None
+        e = res.get("effect") if res.ablated else None
         if e is None:
             self.abl_label.setText("")
         else:

@@ -1,11 +1,12 @@
-"""Logit lens at the selected query (issue 5): what the model would predict after each layer.
+"""Logit lens at the selected query: what the model would predict after each layer.
 
 A table with one row per read-out point (``embed``, ``block 1`` … ``block L``; the last row is
 the model's output) and the top-k tokens of each as columns, every cell coloured by its
 probability; two more columns give the probability and rank of the token that actually comes
 next, when the text goes on. The query is the one selected in the token strip / attention map
 (the newest token by default: its row predicts the token about to be generated). Computed on
-the worker with the session's ablation (:func:`gptviz.analysis.logit_lens`).
+the worker with the session's ablation (:func:`gptviz.analysis.logit_lens`; the ``"lens"``
+analysis, :class:`gptviz.analysis.live_lens.LogitLensAtQuery`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,32 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QSizePolicy,
-                               QSpinBox, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSizePolicy,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
-from gptviz_app.runtime.analysis_builder import AnalysisResult, LensView
+from gptviz.analysis.live_lens import LensSettings, LensView
+from gptviz.analysis.runner import AnalysisResult
+from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.panels.widgets import ABLATED_COLOR, esc
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.panel_layout import stack
 from gptviz_app.views.theme import DARK, Theme, colormap, luma
 
 
-class LensPanel(QWidget):
+class LensPanel(AnalysisPanel):
     """``kChanged(int)``: the user wants another number of top tokens per layer."""
+
+    title = "Logit lens"
+    analyses = ("lens",)
 
     kChanged = Signal(int)
 
@@ -40,6 +56,7 @@ class LensPanel(QWidget):
         self.k_box.setPrefix("top ")
         self.k_box.setToolTip("Tokens shown per layer")
         self.k_box.valueChanged.connect(self.kChanged)
+        self.k_box.valueChanged.connect(lambda _k: self.settingsChanged.emit())
         top = QHBoxLayout()
         top.setContentsMargins(4, 0, 4, 0)
         top.addWidget(self.header, 1)
@@ -54,11 +71,7 @@ class LensPanel(QWidget):
                               "final LayerNorm and the unembedding; the last row is the model's "
                               "output. Columns: the most probable tokens, coloured by probability"
                               "; 'next p' and 'rank': the token that actually comes next.")
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addLayout(top)
-        lay.addWidget(self.table, 1)
+        stack(self, top, self.table)
         self.lens: LensView | None = None
         self.apply_theme(self.theme)
 
@@ -78,12 +91,16 @@ class LensPanel(QWidget):
         self.table.setRowCount(0)
         self.header.setText("Logit lens: waiting for the model…")
 
+    def requests(self, visible: bool) -> dict:
+        return {"lens": LensSettings(k=self.k)} if visible else {}
+
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
         if "lens" in res.errors:
             self.header.setText("Logit lens failed: " + esc(res.errors["lens"]))
             return
-        if res.lens is not None and res.lens is not self.lens:
-            self.lens = res.lens
+        lens = res.get("lens")
+        if lens is not None and lens is not self.lens:
+            self.lens = lens
             self._redraw()
 
     # ------------------------------------------------------------------ drawing

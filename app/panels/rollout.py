@@ -1,10 +1,11 @@
-"""Attention rollout (Abnar & Zuidema, 2020) of the current text (issue 5).
+"""Attention rollout (Abnar & Zuidema, 2020) of the current text.
 
 The map is the rollout ``R = A'_{L-1} … A'_0`` of the model's window (heads averaged per
 layer, ablated heads left out; with the residual identity ``0.5 A + 0.5 I`` when the option is
 on), rows = the top layer's positions, columns = input positions; the selected query's row is
 outlined. "Shade the token strip" draws that row on the token chips instead of the selected
-head's attention.
+head's attention. Computed on the worker (the ``"rollout"`` analysis,
+:class:`gptviz.analysis.live_rollout.WindowRollout`).
 """
 
 from __future__ import annotations
@@ -12,17 +13,24 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSignalBlocker, Signal
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QWidget
 
-from gptviz_app.runtime.analysis_builder import AnalysisResult
-from gptviz_app.panels.widgets import MapPlot, short, token_ticks
-from gptviz_app.views.panel_layout import panel_layout, shrinkable_label
+from gptviz.analysis.live_rollout import RolloutSettings, RolloutView
+from gptviz.analysis.runner import AnalysisResult
+from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
-from gptviz_app.views.theme import DARK, Theme, colormap
+from gptviz_app.views.axes import MAP_LABEL_CHARS, pt_px, shorten, thin_ticks, tick_step
+from gptviz_app.views.panel_layout import controls_row, panel_layout, shrinkable_label
+from gptviz_app.views.plots import MapPlot, sqrt_ticks
+from gptviz_app.views.theme import DARK, Theme
 
 
-class RolloutPanel(QWidget):
+class RolloutPanel(AnalysisPanel):
     """Signals: ``residualChanged(bool)``, ``stripChanged(bool)``."""
+
+    title = "Attention rollout"
+    analyses = ("rollout",)
+    token_strip = None  # the window's token strip, shaded with the query's row (install)
 
     residualChanged = Signal(bool)
     stripChanged = Signal(bool)
@@ -39,21 +47,13 @@ class RolloutPanel(QWidget):
         self.strip.setToolTip("The token chips show the query's rollout row instead of the "
                               "selected head's attention")
         self.strip.toggled.connect(self.stripChanged)
+        for box in (self.residual, self.strip):
+            box.toggled.connect(lambda _on: self.settingsChanged.emit())
         self.info = shrinkable_label(" ")
-        top = QHBoxLayout()
-        top.setContentsMargins(4, 0, 4, 0)
-        top.addWidget(self.residual)
-        top.addWidget(self.strip)
-        top.addSpacing(6)
-        top.addWidget(self.info, 1)
+        top = controls_row(self.residual, self.strip, 6, (self.info, 1))
         self.glw = pg.GraphicsLayoutWidget()
-        plot = self.glw.addPlot(row=0, col=0)
-        plot.showAxis("top")
-        plot.hideAxis("bottom")
-        self.map = MapPlot(plot, aspect=False, mouse=True)
-        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=colormap("viridis"),
-                                        interactive=False, width=12, label="rollout (√ scale)")
-        self.colorbar.setImageItem(self.map.image, insert_in=plot)
+        self.map = MapPlot(self.glw.addPlot(row=0, col=0), aspect=False, mouse=True)
+        self.colorbar = self.map.add_colorbar(12, label="rollout (√ scale)")
         self.readout = panel_layout(self, top, self.glw)
         self.tokens: list[str] = []
         self.ws = 0
@@ -68,17 +68,35 @@ class RolloutPanel(QWidget):
         self.theme = theme
         self.glw.setBackground(theme.plot_bg)
         self.map.apply_theme(theme)
-        self.colorbar.setColorMap(colormap(theme.colormap))
-        ax = self.colorbar.axis
-        ax.setStyle(tickFont=theme.font(0.8))
-        ax.setTextPen(pg.mkPen(theme.text))
-        ax.setTicks([[(np.sqrt(v), f"{v:g}") for v in (0, 0.01, 0.05, 0.1, 0.25, 0.5, 1)]])
+        self.colorbar.axis.setTicks([sqrt_ticks((0, 0.01, 0.05, 0.1, 0.25, 0.5, 1))])
         self.readout.setFont(theme.font(0.95, mono=True))
         self._relabel()
 
     def set_model(self, info: ModelInfo) -> None:
         self.map_data = None
         self.map.set_image(None, (0, 1))
+
+    def requests(self, visible: bool) -> dict:
+        """The whole map while visible; the query's row alone while it shades the strip."""
+        strip = self.strip.isChecked()
+        if not (visible or strip):
+            return {}
+        return {"rollout": RolloutSettings(map=visible, strip=strip,
+                                           residual=self.residual.isChecked())}
+
+    def install(self, ui) -> None:
+        """Analysis ▸ Shade token strip with attention rollout (also under "More ▾") and
+        Rollout includes the residual identity, in step with the check boxes here."""
+        self.token_strip = ui.window.token_strip
+        for key, text, box, tip, more in (
+                ("rollout_strip", "Shade token strip with attention rollout", self.strip,
+                 "The token chips show the query's attention rollout over all layers instead "
+                 "of the selected head's attention", True),
+                ("rollout_residual", "Rollout includes the residual identity", self.residual,
+                 "0.5·A + 0.5·I per layer, as in Abnar & Zuidema (2020)", False)):
+            act = ui.add_action(key, text, box.setChecked, checkable=True,
+                                checked=box.isChecked(), tip=tip, more=more)
+            box.toggled.connect(act.setChecked)
 
     def set_options(self, residual: bool, strip: bool) -> None:
         for box, on in ((self.residual, residual), (self.strip, strip)):
@@ -90,43 +108,59 @@ class RolloutPanel(QWidget):
         if "rollout" in res.errors:
             self.info.setText("Rollout failed: " + res.errors["rollout"])
             return
-        m = res.rollout_map
+        rv: RolloutView | None = res.get("rollout")
+        if rv is None:
+            return
+        settings = res.spec.settings("rollout")
+        if settings is not None and settings.strip:
+            self._shade_strip(rv, snap)
+        m = rv.map
         if m is None:
             return
         self.tokens = snap.tokens[snap.window_start:]
         self.ws = snap.window_start
-        self.q_rel = res.rollout_query - snap.window_start
+        self.q_rel = rv.query - snap.window_start
         if m is not self.map_data:
             self.map_data = m
             self.map.set_image(m, (0.0, 1.0), display=np.sqrt(m))
         T = m.shape[0]
         q = self.q_rel
         self.map.set_box(QRectF(0, q, q + 1, 1) if 0 <= q < T else None)
-        res_txt = "with residual identity" if res.spec.rollout_residual else "attention only"
+        res_txt = "with residual identity" if rv.residual else "attention only"
         abl = f", without {len(res.ablated)} ablated head(s)" if res.ablated else ""
         if 0 <= q < T:
             row = np.nan_to_num(m[q, :q + 1])
             top = np.argsort(-row)[:3]
             best = ", ".join(f"{self.tokens[k]!r} {row[k]:.2f}" for k in top)
             self.info.setText(f"{T} tokens")
-            self.note = f"{T} tokens, {res_txt}{abl} · query {res.rollout_query}: {best}"
+            self.note = f"{T} tokens, {res_txt}{abl} · query {rv.query}: {best}"
             self.info.setToolTip(self.note)
             if not self.readout.text().startswith("rollout:"):
                 self.readout.setText(self.note)
         self._relabel()
 
+    def _shade_strip(self, rv: RolloutView, snap: Snapshot) -> None:
+        if self.token_strip is None:
+            return
+        q_rel = snap.query - snap.window_start
+        how = "with residual" if rv.residual else "attention only"
+        self.token_strip.set_shading(
+            np.asarray(rv.row[:q_rel + 1], np.float32),
+            f"attention rollout of query {snap.query} ({how})",
+            f"<b>attention rollout</b> of query <b>{snap.query}</b> over all layers ({how})")
+
     def _relabel(self, *_) -> None:
         if self.map_data is None:
             return
         T = self.map_data.shape[0]
-        labels = [short(t) for t in self.tokens[:T]]
+        labels = [shorten(t, MAP_LABEL_CHARS) for t in self.tokens[:T]]
         (x0, x1), (y0, y1) = self.map.vb.viewRange()
-        w = max(1.0, self.map.vb.width()) * T / max(1e-9, x1 - x0)
-        h = max(1.0, self.map.vb.height()) * T / max(1e-9, y1 - y0)
-        fpx = self.theme.pt(0.8) * 96 / 72
-        self.map.plot.getAxis("left").setTicks([token_ticks(labels, h, fpx * 1.4,
-                                                            keep=self.q_rel)])
-        self.map.plot.getAxis("top").setTicks([token_ticks(labels, w, fpx * 5)])
+        col_px = max(1.0, self.map.vb.width()) / max(1e-9, x1 - x0)   # pixels per token
+        row_px = max(1.0, self.map.vb.height()) / max(1e-9, y1 - y0)
+        fpx = pt_px(self.theme.pt(0.8))
+        self.map.plot.getAxis("left").setTicks(
+            [thin_ticks(labels, tick_step(fpx * 1.4, row_px), keep=self.q_rel)])
+        self.map.plot.getAxis("top").setTicks([thin_ticks(labels, tick_step(fpx * 5, col_px))])
 
     def _on_move(self, pos) -> None:
         c = self.map.cell_at(pos)

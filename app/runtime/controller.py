@@ -23,7 +23,8 @@ class View(Protocol):
 
 
 class Controller(QObject):
-    """Owns the :class:`~gptviz_app.runtime.worker.EngineClient`, the :class:`ViewSpec` and the Play timer.
+    """Owns the :class:`~gptviz_app.runtime.worker.EngineClient`, the :class:`ViewSpec` and
+    the Play timer.
 
     Signals
     -------

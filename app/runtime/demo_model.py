@@ -1,8 +1,8 @@
 """Random-weight models of a chosen shape, for benchmarks, tests and running without the
 bundled model. Nothing is downloaded: the tokenizer is trained (or synthesised) locally.
 
-``python -m gptviz_app.runtime.demo_model DIR [--layers 4 --heads 8 --width 256]`` writes a checkpoint that
-``python main.py --model DIR`` opens.
+``python -m gptviz_app.runtime.demo_model DIR [--layers 4 --heads 8 --width 256]`` writes a
+checkpoint that ``python main.py --model DIR`` opens.
 """
 
 from __future__ import annotations
@@ -88,9 +88,9 @@ def random_bundle(n_layer: int = 4, n_head: int = 8, n_embd: int = 256, block_si
     model = GPT(cfg).eval()
     if sharpness != 1.0:
         with torch.no_grad():
-            C = cfg.n_embd
+            qk_rows = (cfg.n_head + cfg.kv_heads) * cfg.head_dim  # 2 * n_embd here
             for block in model.h:
-                block.attn.c_attn.weight[:2 * C] *= sharpness ** 0.5  # q and k rows
+                block.attn.c_attn.weight[:qk_rows] *= sharpness ** 0.5  # q and k rows
     return ModelBundle(model=model, tokenizer=tok, metadata={"random": True},
                        source=f"<random {cfg.name}>", kind="gptviz")
 
@@ -104,7 +104,8 @@ def write_random_checkpoint(directory: str | Path, **kwargs) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gptviz_app.runtime.demo_model", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m gptviz_app.runtime.demo_model",
+                                description=__doc__.splitlines()[0])
     p.add_argument("directory")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=8)

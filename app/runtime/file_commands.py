@@ -1,20 +1,19 @@
-"""Worker-side commands for lecture mode and sharing (issue 6): sessions, trace export,
-sample prompts. No Qt widgets here: these functions run on the worker thread, called by the
-``_cmd_*`` methods of :class:`gptviz_app.runtime.worker.SessionWorker`, and report back through its
-signals (``resultReady(gen, command, dict)`` on success, an exception -> ``errored``).
+"""Worker commands for files and sharing: sessions, trace export, sample prompts.
 
-Also the (Qt-free) mapping between the controller's :class:`~gptviz_app.runtime.snapshot.ViewSpec` and the
-``view`` object of a session file.
+No Qt widgets here: these handlers run on the worker thread (registered in
+:data:`gptviz_app.runtime.commands.COMMANDS`) and report back through the worker's signals
+(``resultReady(gen, command, dict)`` on success, an exception -> ``errored``).
+
+Also the (Qt-free) mapping between the controller's
+:class:`~gptviz_app.runtime.snapshot.ViewSpec` and the ``view`` object of a session file.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from gptviz_app.runtime.commands import command
 from gptviz_app.runtime.snapshot import GRID_MODES, Request, ViewSpec
-
-#: The commands this module implements (added to :data:`gptviz_app.runtime.worker.COMMANDS`).
-LECTURE_COMMANDS = ("save_session", "open_session", "export_trace", "sample_prompt")
 
 
 # ---------------------------------------------------------------------- view <-> dict
@@ -37,9 +36,11 @@ def _int_in(v: Any, lo: int, hi: int) -> int | None:
 
 
 def viewspec_from_dict(d: dict[str, Any], n_layer: int, n_head: int, n_tokens: int,
-                       base: ViewSpec = ViewSpec()) -> ViewSpec:
+                       base: ViewSpec | None = None) -> ViewSpec:
     """A :class:`ViewSpec` from a session file's ``view`` (tolerant: a missing or out-of-range
-    field keeps ``base``'s value, clamped to the model)."""
+    field keeps ``base``'s value, clamped to the model; default base: ``ViewSpec()``)."""
+    if base is None:
+        base = ViewSpec()
     if not isinstance(d, dict):
         d = {}
     layer = _int_in(d.get("layer"), 0, n_layer)
@@ -59,18 +60,20 @@ def viewspec_from_dict(d: dict[str, Any], n_layer: int, n_head: int, n_tokens: i
 
 
 # ---------------------------------------------------------------------- commands
+@command("save_session")
 def save_session(worker, req: Request, path: str,
                  view_state: dict[str, Any] | None = None) -> None:
     """Write the worker's session to ``path`` (atomic; see :mod:`gptviz.io.session_file`)."""
     from gptviz.io.session_file import save_session as save
 
-    s = worker._need_session()
+    s = worker.need_session()
     save(path, s, worker.bundle, view_state)
     worker.resultReady.emit(req.gen, req.command,
                             {"path": str(path), "n_tokens": s.n_tokens,
                              "n_generated": s.n_generated})
 
 
+@command("open_session")
 def open_session(worker, req: Request, path: str) -> None:
     """Read, check and restore a session file; only when all of it worked does it replace
     the worker's model and session (any failure leaves them as they were).
@@ -78,10 +81,12 @@ def open_session(worker, req: Request, path: str) -> None:
     The model: the current one when its weights hash to the file's, else the file's model
     path is opened (a missing model or other weights -> :class:`SessionFileError`).
     """
-    from gptviz.io.session_file import (load_session_model, read_session_file, restore_session,
-                                     weights_sha256)
-
-    from gptviz_app.runtime.snapshots import SnapshotBuilder
+    from gptviz.io.session_file import (
+        load_session_model,
+        read_session_file,
+        restore_session,
+        weights_sha256,
+    )
 
     data = read_session_file(path)
     bundle = worker.bundle
@@ -89,39 +94,38 @@ def open_session(worker, req: Request, path: str) -> None:
         bundle = load_session_model(data)
     session, view = restore_session(data, bundle)
     model_changed = bundle is not worker.bundle
-    # Everything worked: now replace what the worker holds.
-    worker.bundle, worker.session = bundle, session
-    worker.builder = SnapshotBuilder(session)
-    info = worker.builder.model_info(bundle)
     cfg = bundle.config
     spec = viewspec_from_dict(view, cfg.n_layer, cfg.n_head, session.n_tokens, req.view)
-    worker.modelChanged.emit(req.gen, info)
+    # Everything worked: now replace what the worker holds.
+    info = worker.install_session(req.gen, bundle, session)
     worker.resultReady.emit(req.gen, req.command, {
         "path": str(path), "view": view, "viewspec": spec, "prompt": session.prompt,
         "settings": session.settings, "model_changed": model_changed, "model": info.name,
         "n_tokens": session.n_tokens, "n_generated": session.n_generated,
     })
-    worker._emit(Request(req.gen, req.command, req.args, spec))
+    worker.emit_snapshot(Request(req.gen, req.command, req.args, spec))
 
 
+@command("export_trace")
 def export_trace(worker, req: Request, path: str) -> None:
     """The session's window as a trace NPZ (schema of ``python -m gptviz trace``)."""
     from gptviz.io.export import trace_npz
 
-    s = worker._need_session()
+    s = worker.need_session()
     arrays = trace_npz(path, s)
     worker.resultReady.emit(req.gen, req.command,
                             {"path": str(path), "T": int(arrays["token_ids"].shape[0])})
 
 
+@command("sample_prompt")
 def sample_prompt(worker, req: Request, text: str, seed: int = 0, title: str = "") -> None:
     """Start over from a sample prompt, expanding a ``@random-repeat:N`` recipe against the
     model's tokenizer first (this decodes the whole vocabulary: worker thread)."""
     from gptviz.io.prompts import expand_prompt
 
-    s = worker._need_session()
+    s = worker.need_session()
     expanded = expand_prompt(text, worker.bundle.tokenizer, seed)
     s.set_prompt(expanded)
     worker.builder.note_jump()
     worker.resultReady.emit(req.gen, req.command, {"text": expanded, "title": title})
-    worker._emit(req)
+    worker.emit_snapshot(req)

@@ -93,6 +93,7 @@ class Candidates:
     chosen_id: int = -1
     chosen_prob: float = float("nan")
     chosen_forced: bool = False
+    chosen_greedy: bool = False  # the token was the most probable one by rule (greedy mode)
     step: int = 0              # 1-based number of the step these candidates belong to
 
 
@@ -134,6 +135,12 @@ class Snapshot:
     build_ms: float
     t_emit: float = 0.0        # time.perf_counter() when the worker sent it
     extra: dict[str, Any] = field(default_factory=dict)  # room for later panels
+    prompt: str = ""           # the prompt text the session runs on
+    put_aside: int = 0         # tokens an undo would bring back after a Reset (0: none)
+    #: bool [N]: generated tokens taken greedily (not drawn); False for prompt tokens
+    greedy: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    #: what an export of this state says it shows (gptviz.io.provenance.ExportContext)
+    context: Any = None
 
     @property
     def n_tokens(self) -> int:

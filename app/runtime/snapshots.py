@@ -1,4 +1,5 @@
-"""Turn a :class:`gptviz.engine.session.Session` into :class:`~gptviz_app.runtime.snapshot.Snapshot` messages.
+"""Turn a :class:`gptviz.engine.session.Session` into
+:class:`~gptviz_app.runtime.snapshot.Snapshot` messages.
 
 Runs on the worker thread (numpy only, no Qt). The L x H thumbnail mosaic is kept here and
 updated incrementally: a step adds one attention row per head, which lands in one row of
@@ -13,32 +14,36 @@ import time
 
 import numpy as np
 
+from gptviz.analysis.maps import head_map, masked_map, upper_mask
+from gptviz.engine.candidates import include_token, next_token_candidates
+from gptviz.io.provenance import session_context
 from gptviz_app.runtime.snapshot import Candidates, ModelInfo, Snapshot, ViewSpec
+
+__all__ = ["AUTO_ROW_THRESHOLD", "GridMosaic", "SnapshotBuilder", "head_map", "masked_map",
+           "upper_mask", "last_step_candidates"]
 
 #: Texts longer than this show the query row in the thumbnails when the mode is "auto".
 AUTO_ROW_THRESHOLD = 256
 
 
-def upper_mask(T: int, _cache: dict = {}) -> np.ndarray:  # noqa: B006 - deliberate cache
-    """Boolean [T, T], True strictly above the diagonal (key after query)."""
-    big = _cache.get("m")
-    if big is None or big.shape[0] < T:
-        n = max(T, 2 * (big.shape[0] if big is not None else 64))
-        big = np.triu(np.ones((n, n), dtype=bool), 1)
-        _cache["m"] = big
-    return big[:T, :T]
+def last_step_candidates(session, logits, k: int | None = None) -> Candidates:
+    """The next-token panel's ``"last"`` candidates from the ``logits`` ``[V]`` the newest
+    token's distribution has now (e.g. after the heads changed since it was drawn)."""
+    s = session
+    last = s.history[-1]
+    c = next_token_candidates(logits, s.top_k_report if k is None else k)
+    tok = int(last.token_id)
+    p_tok = c.prob(tok)
+    ids, probs, chosen = include_token(c.ids, c.probs, tok, p_tok)
+    return Candidates(kind="last", ids=ids, tokens=[s.display(i) for i in ids], probs=probs,
+                      entropy=c.entropy, chosen=chosen, chosen_id=tok, chosen_prob=p_tok,
+                      chosen_forced=bool(last.forced), chosen_greedy=_greedy(last),
+                      step=len(s.history))
 
 
-def masked_map(a: np.ndarray) -> np.ndarray:
-    """Copy of a [T, T] attention map as C-contiguous float32 with NaN above the diagonal."""
-    out = np.array(a, dtype=np.float32, order="C", copy=True)
-    out[upper_mask(out.shape[0])] = np.nan
-    return out
-
-
-def head_map(att: np.ndarray, layer: int, head: int, average: bool) -> np.ndarray:
-    """The ``[T, T]`` map of one head (or its layer's average) of ``att`` ``[L, H, T, T]``."""
-    return att[layer].mean(axis=0) if average else att[layer, head]
+def _greedy(step) -> bool:
+    """Whether a step's token was taken greedily (not forced, settings in greedy mode)."""
+    return not step.forced and step.settings is not None and bool(step.settings.greedy)
 
 
 class GridMosaic:
@@ -49,6 +54,10 @@ class GridMosaic:
     max-pooled over blocks of ``b = ceil(T / cell)`` tokens (max keeps sharp heads visible).
     In row mode each cell shows the query's attention row wrapped like text, ``cell`` keys
     per line.
+
+    Those integer scales leave part of a cell empty (33 tokens at 1 pixel each fill 33 of 64
+    pixels; 65 tokens pooled by 2 fill 33): :meth:`image` stretches what was drawn over the
+    whole cell, so every thumbnail fills its tile whatever the length.
     """
 
     def __init__(self, n_layer: int, n_head: int, cell: int = 64, gap: int = 3) -> None:
@@ -61,10 +70,11 @@ class GridMosaic:
         self.mode: str | None = None
         self.T = 0
         self.scale: tuple[str, int] | None = None
+        self._row_extent: tuple[int, int] | None = None  # filled (rows, columns), row mode
 
     # ------------------------------------------------------------------ map mode
     def _map_scale(self, T: int) -> tuple[str, int]:
-        if T <= self.cell:
+        if self.cell >= T:
             return ("up", max(1, self.cell // T))
         return ("pool", math.ceil(T / self.cell))
 
@@ -122,11 +132,13 @@ class GridMosaic:
         self.cells[...] = np.nan
         self.mode, self.T, self.scale = "row", -1, None
         c = self.cell
+        self._row_extent = None
         if S == 0:
             return
-        if S <= c:
+        if c >= S:
             u = max(1, c // S)
             self.cells[:, :, :, :S * u] = rows.repeat(u, axis=-1)[:, :, None, :]
+            self._row_extent = (c, S * u)
             return
         lines = math.ceil(S / c)
         if lines > c:  # more than cell*cell keys: pool to fit
@@ -145,9 +157,37 @@ class GridMosaic:
             wrapped[:, :, :, -1, :] = np.nan
             wrapped = wrapped.reshape(self.L, self.H, lines * h, c)
         self.cells[:, :, :lines * h, :] = wrapped
+        self._row_extent = (lines * h, c)
 
     def copy(self) -> np.ndarray:
         return self.data.copy()
+
+    def extent(self) -> tuple[int, int]:
+        """Pixels (rows, columns) of each cell that the last drawing filled."""
+        c = self.cell
+        if self.mode == "map" and self.scale is not None and self.T > 0:
+            kind, f = self.scale
+            n = self.T * f if kind == "up" else math.ceil(self.T / f)
+            return n, n
+        if self.mode == "row" and self._row_extent is not None:
+            return self._row_extent
+        return c, c
+
+    def image(self, sqrt: bool = False) -> np.ndarray:
+        """The mosaic as drawn on screen: each cell's filled part stretched (nearest pixel)
+        over the whole cell, on the square-root scale with ``sqrt``; a new array."""
+        c = self.cell
+        rows, cols = self.extent()
+        if (rows, cols) == (c, c):
+            out = self.data.copy()
+        else:
+            out = np.full_like(self.data, np.nan)
+            iy = np.arange(c) * max(1, rows) // c  # source pixel of every target pixel
+            ix = np.arange(c) * max(1, cols) // c
+            target = out.reshape(self.L, self.pitch, self.H, self.pitch)[
+                :, :c, :, :c].transpose(0, 2, 1, 3)  # [L, H, cell, cell] view
+            target[...] = self.cells[:, :, iy][:, :, :, ix]
+        return np.sqrt(out, out=out) if sqrt else out
 
 
 class SnapshotBuilder:
@@ -205,7 +245,7 @@ class SnapshotBuilder:
 
     def _update_grid(self, mode: str, att: np.ndarray, q_rel: int) -> None:
         if mode == "map":
-            if self._grid_dirty or self.grid.mode != "map" or self.grid.T != att.shape[-1]:
+            if self._grid_dirty or self.grid.mode != "map" or att.shape[-1] != self.grid.T:
                 self.grid.rebuild_maps(att)
         else:
             key = ("row", q_rel, att.shape[-1], self.session.window_start)
@@ -219,19 +259,13 @@ class SnapshotBuilder:
         hist = s.history
         if hist:
             r = hist[-1]
-            ids = np.asarray(r.topk_ids, dtype=np.int64).copy()
-            probs = np.asarray(r.topk_probs, dtype=np.float32).copy()
-            hit = np.flatnonzero(ids == r.token_id)
-            if hit.size:
-                chosen = int(hit[0])
-            else:  # drawn from the tail: show it as one more bar
-                ids = np.append(ids, np.int64(r.token_id))
-                probs = np.append(probs, np.float32(r.prob))
-                chosen = len(ids) - 1
+            # drawn from the tail: the chosen token is shown as one more bar
+            ids, probs, chosen = include_token(r.topk_ids, r.topk_probs, r.token_id, r.prob)
             return Candidates(kind="last", ids=ids, tokens=[s.display(i) for i in ids],
                               probs=probs, entropy=float(r.entropy), chosen=chosen,
                               chosen_id=int(r.token_id), chosen_prob=float(r.prob),
-                              chosen_forced=bool(r.forced), step=len(hist))
+                              chosen_forced=bool(r.forced), chosen_greedy=_greedy(r),
+                              step=len(hist))
         ids, probs, ent = s.next_distribution()
         chosen, chosen_id = -1, -1
         redo = s.redo_stack
@@ -240,7 +274,8 @@ class SnapshotBuilder:
             chosen_id = int(nxt.token_id)
             hit = np.flatnonzero(ids == chosen_id)
             chosen = int(hit[0]) if hit.size else -1
-        return Candidates(kind="next", ids=np.asarray(ids, np.int64), tokens=[s.display(i) for i in ids],
+        return Candidates(kind="next", ids=np.asarray(ids, np.int64),
+                          tokens=[s.display(i) for i in ids],
                           probs=np.asarray(probs, np.float32), entropy=float(ent), chosen=chosen,
                           chosen_id=chosen_id, step=0)
 
@@ -263,27 +298,31 @@ class SnapshotBuilder:
         hist = s.history
         chosen_probs = np.full(N, np.nan, np.float32)
         forced = np.zeros(N, bool)
+        greedy = np.zeros(N, bool)
         pl = s.prompt_len
         for i, r in enumerate(hist):
             chosen_probs[pl + i] = r.prob
             forced[pl + i] = r.forced
+            greedy[pl + i] = _greedy(r)
         n_redo = len(s.redo_stack)
         cp = s.class_probs()
         snap = Snapshot(
             gen=gen, command=command, jump=self._jump or self._steps != 1,
             ids=ids, tokens=s.display_tokens(), chosen_probs=chosen_probs, forced=forced,
             prompt_len=pl, n_generated=s.n_generated, n_total=s.n_generated + n_redo,
-            can_undo=s.can_undo, can_redo=s.can_redo, window_start=ws,
+            can_undo=s.can_undo or s.can_undo_reset, can_redo=s.can_redo, window_start=ws,
             block_size=s.block_size,
             view=ViewSpec(layer, head, view.average, view.query, view.grid_mode, view.sqrt_scale),
             query=q,
-            attn=attn, grid=np.sqrt(self.grid.data) if view.sqrt_scale else self.grid.copy(),
+            attn=attn, grid=self.grid.image(sqrt=view.sqrt_scale),
             grid_mode=mode, grid_cell=self.grid.cell,
             grid_gap=self.grid.gap,
             candidates=self._candidates(),
             class_probs=None if cp is None else np.asarray(cp, np.float32).copy(),
             class_names=tuple(s.class_names), settings=s.settings,
-            step_ms=self._last_step_ms, build_ms=0.0,
+            step_ms=self._last_step_ms, build_ms=0.0, prompt=s.prompt,
+            put_aside=s.n_put_aside if not s.can_undo else 0, greedy=greedy,
+            context=session_context(s),
         )
         self._jump, self._steps = False, 0
         snap.build_ms = (time.perf_counter() - t0) * 1e3

@@ -14,6 +14,11 @@ its own ``QThread`` and answers with napari-style signals, all carrying the gene
 * ``errored(gen, command, message)``
 * ``modelChanged(gen, ModelInfo)``
 
+Commands: the worker looks each request's command up in one table,
+:data:`gptviz_app.runtime.commands.COMMANDS` (name -> handler function), which the command
+modules fill (:mod:`~gptviz_app.runtime.session_commands`,
+:mod:`~gptviz_app.runtime.file_commands`, :mod:`~gptviz_app.runtime.analyses`).
+
 Supersession: every request makes all earlier ones stale. The worker still applies every
 state-changing command in order (so the session ends where the user asked), but it does not
 build snapshots for a stale request, and a multi-step run stops at the next token once a
@@ -32,19 +37,15 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from gptviz_app.runtime.snapshots import SnapshotBuilder
+from gptviz_app.runtime.analyses import SnapshotAnalyses
+from gptviz_app.runtime.commands import COMMANDS, load_commands
 from gptviz_app.runtime.snapshot import ModelInfo, Request, ViewSpec
+from gptviz_app.runtime.snapshots import SnapshotBuilder
 
 #: Every QThread the app started (tests check that none is left running).
-THREADS: "weakref.WeakSet[QThread]" = weakref.WeakSet()
+THREADS: weakref.WeakSet[QThread] = weakref.WeakSet()
 
-#: Commands the worker understands.
-COMMANDS = ("load_model", "set_prompt", "step", "undo", "redo", "goto", "reset", "force",
-            "set_settings", "set_ablation", "view")
-# Sessions, trace export and sample prompts (issue 6): see gptviz_app.runtime.file_commands.
-COMMANDS = COMMANDS + ("save_session", "open_session", "export_trace", "sample_prompt")
-# Analysis panels (issue 5): head ablation, panel settings, comparisons; see gptviz_app.runtime.analysis_builder.
-COMMANDS = COMMANDS + ("analysis",)
+load_commands()  # every command module registers its commands in COMMANDS
 
 
 class _Latest:
@@ -65,7 +66,11 @@ class _Latest:
 
 
 class SessionWorker(QObject):
-    """Owns the :class:`gptviz.engine.session.Session`; lives on the worker thread."""
+    """Owns the :class:`gptviz.engine.session.Session`; lives on the worker thread.
+
+    Runs each request's handler from :data:`~gptviz_app.runtime.commands.COMMANDS`; the
+    handlers use the public side below (see :mod:`gptviz_app.runtime.commands`).
+    """
 
     started = Signal(int, str)
     yielded = Signal(int, object)
@@ -77,23 +82,38 @@ class SessionWorker(QObject):
     def __init__(self, latest: _Latest, top_k_report: int = 20) -> None:
         super().__init__()
         self._latest = latest
-        self._top_k = top_k_report
+        self.top_k_report = top_k_report
         self.bundle = None
         self.session = None
         self.builder: SnapshotBuilder | None = None
-        from gptviz_app.runtime.analysis_builder import AnalysisBuilder
+        self.analyses = SnapshotAnalyses()  # fills snap.extra["analysis"]
 
-        self.analysis = AnalysisBuilder()  # issue 5: fills snap.extra["analysis"]
-
-    # ------------------------------------------------------------------ helpers
-    def _stale(self, gen: int) -> bool:
+    # ------------------------------------------------------------------ for the handlers
+    def stale(self, gen: int) -> bool:
+        """A newer request than ``gen`` exists (its snapshots would be dropped)."""
         return self._latest.value > gen
 
-    def _emit(self, req: Request) -> None:
-        if self.builder is None or self._stale(req.gen):
+    def need_session(self):
+        """The session; ``ValueError`` when no model is loaded."""
+        if self.session is None:
+            raise ValueError("no model is loaded")
+        return self.session
+
+    def install_session(self, gen: int, bundle, session) -> ModelInfo:
+        """Make ``session`` on ``bundle`` the current one (with a new snapshot builder) and
+        announce the model (``modelChanged``)."""
+        self.bundle, self.session = bundle, session
+        self.builder = SnapshotBuilder(session)
+        info = self.builder.model_info(bundle)
+        self.modelChanged.emit(gen, info)
+        return info
+
+    def emit_snapshot(self, req: Request) -> None:
+        """Send the state for ``req.view`` (nothing for a stale request)."""
+        if self.builder is None or self.stale(req.gen):
             return
         snap = self.builder.build(req.gen, req.command, req.view)
-        self.analysis.extend(snap, self.session)
+        self.analyses.extend(snap, self.session)
         snap.t_emit = time.perf_counter()
         self.yielded.emit(req.gen, snap)
 
@@ -103,7 +123,10 @@ class SessionWorker(QObject):
         """Run one request (called through a queued connection)."""
         self.started.emit(req.gen, req.command)
         try:
-            getattr(self, "_cmd_" + req.command)(req, **req.args)
+            handler = COMMANDS.get(req.command)
+            if handler is None:
+                raise ValueError(f"unknown command {req.command!r}")
+            handler(self, req, **req.args)
         except Exception as e:  # reported to the window, never raised into Qt
             msg = str(e) or type(e).__name__
             if not isinstance(e, ValueError):
@@ -111,118 +134,6 @@ class SessionWorker(QObject):
             self.errored.emit(req.gen, req.command, msg)
         finally:
             self.finished.emit(req.gen, req.command)
-
-    # ------------------------------------------------------------------ commands
-    def _need_session(self):
-        if self.session is None:
-            raise ValueError("no model is loaded")
-        return self.session
-
-    def _cmd_load_model(self, req: Request, path: str | None = None, bundle: Any = None,
-                        prompt: str | None = None) -> None:
-        from gptviz import load_model
-        from gptviz.engine.session import Session
-
-        new_bundle = bundle if bundle is not None else load_model(path)
-        if prompt is None:
-            prompt = self.session.prompt if self.session is not None else "Once upon a time"
-        settings = self.session.settings if self.session is not None else None
-        kwargs = {"top_k_report": self._top_k}
-        if settings is not None:
-            kwargs["settings"] = settings
-        try:
-            session = Session(new_bundle, prompt, **kwargs)
-        except ValueError:
-            # The new model's tokenizer may not encode the old prompt; fall back to a sample.
-            session = Session(new_bundle, "Once upon a time", **kwargs)
-        # Only now, with everything loaded, replace the current model.
-        self.bundle, self.session = new_bundle, session
-        self.builder = SnapshotBuilder(session)
-        info: ModelInfo = self.builder.model_info(new_bundle)
-        self.modelChanged.emit(req.gen, info)
-        self._emit(req)
-
-    def _cmd_set_prompt(self, req: Request, text: str) -> None:
-        s = self._need_session()
-        s.set_prompt(text)
-        self.builder.note_jump()
-        self._emit(req)
-
-    def _cmd_step(self, req: Request, n: int = 1) -> None:
-        s = self._need_session()
-        for i in range(int(n)):
-            if i and self._stale(req.gen):
-                break  # a newer request cancels the rest of this run
-            self.builder.note_step(s.step())
-            self._emit(req)
-
-    def _cmd_force(self, req: Request, token_id: int, replace_last: bool = False) -> None:
-        s = self._need_session()
-        if replace_last and s.can_undo:
-            s.undo(1)
-            self.builder.note_jump()
-        r = s.step(force=int(token_id))
-        self.builder.note_step(r)
-        self._emit(req)
-
-    def _cmd_undo(self, req: Request, n: int = 1) -> None:
-        self._need_session().undo(int(n))
-        self.builder.note_jump()
-        self._emit(req)
-
-    def _cmd_redo(self, req: Request, n: int = 1) -> None:
-        self._need_session().redo(int(n))
-        self.builder.note_jump()
-        self._emit(req)
-
-    def _cmd_goto(self, req: Request, n_generated: int) -> None:
-        s = self._need_session()
-        if int(n_generated) != s.n_generated:
-            s.goto(int(n_generated))
-            self.builder.note_jump()
-        self._emit(req)
-
-    def _cmd_reset(self, req: Request) -> None:
-        self._need_session().reset()
-        self.builder.note_jump()
-        self._emit(req)
-
-    def _cmd_set_settings(self, req: Request, settings: Any) -> None:
-        self._need_session().set_settings(settings)
-        self._emit(req)
-
-    def _cmd_set_ablation(self, req: Request, ablation: Any) -> None:
-        self._need_session().set_ablation(ablation)
-        self.builder.note_jump()
-        self._emit(req)
-
-    def _cmd_view(self, req: Request) -> None:
-        if self.session is not None:
-            self._emit(req)
-
-    def _cmd_analysis(self, req: Request, op: str, **kw: Any) -> None:
-        # issue 5: analysis panels (gptviz_app.runtime.analysis_builder.AnalysisBuilder.command)
-        if self.analysis.command(self.session, op, **kw):
-            self.builder.note_jump()
-        if self.session is not None:
-            self._emit(req)
-
-    # sessions, trace export, sample prompts (issue 6)
-    def _cmd_save_session(self, req: Request, **kw: Any) -> None:
-        from gptviz_app.runtime.file_commands import save_session
-        save_session(self, req, **kw)
-
-    def _cmd_open_session(self, req: Request, **kw: Any) -> None:
-        from gptviz_app.runtime.file_commands import open_session
-        open_session(self, req, **kw)
-
-    def _cmd_export_trace(self, req: Request, **kw: Any) -> None:
-        from gptviz_app.runtime.file_commands import export_trace
-        export_trace(self, req, **kw)
-
-    def _cmd_sample_prompt(self, req: Request, **kw: Any) -> None:
-        from gptviz_app.runtime.file_commands import sample_prompt
-        sample_prompt(self, req, **kw)
 
 
 class EngineClient(QObject):

@@ -1,11 +1,11 @@
 """All heads at once: an L x H grid of thumbnails drawn as ONE mosaic ImageItem.
 
-The worker keeps the mosaic (:class:`gptviz_app.runtime.snapshots.GridMosaic`) and updates it incrementally;
-this view only calls ``setImage`` on it. Separate ImageItems per head would cost ~100 ms per
-repaint at 12 x 12 heads; one mosaic costs a few ms. Clicking a cell selects that layer and
-head (``headSelected(layer, head)``); the selected cell is outlined. The mosaic keeps square
-cells and sits in the panel's top left corner (under the head labels), whatever the panel's
-shape.
+The worker keeps the mosaic (:class:`gptviz_app.runtime.snapshots.GridMosaic`) and updates it
+incrementally; this view only calls ``setImage`` on it. Separate ImageItems per head would cost
+~100 ms per repaint at 12 x 12 heads; one mosaic costs a few ms. Clicking a cell selects that
+layer and head (``headSelected(layer, head)``); the selected cell is outlined. The mosaic keeps
+square cells and sits in the panel's top left corner (under the head labels), whatever the
+panel's shape.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPen
-from PySide6.QtWidgets import QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QWidget
+from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QWidget
 
-from gptviz_app.views.elided_label import ElidedLabel
-from gptviz_app.views.panel_layout import panel_layout
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.axes import text_px, thin_ticks, tick_step
+from gptviz_app.views.elided_label import ElidedLabel
+from gptviz_app.views.panel_layout import choice_box, controls_row, panel_layout, set_choice
+from gptviz_app.views.plots import setup_map_plot, style_axis
 from gptviz_app.views.theme import DARK, Theme, colormap
 
 MODE_ITEMS = (("auto", "Auto"), ("map", "Whole maps"), ("row", "Query row"))
@@ -35,30 +37,14 @@ class HeadGrid(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.theme = DARK
-        self.mode_box = QComboBox()
-        for key, text in MODE_ITEMS:
-            self.mode_box.addItem(text, key)
-        self.mode_box.setToolTip("Auto: whole maps for short texts, the query's row (wrapped "
-                                 "like text) for long ones")
-        self.mode_box.currentIndexChanged.connect(
-            lambda i: self.modeChanged.emit(self.mode_box.itemData(i)))
+        self.mode_box = choice_box(MODE_ITEMS, self.modeChanged.emit,
+                                   "Auto: whole maps for short texts, the query's row "
+                                   "(wrapped like text) for long ones")
         self.caption = ElidedLabel("")
-        top = QHBoxLayout()
-        top.setContentsMargins(4, 0, 4, 0)
-        top.addWidget(QLabel("Thumbnails"))
-        top.addWidget(self.mode_box)
-        top.addSpacing(8)
-        top.addWidget(self.caption, 1)
+        top = controls_row(QLabel("Thumbnails"), self.mode_box, 8, (self.caption, 1))
         self.glw = pg.GraphicsLayoutWidget()
         self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
-        self.plot.setMenuEnabled(False)
-        self.plot.hideButtons()
-        self.vb: pg.ViewBox = self.plot.getViewBox()
-        self.vb.invertY(True)
-        self.vb.setMouseEnabled(x=False, y=False)
-        self.vb.setDefaultPadding(0.0)
-        self.plot.showAxis("top")
-        self.plot.hideAxis("bottom")
+        self.vb: pg.ViewBox = setup_map_plot(self.plot, aspect=False, mouse=False)
         self.backdrop = pg.ImageItem(axisOrder="row-major")
         self.backdrop.setZValue(-10)
         self.plot.addItem(self.backdrop)
@@ -91,11 +77,9 @@ class HeadGrid(QWidget):
         pen = QPen(QColor(theme.accent), 3.0)
         pen.setCosmetic(True)
         self.selection.setPen(pen)
-        for name in ("left", "top"):
-            ax = self.plot.getAxis(name)
-            ax.setStyle(tickFont=theme.font(0.85), tickLength=0)
-            ax.setTextPen(pg.mkPen(theme.text))
-            ax.setPen(pg.mkPen(theme.plot_bg))
+        for name in ("left", "top"):  # labels only: the axis lines in the background colour
+            style_axis(self.plot.getAxis(name), theme, theme.font(0.85), tick_length=0,
+                       line=theme.plot_bg)
         self.readout.setFont(theme.font(0.95))
         self._draw_backdrop()
         self._head_ticks()
@@ -108,10 +92,10 @@ class HeadGrid(QWidget):
         p, c = self.pitch, self.cell
         (x0, x1), _ = self.vb.viewRange()
         px_per_cell = max(1e-9, self.vb.width()) * p / max(1e-9, x1 - x0)
-        label_px = self.theme.pt(0.85) * 96 / 72 * 0.62 * (len(f"H{self.H - 1}") + 1.5)
-        step = 1 if self.vb.width() <= 1 else max(1, math.ceil(label_px / px_per_cell))
+        label_px = text_px(self.theme.pt(0.85), len(f"H{self.H - 1}") + 1.5)
+        step = 1 if self.vb.width() <= 1 else tick_step(label_px, px_per_cell)
         self.plot.getAxis("top").setTicks(
-            [[(j * p + c / 2, f"H{j}") for j in range(0, self.H, step)]])
+            [thin_ticks([f"H{j}" for j in range(self.H)], step, offset=c / 2, pitch=p)])
 
     def _fit(self, *_) -> None:
         """Show the whole mosaic with square cells, as large as the panel allows, anchored at
@@ -149,7 +133,8 @@ class HeadGrid(QWidget):
     def set_model(self, info: ModelInfo) -> None:
         self.L, self.H = info.n_layer, info.n_head
         p, c = self.pitch, self.cell
-        self.plot.getAxis("left").setTicks([[(i * p + c / 2, f"L{i}") for i in range(self.L)]])
+        self.plot.getAxis("left").setTicks(
+            [thin_ticks([f"L{i}" for i in range(self.L)], 1, offset=c / 2, pitch=p)])
         self._head_ticks()
         self.image.clear()
         self._draw_backdrop()
@@ -176,11 +161,7 @@ class HeadGrid(QWidget):
         if (v.layer, v.head, v.average) != (self.layer, self.head, self.average):
             self.layer, self.head, self.average = v.layer, v.head, v.average
             self._place_selection()
-        want = v.grid_mode
-        i = [k for k, _ in MODE_ITEMS].index(want) if want in dict(MODE_ITEMS) else 0
-        if self.mode_box.currentIndex() != i:
-            with QSignalBlocker(self.mode_box):
-                self.mode_box.setCurrentIndex(i)
+        set_choice(self.mode_box, v.grid_mode)
         T = snap.T
         if snap.grid_mode == "map":
             b = math.ceil(T / snap.grid_cell)
@@ -203,9 +184,9 @@ class HeadGrid(QWidget):
         if not self.L or not self.vb.sceneBoundingRect().contains(scene_pos):
             return None
         pt = self.vb.mapSceneToView(scene_pos)
-        h, l = int(pt.x() // self.pitch), int(pt.y() // self.pitch)
-        if 0 <= l < self.L and 0 <= h < self.H and pt.x() >= 0 and pt.y() >= 0:
-            return l, h
+        head, layer = int(pt.x() // self.pitch), int(pt.y() // self.pitch)
+        if 0 <= layer < self.L and 0 <= head < self.H and pt.x() >= 0 and pt.y() >= 0:
+            return layer, head
         return None
 
     def cell_center(self, layer: int, head: int):

@@ -14,23 +14,33 @@ Extension points for later panels (diagnostics, logit lens, export, presentation
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QMainWindow, QMenu,
-                               QMessageBox, QToolBar, QVBoxLayout, QWidget)
+from PySide6.QtGui import QAction, QActionGroup, QFontMetricsF, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from gptviz_app import configure_pyqtgraph, configure_runtime
+from gptviz_app.runtime.controller import Controller
+from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.attention_map import AttentionMapView
 from gptviz_app.views.class_panel import ClassPanel
-from gptviz_app.runtime.controller import Controller
 from gptviz_app.views.head_grid import HeadGrid
 from gptviz_app.views.next_token import NextTokenView
 from gptviz_app.views.prompt_editor import PromptEditor
 from gptviz_app.views.sampling_panel import SamplingPanel
-from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.status import StatusBar
 from gptviz_app.views.stepping import SteppingControls
-from gptviz_app.views.token_strip import TokenStrip
 from gptviz_app.views.theme import COLORMAPS, DARK, Theme, apply_to_app
+from gptviz_app.views.token_strip import TokenStrip
+from gptviz_app.views.window_layout import WindowLayout
 
 DEFAULT_PROMPT = "Once upon a time, there was a little robot who"
 
@@ -93,7 +103,13 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self.gen_toolbar = self._toolbar("generate", "Generate", self.stepping)
         self.addToolBarBreak()
-        self.sampling_toolbar = self._toolbar("sampling", "Sampling", self.sampling)
+        # One toolbar item per sampling control: a narrow window folds the last ones into
+        # the toolbar's extension menu instead of growing wider than the screen.
+        self.sampling_toolbar = self._toolbar("sampling", "Sampling", *self.sampling.fields)
+        self.sampling.setParent(self.sampling_toolbar)  # its controls moved to the toolbar
+        self.sampling.hide()
+        # The right of the map: the head grid (with the fine-tuned head and the analysis
+        # panels tabbed under it) and the next-token chart, full height, beside it.
         self.add_panel("text", "Text", text, Qt.DockWidgetArea.TopDockWidgetArea, register=False)
         self.add_panel("grid", "All heads", self.grid, Qt.DockWidgetArea.RightDockWidgetArea,
                        register=False)
@@ -102,7 +118,7 @@ class MainWindow(QMainWindow):
                        split=("grid", Qt.Orientation.Horizontal))
         self.add_panel("classes", "Fine-tuned head", self.classes,
                        Qt.DockWidgetArea.RightDockWidgetArea, register=False,
-                       split=("next", Qt.Orientation.Vertical))
+                       split=("grid", Qt.Orientation.Vertical))
         self.docks["classes"].hide()
 
         # ---- wiring
@@ -111,6 +127,7 @@ class MainWindow(QMainWindow):
                   self.attention, self.grid, self.next_token, self.classes, self.status):
             c.add_view(v)
         self.prompt_editor.promptSubmitted.connect(c.set_prompt)
+        c.errorOccurred.connect(self.prompt_editor.on_error)  # a refused empty prompt
         self.token_strip.queryChosen.connect(c.set_query)
         self.token_strip.followLatest.connect(lambda: c.set_query(None))
         self.stepping.stepRequested.connect(lambda: c.step(1))
@@ -123,7 +140,7 @@ class MainWindow(QMainWindow):
         c.set_rate(self.stepping.rate.value())
         c.playingChanged.connect(self.stepping.set_playing)
         self.sampling.settingsChanged.connect(c.set_settings)
-        self.attention.layerChanged.connect(lambda l: c.set_view(layer=l))
+        self.attention.layerChanged.connect(lambda i: c.set_view(layer=i))
         self.attention.headChanged.connect(
             lambda h: c.set_view(average=True) if h < 0 else c.set_view(head=h, average=False))
         self.attention.queryClicked.connect(c.set_query)
@@ -132,30 +149,35 @@ class MainWindow(QMainWindow):
         self.grid.modeChanged.connect(lambda m: c.set_view(grid_mode=m))
         self.next_token.candidateClicked.connect(c.force)
         c.modelChanged.connect(self._on_model)
+        c.modelChanged.connect(lambda _info: self.window_layout.schedule())
         c.errorOccurred.connect(self._on_error)
         c.applied.connect(self._on_applied)
-        # Analysis panels: diagnostics, logit lens, rollout, ablation, comparisons (issue 5).
+        # Analysis panels: diagnostics, logit lens, rollout, ablation, comparisons.
         from gptviz_app.panels.docks import install as install_analysis
 
         self.analysis = install_analysis(self)
 
+        # The panels' sizes follow the window until the user arranges them.
+        self.window_layout = WindowLayout(self)
         self.set_theme(theme)
         self.resize(1280, 800)
-        self._initial_sizes()
-        # Presentation mode, themes, keys, sessions, export, sample prompts, preferences
-        # (issue 6); ``preferences=None``: in memory only (tests never touch the user's).
-        from gptviz_app.actions import install as install_lecture
+        self.window_layout.watch()  # the default places, before any saved ones are restored
+        # Presentation mode, themes, keys, sessions, export, sample prompts, preferences;
+        # ``preferences=None``: in memory only (tests never touch the user's).
+        from gptviz_app.actions import install as install_features
 
-        self.lecture = install_lecture(self, preferences)
+        self.features = install_features(self, preferences)
+        self._follow_saved_layout(self.features.prefs)
         if load:
             self.open_model(model, bundle=bundle, prompt=prompt or DEFAULT_PROMPT)
 
     # ------------------------------------------------------------------ construction
-    def _toolbar(self, key: str, title: str, widget: QWidget) -> QToolBar:
+    def _toolbar(self, key: str, title: str, *widgets: QWidget) -> QToolBar:
         tb = QToolBar(title)
         tb.setObjectName(f"toolbar-{key}")
         tb.setMovable(False)
-        tb.addWidget(widget)
+        for widget in widgets:
+            tb.addWidget(widget)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
         self.menus["panels"].addAction(tb.toggleViewAction())
         return tb
@@ -183,6 +205,9 @@ class MainWindow(QMainWindow):
             self.tabifyDockWidget(self.docks[tabify], dock)
         self.docks[key] = dock
         self.menus["panels"].addAction(dock.toggleViewAction())
+        layout = getattr(self, "window_layout", None)
+        if layout is not None:  # a panel added after the window was built
+            layout.watch_dock(dock)
         if register and hasattr(widget, "apply_snapshot"):
             self.controller.add_view(widget)
         if hasattr(widget, "apply_theme"):
@@ -223,22 +248,26 @@ class MainWindow(QMainWindow):
         for name in COLORMAPS:
             a = cm.addAction(name + (" (colour-blind safe)" if name == "cividis" else ""))
             a.setCheckable(True)
-            a.setChecked(name == self.theme.colormap)  # the lecture module connects it
+            a.setChecked(name == self.theme.colormap)  # gptviz_app.actions connects it
             group.addAction(a)
         self.menus["colormap"] = cm
         self.menus["view"].addSeparator()
         self._action("reset_zoom", "Fit attention map", lambda: self.attention.reset_zoom(),
                      "Ctrl+0", "view")
-        self._action("follow", "Query follows newest token", lambda: self.controller.set_query(None),
-                     "Escape", "view")
+        self._action("follow", "Query follows newest token",
+                     lambda: self.controller.set_query(None), "Escape", "view")
+        self._action("reset_layout", "Reset panel layout", lambda: self.window_layout.reset(),
+                     None, "view")
         self._action("about", "About gptviz", self.show_about, None, "help")
 
-    def _initial_sizes(self) -> None:
-        w = self.width()
-        self.resizeDocks([self.docks["grid"], self.docks["next"]],
-                         [int(w * 0.34), int(w * 0.26)], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.docks["text"]], [int(self.height() * 0.22)],
-                         Qt.Orientation.Vertical)
+    def _follow_saved_layout(self, prefs) -> None:
+        """A restored arrangement keeps following the window only if it did when it was saved
+        (the user had not arranged the panels)."""
+        layout = self.window_layout
+        if prefs.persistent:
+            if prefs.window_state is not None:
+                layout.auto = prefs.value("window/auto_layout", True) in (True, "true", 1, "1")
+            layout.prefs = prefs
 
     # ------------------------------------------------------------------ theme
     def set_theme(self, theme: Theme) -> None:
@@ -252,6 +281,11 @@ class MainWindow(QMainWindow):
                   self.attention, self.status] + [d.widget() for d in self.docks.values()]:
             if hasattr(w, "apply_theme"):
                 w.apply_theme(theme)
+        # The map never gets squashed to a sliver: the other panels give way first.
+        self.attention.glw.setMinimumHeight(int(8 * QFontMetricsF(theme.font()).height()))
+        layout = getattr(self, "window_layout", None)
+        if layout is not None:
+            layout.schedule()
 
     def set_colormap(self, name: str) -> None:
         from dataclasses import replace

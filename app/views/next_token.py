@@ -5,7 +5,8 @@ the accent colour); clicking another bar replaces that token with the clicked on
 branch). Before any step it shows the distribution after the prompt, and clicking a bar
 forces it as the next token. The header is two short lines (the token, then its probability
 and the entropy) that elide rather than wrap, and the chart shows only as many bars as stay
-readable at the current font size. Items are created once.
+readable at the current font size, and says so ("only 8 fit" beside the "top 12" box).
+Items are created once.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontMetricsF
-from PySide6.QtWidgets import QHBoxLayout, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSpinBox, QVBoxLayout, QWidget
 
-from gptviz_app.views.elided_label import ElidedLabel
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.elided_label import ElidedLabel
+from gptviz_app.views.panel_layout import controls_row, stack
+from gptviz_app.views.plots import set_label_ticks, style_axis
 from gptviz_app.views.theme import DARK, Theme
 
 #: Height of one bar's row in tick-font line heights: fewer bars are shown than asked for when
@@ -68,16 +71,13 @@ class NextTokenView(QWidget):
         self._drawn_width = 0.0  # view-box width the x extent was computed for
         self.tick_step = 0.1  # spacing of the labelled probability ticks
         self.hint = ElidedLabel(" ")
-        bottom = QHBoxLayout()
-        bottom.setContentsMargins(4, 0, 4, 0)
-        bottom.addWidget(self.hint, 1)
-        bottom.addWidget(self.count)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addLayout(top)
-        lay.addWidget(self.glw, 1)
-        lay.addLayout(bottom)
+        # "only 8 fit": shown when the chart is too short for the bars asked for
+        self.fit_note = QLabel("")
+        self.fit_note.hide()
+        self.fit_note.setToolTip("The panel is too short for more readable bars: make it "
+                                 "taller (or the font smaller) to see them all")
+        bottom = controls_row((self.hint, 1), self.fit_note, self.count)
+        stack(self, top, self.glw, bottom)
         self.glw.scene().sigMouseClicked.connect(self._on_click)
         self.vb.sigResized.connect(self._on_resize)
         self.candidates = None
@@ -87,16 +87,14 @@ class NextTokenView(QWidget):
         self.theme = theme
         self.glw.setBackground(theme.plot_bg)
         for name, font in (("left", theme.font(1.0, mono=True)), ("bottom", theme.font(0.85))):
-            ax = self.plot.getAxis(name)
-            ax.setStyle(tickFont=font)
-            ax.setTextPen(pg.mkPen(theme.text))
-            ax.setPen(pg.mkPen(theme.grid_line))
+            style_axis(self.plot.getAxis(name), theme, font)
         self.plot.setLabel("bottom", "probability", color=theme.text_dim)  # readable colour
         self.plot.getAxis("bottom").label.setFont(theme.font(0.85))
         self.header.setFont(theme.font(1.0))
         self.detail.setFont(theme.font(0.9))
         self.detail.setStyleSheet(f"color: {theme.text_dim}")
         self.hint.setStyleSheet(f"color: {theme.text_dim}")
+        self.fit_note.setStyleSheet(f"color: {theme.accent}")
         for t in self.values:
             t.setFont(theme.font(0.85))
             t.setColor(theme.text)
@@ -154,10 +152,13 @@ class NextTokenView(QWidget):
             return
         font = axis.style.get("tickFont") or self.theme.font(0.85)
         label_px = QFontMetricsF(font).horizontalAdvance("0.00") * 1.8
-        step = next((s for s in TICK_STEPS if xmax / s * label_px <= width), 1.0)
         # The axis runs past the longest bar to make room for its value label, past 1.0 when
         # a token is near certain: no probability ticks there ("1.5" was drawn).
         top = min(xmax, 1.0)
+        # Too narrow for any spacing: still one labelled tick (the largest step under the top)
+        below = [s for s in TICK_STEPS if s <= top + 1e-9] or [TICK_STEPS[0]]
+        step = next((s for s in TICK_STEPS if xmax / s * label_px <= width), below[-1])
+        step = min(step, below[-1])
         n = int(top / step + 1e-9)
         major = [round(i * step, 6) for i in range(1, n + 1)]
         # half steps: labelled where pyqtgraph finds room for them, as with setTickSpacing
@@ -165,6 +166,13 @@ class NextTokenView(QWidget):
                  if (i + 0.5) * step <= top + 1e-9]
         axis.setTicks([[(v, f"{v:g}") for v in level] for level in (major, minor)])
         self.tick_step = step
+
+    def _show_fit(self, shown: int, asked: int) -> None:
+        """Say how many bars are shown when it is fewer than the "top N" box asks for."""
+        text = f"only {shown} fit" if shown < asked else ""
+        if self.fit_note.text() != text:
+            self.fit_note.setText(text)
+            self.fit_note.setVisible(bool(text))
 
     def _on_resize(self, *_) -> None:
         c = self.candidates
@@ -180,11 +188,13 @@ class NextTokenView(QWidget):
             for t in self.values:
                 t.setText("")
             self.n_shown = 0
+            self._show_fit(0, 0)
             self.header.setText(" ")
             self.detail.setText(" ")
             return
         n = min(self.count.value(), len(c.ids), self.rows_that_fit())
         self.n_shown = n
+        self._show_fit(n, min(self.count.value(), len(c.ids)))
         self._drawn_width = self.vb.width()
         idx = list(range(n))
         if c.chosen >= n:  # the chosen token ranks lower: show it as the last bar
@@ -198,7 +208,7 @@ class NextTokenView(QWidget):
         for row, i in enumerate(idx):
             rank = f"#{i + 1}" if i >= n - 1 and i == c.chosen and c.chosen >= n else ""
             ticks.append((row, f"{c.tokens[i]!r}{(' ' + rank) if rank else ''}"))
-        self.plot.getAxis("left").setTicks([ticks])
+        set_label_ticks(self.plot, "left", ticks)  # widened first: no label left out
         self._ensure_values(n)  # grows only
         labels = [f"{p:.1%}" for p in probs]
         xmax = self._x_extent(float(probs.max()) if n else 1.0, labels)
@@ -212,7 +222,7 @@ class NextTokenView(QWidget):
         self.vb.setRange(xRange=(0, xmax), yRange=(-0.6, n - 0.4), padding=0)
         token = f"<span style='color:{th.bar_chosen}'><b>{{}}</b></span>"
         if c.kind == "last":
-            how = "forced" if c.chosen_forced else "sampled"
+            how = "forced" if c.chosen_forced else "greedy" if c.chosen_greedy else "sampled"
             self.header.set_rich(f"<b>Step {c.step}</b>: {token}",
                                  repr(c.tokens[c.chosen]) if c.chosen >= 0 else "?", bold=True)
             self.detail.set_rich(f"{how}, p = {c.chosen_prob:.3f} · entropy "

@@ -1,12 +1,25 @@
 """The layout every plot panel shares: a row of controls, the plot, a one-line readout.
 
 Labels made by :func:`shrinkable_label` never force their dock wider than the user made it:
-their text is clipped instead (their horizontal size policy is ``Ignored``).
+their text is clipped instead (their horizontal size policy is ``Ignored``). The controls sit in
+a :func:`controls_row`; choices among named options are combo boxes of ``(key, text)`` items
+(:func:`choice_box`, :func:`set_choice`).
 """
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QLayout, QSizePolicy, QVBoxLayout, QWidget
+from collections.abc import Callable, Sequence
+
+from PySide6.QtCore import QSignalBlocker
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLayout,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 
 def shrinkable_label(text: str = " ") -> QLabel:
@@ -16,14 +29,67 @@ def shrinkable_label(text: str = " ") -> QLabel:
     return label
 
 
-def panel_layout(panel: QWidget, top: QLayout, body: QWidget) -> QLabel:
-    """Stack ``top`` (controls), ``body`` (the plot, which takes the spare height) and a new
-    readout line in ``panel``; returns the readout label (hover values go there)."""
-    readout = shrinkable_label()
+def controls_row(*items: QWidget | int | tuple[QWidget, int]) -> QHBoxLayout:
+    """A row of controls with the panels' side margins: widgets, gaps (an ``int``: pixels)
+    and ``(widget, stretch)`` pairs (a stretching label takes the spare width), left to right."""
+    row = QHBoxLayout()
+    row.setContentsMargins(4, 0, 4, 0)
+    for it in items:
+        if isinstance(it, int):
+            row.addSpacing(it)
+        elif isinstance(it, tuple):
+            row.addWidget(*it)
+        else:
+            row.addWidget(it)
+    return row
+
+
+def choice_box(items: Sequence[tuple[str, str]], on_choice: Callable[[str], object] | None = None,
+               tooltip: str = "") -> QComboBox:
+    """A combo box of ``(key, text)`` items (the texts shown, the keys as item data);
+    ``on_choice(key)`` runs when the user (or :func:`set_choice` with ``quiet=False``) picks
+    another item."""
+    box = QComboBox()
+    for key, text in items:
+        box.addItem(text, key)
+    if tooltip:
+        box.setToolTip(tooltip)
+    if on_choice is not None:  # connected after the items: adding the first one emits too
+        box.currentIndexChanged.connect(lambda i: on_choice(box.itemData(i)))
+    return box
+
+
+def set_choice(box: QComboBox, key: str, quiet: bool = True) -> None:
+    """Show the item of ``key`` in a :func:`choice_box` (the first item for an unknown key);
+    ``quiet``: without running its ``on_choice`` (the model already knows)."""
+    i = max(0, box.findData(key))
+    if box.currentIndex() != i:
+        if quiet:
+            with QSignalBlocker(box):
+                box.setCurrentIndex(i)
+        else:
+            box.setCurrentIndex(i)
+
+
+def stack(panel: QWidget, top: QLayout, body: QWidget,
+          bottom: QLayout | QWidget | None = None) -> QVBoxLayout:
+    """Stack ``top`` (controls), ``body`` (the plot or table, which takes the spare height)
+    and ``bottom`` in ``panel``, edge to edge; returns the panel's layout."""
     lay = QVBoxLayout(panel)
     lay.setContentsMargins(0, 0, 0, 0)
     lay.setSpacing(2)
     lay.addLayout(top)
     lay.addWidget(body, 1)
-    lay.addWidget(readout)
+    if isinstance(bottom, QLayout):
+        lay.addLayout(bottom)
+    elif bottom is not None:
+        lay.addWidget(bottom)
+    return lay
+
+
+def panel_layout(panel: QWidget, top: QLayout, body: QWidget) -> QLabel:
+    """Stack ``top`` (controls), ``body`` (the plot, which takes the spare height) and a new
+    readout line in ``panel``; returns the readout label (hover values go there)."""
+    readout = shrinkable_label()
+    stack(panel, top, body, readout)
     return readout

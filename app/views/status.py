@@ -1,14 +1,27 @@
-"""Status bar: model name, context used / block size, last step and view-update times."""
+"""Status bar: model name, context used / block size, last step and view-update times.
+
+Transient messages (errors, hints, a sample prompt's explanation) come first: while one is
+too long for the space left of the fields, the fields make way, and a message longer than
+the whole bar wraps onto a second line (elided after that, whole in the tooltip), so that
+presentation fonts never cut it off.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+from PySide6.QtCore import QRect, Qt
+from PySide6.QtGui import QFontMetrics, QPainter
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QStatusBar, QWidget
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 
+#: Lines a long message may take (the bar grows for it while it shows).
+MESSAGE_LINES = 2
+#: Pixels around the message text (QStatusBar's own margins).
+MESSAGE_PAD = 6
+
 
 class StatusBar(QStatusBar):
-    """Permanent fields on the right, transient messages (errors, hints) on the left."""
+    """Permanent fields on the right (in :attr:`fields`), transient messages on the left."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -16,15 +29,83 @@ class StatusBar(QStatusBar):
         self.context = QLabel("")
         self.timing = QLabel("")
         self.settings = QLabel("")
+        self.fields = QWidget()
+        row = QHBoxLayout(self.fields)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(0)
         for w in (self.settings, self.model, self.context, self.timing):
             w.setContentsMargins(8, 0, 8, 0)
-            self.addPermanentWidget(w)
+            row.addWidget(w)
+        self.addPermanentWidget(self.fields)
         self.info: ModelInfo | None = None
+        self.message_lines = 1   # lines the current message takes (0: none shown)
+        self.messageChanged.connect(self._fit_message)
 
     def apply_theme(self, theme) -> None:
         for w in (self.model, self.context, self.timing, self.settings):
             w.setFont(theme.font(0.95))
+        self._fit_message(self.currentMessage())
 
+    # ------------------------------------------------------------------ messages
+    def _message_width(self, with_fields: bool) -> int:
+        """Pixels the message may take: the bar's width, less the fields when they show."""
+        w = self.width() - 2 * MESSAGE_PAD
+        if with_fields:
+            w -= self.fields.sizeHint().width() + self.layout().spacing()
+        return max(1, w)
+
+    def _fit_message(self, text: str) -> None:
+        """Make room for ``text``: the fields give way when it does not fit beside them, a
+        second line when it does not fit on one."""
+        fm = QFontMetrics(self.font())
+        need = fm.horizontalAdvance(text) if text else 0
+        fits_beside = need <= self._message_width(True)
+        self.fields.setVisible(not text or fits_beside)
+        lines = 0 if not text else 1 if need <= self._message_width(False) else MESSAGE_LINES
+        self.message_lines = lines
+        self.setToolTip(text if lines > 1 else "")
+        one = fm.height() + 2 * 3
+        self.setMinimumHeight(one + (MESSAGE_LINES - 1) * fm.lineSpacing() if lines > 1 else 0)
+        self.update()
+
+    def message_text_rect(self) -> QRect:
+        """Where a wrapped message is drawn."""
+        return self.rect().adjusted(MESSAGE_PAD, 2, -MESSAGE_PAD, -2)
+
+    def wrapped_message(self) -> str:
+        """The current message as drawn on :data:`MESSAGE_LINES` lines (elided at the end
+        when even they are too short)."""
+        text = self.currentMessage()
+        fm = QFontMetrics(self.font())
+        r = self.message_text_rect()
+        flags = int(Qt.TextFlag.TextWordWrap)
+        if fm.boundingRect(r, flags, text).height() <= r.height():
+            return text
+        words = text.split(" ")
+        while len(words) > 1:
+            words.pop()
+            cut = " ".join(words) + " …"
+            if fm.boundingRect(r, flags, cut).height() <= r.height():
+                return cut
+        return fm.elidedText(text, Qt.TextElideMode.ElideRight, r.width())
+
+    def resizeEvent(self, e) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(e)
+        if self.currentMessage():
+            self._fit_message(self.currentMessage())
+
+    def paintEvent(self, e) -> None:  # noqa: N802 - Qt name
+        if self.message_lines <= 1:
+            super().paintEvent(e)
+            return
+        p = QPainter(self)
+        p.setPen(self.palette().windowText().color())
+        p.drawText(self.message_text_rect(),
+                   int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+                       | Qt.TextFlag.TextWordWrap), self.wrapped_message())
+        p.end()
+
+    # ------------------------------------------------------------------ views
     def set_model(self, info: ModelInfo) -> None:
         self.info = info
         n = info.n_params
@@ -33,6 +114,9 @@ class StatusBar(QStatusBar):
         self.model.setToolTip(f"{info.source} ({info.kind})")
 
     def apply_snapshot(self, snap: Snapshot) -> None:
+        if snap.command == "reset" and snap.put_aside:
+            self.showMessage(f"Reset: {snap.put_aside} tokens put aside; Back (Left) or "
+                             "Ctrl+Z brings them back", 8000)
         used = snap.T
         slid = f" (window from token {snap.window_start})" if snap.window_start else ""
         self.context.setText(f"context {used} / {snap.block_size}{slid}")

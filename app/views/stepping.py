@@ -8,8 +8,15 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QStyle,
-                               QToolButton, QWidget)
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QStyle,
+    QToolButton,
+    QWidget,
+)
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.theme import DARK, Theme
@@ -42,7 +49,12 @@ class SteppingControls(QWidget):
             return a
 
         act("reset", "Reset", "Home", "Back to the prompt", lambda: self.resetRequested.emit())
-        act("back", "Back", "Left", "Undo the last token", lambda: self.backRequested.emit())
+        act("back", "Back", "Left", "Undo the last token, or a Reset",
+            lambda: self.backRequested.emit())
+        # Ctrl+Z too: what a user presses after an accidental Home
+        self.actions["back"].setShortcuts([QKeySequence("Left"),
+                                           QKeySequence(QKeySequence.StandardKey.Undo)])
+        self.actions["back"].setToolTip("Undo the last token, or a Reset (Left or Ctrl+Z)")
         act("step", "Step", "Space", "Generate one token", lambda: self.stepRequested.emit())
         act("forward", "Forward", "Right", "Redo an undone token",
             lambda: self.forwardRequested.emit())
@@ -124,9 +136,13 @@ class SteppingControls(QWidget):
         self.set_enabled(True)
 
     def apply_snapshot(self, snap: Snapshot) -> None:
-        self.actions["back"].setEnabled(snap.can_undo)
+        back = self.actions["back"]
+        back.setEnabled(snap.can_undo)
+        back.setToolTip(f"Undo the Reset: bring back the {snap.put_aside} tokens it put aside "
+                        "(Left or Ctrl+Z)" if snap.put_aside else
+                        "Undo the last token, or a Reset (Left or Ctrl+Z)")
         self.actions["forward"].setEnabled(snap.can_redo)
-        self.actions["reset"].setEnabled(snap.can_undo or snap.can_redo)
+        self.actions["reset"].setEnabled(snap.n_generated > 0 or snap.can_redo)
         with QSignalBlocker(self.slider):
             self.slider.setRange(0, snap.n_total)
             if not self.slider.isSliderDown():

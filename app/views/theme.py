@@ -16,6 +16,9 @@ from PySide6.QtWidgets import QApplication
 #: colour-blind safe). pyqtgraph ships them, no matplotlib needed.
 COLORMAPS = ("viridis", "inferno", "magma", "plasma", "cividis")
 
+#: Colour of the marks on ablated heads (the same in both themes).
+ABLATED_COLOR = "#ff4d6d"
+
 
 @dataclass(frozen=True)
 class Theme:
@@ -68,7 +71,7 @@ class Theme:
         f.setBold(bold)
         return f
 
-    def scaled(self, font_scale: float) -> "Theme":
+    def scaled(self, font_scale: float) -> Theme:
         """The same theme with another font scale."""
         return replace(self, font_scale=float(font_scale))
 
@@ -90,6 +93,17 @@ def colormap(name: str):
         return pg.colormap.get(name if name in COLORMAPS else "viridis")
     except Exception:  # pragma: no cover - a broken pyqtgraph install
         return pg.colormap.get("viridis")
+
+
+def diverging_colormap(theme: Theme):
+    """Blue - neutral - red colormap for differences (dark centre on the dark theme)."""
+    import pyqtgraph as pg
+
+    name = "CET-D4" if theme.name == "dark" else "CET-D1A"
+    try:
+        return pg.colormap.get(name)
+    except Exception:  # pragma: no cover - a pyqtgraph without the CET maps
+        return pg.ColorMap([0.0, 0.5, 1.0], [(59, 76, 192), (40, 40, 40), (180, 4, 38)])
 
 
 def apply_to_app(app: QApplication, theme: Theme) -> None:

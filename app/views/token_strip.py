@@ -16,15 +16,20 @@ from __future__ import annotations
 import html
 
 import numpy as np
-from PySide6.QtCore import (QPoint, QRect, QRectF, QSignalBlocker, QSize, Qt, QTimer,
-                            Signal)
+from PySide6.QtCore import QPoint, QRect, QRectF, QSignalBlocker, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
-from PySide6.QtWidgets import (QCheckBox, QHBoxLayout, QLabel, QScrollArea, QSizePolicy,
-                               QToolTip, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QToolTip,
+    QWidget,
+)
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.panel_layout import controls_row, stack
 from gptviz_app.views.theme import DARK, Theme, luma
-
 
 #: Whole lines of chips the strip always shows (the newest line and the one before it).
 MIN_LINES = 2
@@ -46,6 +51,7 @@ class ChipCanvas(QWidget):
         self.ids = np.zeros(0, np.int64)
         self.chosen_probs = np.zeros(0, np.float32)
         self.forced = np.zeros(0, bool)
+        self.greedy = np.zeros(0, bool)
         self.prompt_len = 0
         self.window_start = 0
         self.query = -1
@@ -71,6 +77,7 @@ class ChipCanvas(QWidget):
         self.ids = snap.ids
         self.chosen_probs = snap.chosen_probs
         self.forced = snap.forced
+        self.greedy = snap.greedy
         self.prompt_len = snap.prompt_len
         self.window_start = snap.window_start
         self.query = snap.query
@@ -215,7 +222,8 @@ class ChipCanvas(QWidget):
             lines.append("prompt token")
         else:
             p = float(self.chosen_probs[i]) if i < self.chosen_probs.shape[0] else float("nan")
-            how = "forced" if (i < self.forced.shape[0] and self.forced[i]) else "sampled"
+            how = ("forced" if i < self.forced.shape[0] and self.forced[i] else
+                   "greedy" if i < self.greedy.shape[0] and self.greedy[i] else "sampled")
             lines.append(f"{how}, p = {p:.4f} when chosen" if p == p else how)
         k = i - self.window_start
         if i < self.window_start:
@@ -239,7 +247,8 @@ class ChipCanvas(QWidget):
 
 
 def _mix(a: QColor, b: QColor, t: float) -> QColor:
-    return QColor(int(a.red() + (b.red() - a.red()) * t), int(a.green() + (b.green() - a.green()) * t),
+    return QColor(int(a.red() + (b.red() - a.red()) * t),
+                  int(a.green() + (b.green() - a.green()) * t),
                   int(a.blue() + (b.blue() - a.blue()) * t))
 
 
@@ -273,15 +282,8 @@ class TokenStrip(QWidget):
         self.follow.setChecked(True)
         self.follow.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.follow.toggled.connect(self._on_follow)
-        head = QHBoxLayout()
-        head.setContentsMargins(4, 0, 4, 0)
-        head.addWidget(self.legend, 1)
-        head.addWidget(self.follow)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.setSpacing(2)
-        lay.addLayout(head)
-        lay.addWidget(self.scroll, 1)
+        head = controls_row((self.legend, 1), self.follow)
+        lay = stack(self, head, self.scroll)
         lay.addStretch(0)  # the few pixels below the last whole line of chips
         self.canvas.chipClicked.connect(self._on_chip)
         self.scroll.verticalScrollBar().rangeChanged.connect(self._on_range)
@@ -318,6 +320,16 @@ class TokenStrip(QWidget):
         cap = c.height_for_rows(max(n, MIN_LINES))
         if cap != self.scroll.maximumHeight():
             self.scroll.setMaximumHeight(cap)
+
+    def height_for_lines(self, n: int) -> int:
+        """Height of the strip (legend and chips) that shows ``n`` whole lines of chips: what
+        the window's layout gives it, so that no blank band is left under the chips."""
+        c = self.canvas
+        top = self.scroll.y()  # the legend row and the spacing under it, once laid out
+        if top <= 0:
+            lay = self.layout()
+            top = lay.itemAt(0).sizeHint().height() + lay.spacing()
+        return top + c.height_for_rows(max(n, MIN_LINES))
 
     def set_model(self, info: ModelInfo) -> None:
         self.follow.setChecked(True)

@@ -18,6 +18,7 @@ residual stream and a cache.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -30,8 +31,9 @@ if TYPE_CHECKING:
     from gptviz.model.gpt import GPT
 
 __all__ = [
-    "make_ablation", "head_output_means", "ablation_effect", "ablated_heads",
-    "first_ablated_layer", "rerun_from_layer", "clone_cache", "PrefixRunner",
+    "make_ablation", "read_ablation", "AblationHeads", "head_output_means", "ablation_effect",
+    "effect_from_logprobs", "ablated_heads", "first_ablated_layer", "rerun_from_layer",
+    "clone_cache", "PrefixRunner",
 ]
 
 #: How a removed head is replaced (see the module docstring).
@@ -60,7 +62,7 @@ def _check_heads(config: GPTConfig, heads: Iterable[tuple[int, int]]) -> list[tu
 
 
 @torch.no_grad()
-def head_output_means(model: "GPT", ids: Sequence[int] | np.ndarray | torch.Tensor
+def head_output_means(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor
                       ) -> torch.Tensor:
     """Every head's output averaged over the positions of a text, on the clean model.
 
@@ -82,7 +84,7 @@ def head_output_means(model: "GPT", ids: Sequence[int] | np.ndarray | torch.Tens
 
 
 def make_ablation(config: GPTConfig, heads: Iterable[tuple[int, int]], mode: AblationMode = "zero",
-                  model: "GPT | None" = None,
+                  model: GPT | None = None,
                   ids: Sequence[int] | np.ndarray | torch.Tensor | None = None, *,
                   means: torch.Tensor | None = None) -> Ablation | None:
     """Build the :class:`~gptviz.model.gpt.Ablation` that removes ``heads``.
@@ -131,12 +133,55 @@ def make_ablation(config: GPTConfig, heads: Iterable[tuple[int, int]], mode: Abl
     return Ablation(keep=keep, fill=fill)
 
 
+@dataclass(frozen=True, eq=False)  # holds arrays
+class AblationHeads:
+    """What an :class:`~gptviz.model.gpt.Ablation` does, read back from its tensors (the
+    inverse of :func:`make_ablation`).
+
+    Attributes
+    ----------
+    heads
+        The removed ``(layer, head)`` pairs (``keep < 1``), sorted.
+    mode
+        ``"mean"`` when a removed head's ``fill`` is not all zeros, else ``"zero"``.
+    keep
+        ``[n_layer, n_head]`` float64 copy of ``keep``.
+    fill
+        ``[n_layer, n_head, head_dim]`` float64 copy of ``fill``, or ``None``.
+    """
+
+    heads: tuple[tuple[int, int], ...]
+    mode: AblationMode
+    keep: np.ndarray
+    fill: np.ndarray | None
+
+
+def _float64(a: Any) -> np.ndarray:
+    if torch.is_tensor(a):
+        return a.detach().cpu().double().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def read_ablation(ablation: Ablation | None) -> AblationHeads | None:
+    """The heads an ablation removes and how (:class:`AblationHeads`); ``None`` for ``None``.
+
+    ``keep``/``fill`` may be tensors (any device, dtype) or arrays; the copies are float64,
+    which holds every value of the float types a model runs in exactly.
+    """
+    if ablation is None:
+        return None
+    keep = _float64(ablation.keep)  # [L, H]
+    fill = None if ablation.fill is None else _float64(ablation.fill)  # [L, H, hd]
+    removed = keep < 1
+    heads = tuple((int(a), int(b)) for a, b in np.argwhere(removed))
+    mode: AblationMode = "mean" if fill is not None and np.any(fill[removed] != 0) else "zero"
+    return AblationHeads(heads=heads, mode=mode, keep=keep, fill=fill)
+
+
 def ablated_heads(ablation: Ablation | None) -> list[tuple[int, int]]:
     """The ``(layer, head)`` pairs an ablation removes (sorted)."""
-    if ablation is None:
-        return []
-    idx = torch.nonzero(ablation.keep < 1).tolist()
-    return [(int(a), int(b)) for a, b in idx]
+    parts = read_ablation(ablation)
+    return [] if parts is None else list(parts.heads)
 
 
 def first_ablated_layer(ablation: Ablation | None) -> int | None:
@@ -177,7 +222,7 @@ def clone_cache(cache: KVCache, layers: int | None = None) -> KVCache:
 
 
 @torch.no_grad()
-def rerun_from_layer(model: "GPT", resid_in: torch.Tensor, start_layer: int, *,
+def rerun_from_layer(model: GPT, resid_in: torch.Tensor, start_layer: int, *,
                      ablation: Ablation | None = None, cache: KVCache | None = None,
                      return_attn: bool = False, return_resid: bool = False,
                      last_only: bool = True) -> GPTOutput:
@@ -241,7 +286,7 @@ class PrefixRunner:
         Heads removed in this run (``None``: the clean model).
     """
 
-    def __init__(self, model: "GPT", ablation: Ablation | None = None) -> None:
+    def __init__(self, model: GPT, ablation: Ablation | None = None) -> None:
         self.model = model
         self.ablation = ablation
         self.cache = model.new_cache()
@@ -290,14 +335,69 @@ class PrefixRunner:
         return logits
 
 
-def _dist_summary(logp: torch.Tensor, k: int) -> list[dict[str, float]]:
+def _dist_summary(logp: torch.Tensor, k: int) -> list[dict[str, Any]]:
     top_lp, top_i = torch.topk(logp, k)
     return [{"id": int(i), "prob": float(lp.exp()), "logprob": float(lp)}
             for i, lp in zip(top_i, top_lp)]
 
 
+def effect_from_logprobs(before: torch.Tensor, after: torch.Tensor,
+                         heads: Iterable[tuple[int, int]], mode: AblationMode, position: int,
+                         chosen: int | None = None, k: int = 10) -> dict[str, Any]:
+    """The ablation effect from the two next-token distributions (the numbers of
+    :func:`ablation_effect`, for callers that already hold both, e.g. from KV caches).
+
+    Parameters
+    ----------
+    before, after
+        ``[V]`` float64 log-probabilities without and with the ablation.
+    heads, mode
+        The ablation (reported as given).
+    position
+        The position the distributions follow (reported as given).
+    chosen
+        The token actually chosen after ``position``, or ``None``.
+    k
+        How many top tokens to list before and after (clipped to ``V``).
+
+    Returns
+    -------
+    dict
+        As :func:`ablation_effect`.
+    """
+    k = max(1, min(int(k), before.shape[0]))
+    top = int(before.argmax())
+    p_before = before.exp()
+    kl = float((p_before * (before - after)).sum() / np.log(2.0))
+    result: dict[str, Any] = {
+        "heads": [list(h) for h in heads],
+        "mode": mode,
+        "position": int(position),
+        "top_before": _dist_summary(before, k),
+        "top_after": _dist_summary(after, k),
+        "top_token": top,
+        "top_logprob_before": float(before[top]),
+        "top_logprob_after": float(after[top]),
+        "top_logprob_change": float(after[top] - before[top]),
+        "chosen_token": None,
+        "chosen_logprob_before": None,
+        "chosen_logprob_after": None,
+        "chosen_logprob_change": None,
+        "kl_bits": max(kl, 0.0),
+        "total_variation": float(0.5 * (p_before - after.exp()).abs().sum()),
+    }
+    if chosen is not None:
+        c = int(chosen)
+        if not 0 <= c < before.shape[0]:
+            raise ValueError(f"chosen token {c} is outside the vocabulary")
+        result.update(chosen_token=c, chosen_logprob_before=float(before[c]),
+                      chosen_logprob_after=float(after[c]),
+                      chosen_logprob_change=float(after[c] - before[c]))
+    return result
+
+
 @torch.no_grad()
-def ablation_effect(model: "GPT", ids: Sequence[int] | np.ndarray | torch.Tensor,
+def ablation_effect(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor,
                     heads: Iterable[tuple[int, int]], mode: AblationMode = "zero", *,
                     chosen: int | None = None, position: int = -1, k: int = 10,
                     means: torch.Tensor | None = None) -> dict[str, Any]:
@@ -346,32 +446,4 @@ def ablation_effect(model: "GPT", ids: Sequence[int] | np.ndarray | torch.Tensor
     before = model(prefix, last_only=True).logits[0, -1].double().log_softmax(-1)  # [V]
     after = model(prefix, ablation=ablation, last_only=True).logits[0, -1]
     after = after.double().log_softmax(-1)  # [V]
-    k = max(1, min(int(k), before.shape[0]))
-    top = int(before.argmax())
-    p_before = before.exp()
-    kl = float((p_before * (before - after)).sum() / np.log(2.0))
-    result: dict[str, Any] = {
-        "heads": [list(h) for h in heads],
-        "mode": mode,
-        "position": pos,
-        "top_before": _dist_summary(before, k),
-        "top_after": _dist_summary(after, k),
-        "top_token": top,
-        "top_logprob_before": float(before[top]),
-        "top_logprob_after": float(after[top]),
-        "top_logprob_change": float(after[top] - before[top]),
-        "chosen_token": None,
-        "chosen_logprob_before": None,
-        "chosen_logprob_after": None,
-        "chosen_logprob_change": None,
-        "kl_bits": max(kl, 0.0),
-        "total_variation": float(0.5 * (p_before - after.exp()).abs().sum()),
-    }
-    if chosen is not None:
-        c = int(chosen)
-        if not 0 <= c < before.shape[0]:
-            raise ValueError(f"chosen token {c} is outside the vocabulary")
-        result.update(chosen_token=c, chosen_logprob_before=float(before[c]),
-                      chosen_logprob_after=float(after[c]),
-                      chosen_logprob_change=float(after[c] - before[c]))
-    return result
+    return effect_from_logprobs(before, after, heads, mode, pos, chosen=chosen, k=k)

@@ -356,7 +356,8 @@ class HeadScores:
     @property
     def shape(self) -> tuple[int, int]:
         """``(n_layer, n_head)``."""
-        return tuple(self.prev_token.shape)  # type: ignore[return-value]
+        n_layer, n_head = self.prev_token.shape
+        return int(n_layer), int(n_head)
 
     def get(self, name: str) -> np.ndarray:
         """The ``[L, H]`` array of a score by name (one of :data:`SCORE_NAMES` or
@@ -487,7 +488,7 @@ def probe_induction_from_attention(att: np.ndarray, n: int) -> np.ndarray:
     return att[..., i, i - n + 1].mean(axis=-1, dtype=np.float64)
 
 
-def induction_scores(model: "GPT", n: int = 50, seed: int = 0, batch: int = 4,
+def induction_scores(model: GPT, n: int = 50, seed: int = 0, batch: int = 4,
                      vocab: int | None = None) -> np.ndarray:
     """Induction score of every head on the built-in probe (random tokens repeated twice).
 

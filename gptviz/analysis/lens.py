@@ -23,8 +23,8 @@ import torch
 from gptviz.model.gpt import Ablation
 
 if TYPE_CHECKING:
-    from gptviz.model.gpt import GPT
     from gptviz.io.tokenizer import Tokenizer
+    from gptviz.model.gpt import GPT
 
 __all__ = ["LensResult", "logit_lens", "lens_readout", "layer_names"]
 
@@ -67,7 +67,7 @@ class LensResult:
     target_probs: np.ndarray | None = None
     target_ranks: np.ndarray | None = None
 
-    def to_dict(self, tokenizer: "Tokenizer | None" = None) -> dict[str, Any]:
+    def to_dict(self, tokenizer: Tokenizer | None = None) -> dict[str, Any]:
         """JSON-ready dict; with a tokenizer every id also gets its display string."""
         def tok(i: int) -> dict[str, Any]:
             d: dict[str, Any] = {"id": int(i)}
@@ -95,7 +95,7 @@ class LensResult:
 
 
 @torch.no_grad()
-def lens_readout(model: "GPT", resid: torch.Tensor, k: int = 10, target: int | None = None
+def lens_readout(model: GPT, resid: torch.Tensor, k: int = 10, target: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Top-k read-out of residual vectors through the model's final LN and head.
 
@@ -131,7 +131,7 @@ def lens_readout(model: "GPT", resid: torch.Tensor, k: int = 10, target: int | N
 
 
 @torch.no_grad()
-def logit_lens(model: "GPT", ids: Sequence[int] | np.ndarray | torch.Tensor, position: int = -1,
+def logit_lens(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor, position: int = -1,
                k: int = 10, ablation: Ablation | None = None,
                target: int | None = None) -> LensResult:
     """Top-k predictions after the embedding and after every block, at one position.

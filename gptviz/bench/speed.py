@@ -1,9 +1,9 @@
 """Speed of token-by-token generation with full attention capture.
 
-:func:`run_bench` measures milliseconds per generated token of a :class:`gptviz.engine.session.Session`
-(each step: one-token forward with the KV cache, the attention row of every layer and head
-copied into the session's lower-triangular history, top-20 probabilities and entropy of the
-distribution) at context 64 and 512, for
+:func:`run_bench` measures milliseconds per generated token of a
+:class:`gptviz.engine.session.Session` (each step: one-token forward with the KV cache, the
+attention row of every layer and head copied into the session's lower-triangular history,
+top-20 probabilities and entropy of the distribution) at context 64 and 512, for
 
 (a) a model of the bundled model's shape (``resources/model/config.json`` when present, else
     4 layers x 8 heads x 256 wide, vocab 4096) with ``block_size`` 1024 so that 512 fits, and
@@ -32,6 +32,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from typing import Any
 import torch
 
 from gptviz.io.checkpoint import DEFAULT_MODEL_DIR, ModelBundle
-from gptviz.model.config import GPTConfig
+from gptviz.model.config import Activation, GPTConfig
 
 CONTEXTS = (64, 512)
 TOP_K = 20
@@ -48,7 +49,7 @@ BENCH_BLOCK = 1024
 PROMPT_VOCAB = 256
 
 #: our activation name -> transformers' GPT-2 ``activation_function``
-_HF_ACT = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
+_HF_ACT: dict[Activation, str] = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class Shape:
     n_embd: int
     vocab_size: int
     block_size: int = BENCH_BLOCK
-    activation: str = "gelu_tanh"
+    activation: Activation = "gelu_tanh"
 
 
 def bundled_shape() -> Shape:
@@ -117,8 +118,8 @@ def build_models(shape: Shape, use_hf: bool, seed: int = 0) -> tuple[ModelBundle
 
     torch.manual_seed(seed)
     if not use_hf:
-        from gptviz.model.gpt import GPT
         from gptviz.io.tokenizer import Tokenizer
+        from gptviz.model.gpt import GPT
 
         cfg = GPTConfig(n_layer=shape.n_layer, n_head=shape.n_head, n_embd=shape.n_embd,
                         vocab_size=shape.vocab_size, block_size=shape.block_size,
@@ -161,8 +162,8 @@ class OursTimer:
     """Times :meth:`Session.step` at one context: ``once()`` is one repetition."""
 
     def __init__(self, bundle: ModelBundle, ctx: int, steps: int) -> None:
-        from gptviz.engine.session import Session
         from gptviz.engine.sampling import SamplingSettings
+        from gptviz.engine.session import Session
 
         self.ctx, self.steps = ctx, steps
         t0 = time.perf_counter()
@@ -233,10 +234,67 @@ def measure(bundle: ModelBundle, hf: Any, ctx: int, steps: int, reps: int
     return statistics.median(a), (statistics.median(b) if b else None), ours.prefill_ms
 
 
+def _quiet_transformers() -> None:
+    """Silence transformers' progress bars and the deprecation notes of its cache API."""
+    import warnings
+
+    import transformers
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", message=".*past_key_values.*")
+
+
+def bench_shape(shape: Shape, contexts: tuple[int, ...], steps: int, reps: int, use_hf: bool,
+                log: Callable[[str], None] | None = None
+                ) -> tuple[list[dict[str, Any]], dict[str, float | None], float | None]:
+    """Measure one shape at every context.
+
+    Returns
+    -------
+    rows, ratios, parity
+        One result row per context; the slow-down from the shortest to the longest context
+        (ours and transformers'); the max abs logit difference with transformers on the same
+        weights (``None`` without it).
+    """
+    if max(contexts) + steps + 2 > shape.block_size:
+        raise ValueError(f"context {max(contexts)} + {steps} steps does not fit "
+                         f"block_size {shape.block_size}")
+    if log:
+        log(f"building {shape.label} ({shape.n_layer}x{shape.n_head}x{shape.n_embd}, "
+            f"vocab {shape.vocab_size})")
+    bundle, hf = build_models(shape, use_hf)
+    diff = None
+    if hf is not None:
+        diff = parity(bundle, hf)
+        if diff > 1e-3:
+            raise RuntimeError(f"{shape.label}: gptviz and transformers disagree on the same "
+                               f"weights (max abs logit difference {diff:.2e})")
+    by_ctx: dict[int, dict[str, Any]] = {}
+    for ctx in contexts:
+        ours, theirs, prefill_ms = measure(bundle, hf, ctx, steps, reps)
+        by_ctx[ctx] = {"model": shape.label, "ctx": ctx,
+                       "ours_ms_per_token": round(ours, 3),
+                       "hf_ms_per_token": None if theirs is None else round(theirs, 3),
+                       "ours_over_hf": None if not theirs else round(ours / theirs, 3),
+                       "ours_prefill_ms": round(prefill_ms, 1)}
+        if log:
+            log(f"  ctx {ctx}: ours {ours:.2f} ms/token"
+                + ("" if theirs is None else f", transformers {theirs:.2f} ms/token"))
+    lo, hi = min(contexts), max(contexts)
+    hf_lo, hf_hi = by_ctx[lo]["hf_ms_per_token"], by_ctx[hi]["hf_ms_per_token"]
+    ratios = {
+        f"ours_ctx{hi}_over_ctx{lo}": round(by_ctx[hi]["ours_ms_per_token"]
+                                            / by_ctx[lo]["ours_ms_per_token"], 3),
+        f"hf_ctx{hi}_over_ctx{lo}": (round(hf_hi / hf_lo, 3) if hf_lo and hf_hi else None),
+    }
+    return list(by_ctx.values()), ratios, diff
+
+
 def run_bench(quick: bool = False, steps: int | None = None, reps: int | None = None,
               use_hf: bool | None = None, shapes: list[Shape] | None = None,
               contexts: tuple[int, ...] = CONTEXTS, threads: int | None = None,
-              log=None) -> dict[str, Any]:
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the benchmark and return its results as a JSON-ready dict.
 
     Parameters
@@ -267,52 +325,17 @@ def run_bench(quick: bool = False, steps: int | None = None, reps: int | None = 
         raise ValueError(f"--threads must be >= 1 (got {threads})")
     torch.set_num_threads(threads)
     if use_hf:
-        import warnings
-
-        import transformers
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
-        warnings.filterwarnings("ignore", message=".*past_key_values.*")
+        _quiet_transformers()
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     ratios: dict[str, dict[str, float | None]] = {}
     parities: dict[str, float] = {}
     for shape in shapes:
-        if max(contexts) + steps + 2 > shape.block_size:
-            raise ValueError(f"context {max(contexts)} + {steps} steps does not fit "
-                             f"block_size {shape.block_size}")
-        if log:
-            log(f"building {shape.label} ({shape.n_layer}x{shape.n_head}x{shape.n_embd}, "
-                f"vocab {shape.vocab_size})")
-        bundle, hf = build_models(shape, use_hf)
-        if hf is not None:
-            diff = parity(bundle, hf)
+        shape_rows, ratios[shape.label], diff = bench_shape(shape, contexts, steps, reps,
+                                                            use_hf, log)
+        rows.extend(shape_rows)
+        if diff is not None:
             parities[shape.label] = diff
-            if diff > 1e-3:
-                raise RuntimeError(f"{shape.label}: gptviz and transformers disagree on the same "
-                                   f"weights (max abs logit difference {diff:.2e})")
-        by_ctx: dict[int, dict[str, Any]] = {}
-        for ctx in contexts:
-            ours, theirs, prefill_ms = measure(bundle, hf, ctx, steps, reps)
-            row = {"model": shape.label, "ctx": ctx,
-                   "ours_ms_per_token": round(ours, 3),
-                   "hf_ms_per_token": None if theirs is None else round(theirs, 3),
-                   "ours_over_hf": None if not theirs else round(ours / theirs, 3),
-                   "ours_prefill_ms": round(prefill_ms, 1)}
-            if log:
-                log(f"  ctx {ctx}: ours {ours:.2f} ms/token"
-                    + ("" if theirs is None else f", transformers {theirs:.2f} ms/token"))
-            rows.append(row)
-            by_ctx[ctx] = row
-        lo, hi = min(contexts), max(contexts)
-        hf_lo, hf_hi = by_ctx[lo]["hf_ms_per_token"], by_ctx[hi]["hf_ms_per_token"]
-        ratios[shape.label] = {
-            f"ours_ctx{hi}_over_ctx{lo}": round(by_ctx[hi]["ours_ms_per_token"]
-                                                / by_ctx[lo]["ours_ms_per_token"], 3),
-            f"hf_ctx{hi}_over_ctx{lo}": (round(hf_hi / hf_lo, 3) if hf_lo and hf_hi else None),
-        }
-        del bundle, hf
     try:
         import transformers
         hf_version = transformers.__version__ if use_hf else None
@@ -337,12 +360,14 @@ def run_bench(quick: bool = False, steps: int | None = None, reps: int | None = 
 
 def format_table(res: dict[str, Any]) -> str:
     """The results as a plain-text (and Markdown) table."""
-    lines = ["| model | context | gptviz ms/token | transformers ms/token | gptviz / transformers |",
+    lines = ["| model | context | gptviz ms/token | transformers ms/token "
+             "| gptviz / transformers |",
              "|---|---:|---:|---:|---:|"]
     for r in res["results"]:
         hf = "n/a" if r["hf_ms_per_token"] is None else f"{r['hf_ms_per_token']:.2f}"
         ratio = "n/a" if r["ours_over_hf"] is None else f"{r['ours_over_hf']:.2f}x"
-        lines.append(f"| {r['model']} | {r['ctx']} | {r['ours_ms_per_token']:.2f} | {hf} | {ratio} |")
+        lines.append(f"| {r['model']} | {r['ctx']} | {r['ours_ms_per_token']:.2f} "
+                     f"| {hf} | {ratio} |")
     for label, q in res["ratios"].items():
         parts = [f"{k.replace('_', ' ')} = {v:.2f}" for k, v in q.items() if v is not None]
         lines.append(f"\n{label}: " + ", ".join(parts))

@@ -8,8 +8,13 @@ imported lazily (``info`` does not pay for the training code).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
+from typing import Any, TextIO
+
+from gptviz.cli.arguments import OneLineParser, UsageError
 
 #: command name -> (module under gptviz.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,34 +29,118 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _OutputError(Exception):
+    """Standard output refused a write (closed, a full disk, a reader gone)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror or str(error))
+        self.error = error
+
+
+class _GuardedOutput:
+    """``sys.stdout`` while a command runs: a write that fails raises :class:`_OutputError`,
+    so the failure is told apart from the command's own file errors."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, s: str) -> int:
+        try:
+            return self._stream.write(s)
+        except OSError as e:
+            raise _OutputError(e) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as e:
+            raise _OutputError(e) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _error(message: str) -> None:
+    """Print ``error: message`` on one line of stderr (if there is a stderr)."""
+    if sys.stderr is not None:
+        line = " ".join(message.split()) or "unknown error"
+        print(f"error: {line}", file=sys.stderr)
+
+
+def _drop_pending_output(stream: TextIO) -> None:
+    """Point the process's stdout at devnull, so that the interpreter's last flush of text
+    that a reader no longer takes (or a full disk refused) does not fail again."""
+    if stream is not sys.__stdout__:
+        return  # captured (tests): nothing will flush to a real descriptor
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
+def _os_error_text(e: OSError) -> str:
+    if e.strerror and e.filename is not None:
+        return f"{e.filename}: {e.strerror}"
+    return e.strerror or str(e)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run one command; returns the process exit code."""
+    """Parse ``argv`` and run one command; returns the process exit code.
+
+    Every error the user can fix is one line ``error: ...`` on stderr and exit code 2: a bad
+    argument (naming the flag), a model or input file that cannot be read, an output that
+    cannot be written, standard output closed or full. A reader that goes away
+    (``... | head``) is not an error (exit code 0).
+    """
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m gptviz", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m gptviz", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
-    if not argv or argv[0] not in COMMANDS:
-        parser.print_help() if not argv or argv[0] in ("-h", "--help") else parser.parse_args(argv)
-        return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    name = argv[0]
-    module = importlib.import_module(f"gptviz.cli.{COMMANDS[name][0]}")
-    cmd_parser = argparse.ArgumentParser(prog=f"python -m gptviz {name}",
-                                         description=COMMANDS[name][1])
-    module.configure(cmd_parser)
-    args = cmd_parser.parse_args(argv[1:])
+    if sys.stdout is None:
+        _error("standard output is closed; gptviz prints its results there")
+        return 2
+    try:
+        if not argv or argv[0] not in COMMANDS:
+            if not argv or argv[0] in ("-h", "--help"):
+                parser.print_help()
+                return 0
+            parser.parse_args(argv)
+            return 2
+        name = argv[0]
+        module = importlib.import_module(f"gptviz.cli.{COMMANDS[name][0]}")
+        cmd_parser = OneLineParser(prog=f"python -m gptviz {name}",
+                                   description=COMMANDS[name][1])
+        module.configure(cmd_parser)
+        args = cmd_parser.parse_args(argv[1:])
+    except UsageError as e:
+        _error(str(e))
+        return 2
+    except SystemExit as e:  # --help printed the help
+        return e.code if isinstance(e.code, int) else 0
+    return _run(module, args)
+
+
+def _run(module: Any, args: argparse.Namespace) -> int:
+    """Run a parsed command, turning the errors a user can fix into one line."""
     from gptviz.io.checkpoint import CheckpointError
 
+    real_stdout = sys.stdout
+    sys.stdout = _GuardedOutput(real_stdout)
     try:
-        return int(module.run(args) or 0)
-    except BrokenPipeError:
-        # The reader went away (`... | head`): not an error of ours. Point stdout at devnull
-        # so that the interpreter's final flush does not raise again.
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
-        # Bad input is the user's to fix: one clear line, no traceback.
-        print(f"error: {e}", file=sys.stderr)
+        rc = int(module.run(args) or 0)
+        sys.stdout.flush()
+        return rc
+    except _OutputError as e:
+        _drop_pending_output(real_stdout)
+        if isinstance(e.error, BrokenPipeError):
+            return 0  # the reader went away (`... | head`): not an error of ours
+        _error(f"cannot write to standard output ({e})")
         return 2
+    except (CheckpointError, ValueError) as e:
+        # Bad input is the user's to fix: one clear line, no traceback.
+        _error(str(e))
+        return 2
+    except OSError as e:
+        _error(_os_error_text(e))
+        return 2
+    finally:
+        sys.stdout = real_stdout

@@ -1,7 +1,7 @@
 """``python -m gptviz bench``: ms per generated token with full attention capture.
 
 See :mod:`gptviz.bench.speed` for what is measured and how. ``--analysis`` adds the head-score and
-ablation timings (:func:`gptviz.analysis.bench_analysis`); ``--gui`` runs the window
+ablation timings (:func:`gptviz.bench.analysis.bench_analysis`); ``--gui`` runs the window
 offscreen in a child process (``python -m gptviz_app.bench_gui``) so that the core never imports Qt.
 """
 
@@ -24,7 +24,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="timed steps per repetition")
     p.add_argument("--reps", type=int, default=None, help="repetitions (the median is reported)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: the idle cores: core count minus the load average)")
+                   help="torch threads (default: the idle cores: core count minus the load "
+                        "average)")
     p.add_argument("--no-hf", action="store_true", help="do not compare with transformers")
     p.add_argument("--analysis", action="store_true",
                    help="also time head scores (12x12 heads, 512 tokens) and ablated re-runs")
@@ -37,7 +38,8 @@ def _run_gui(as_json: bool) -> int:
     ``gptviz_app``, or a checkout's ``app/`` through its ``main.py``."""
     flags = ["--json"] if as_json else []
     launcher = REPO_ROOT / "main.py"
-    if (REPO_ROOT / "app" / "bench_gui.py").is_file() and launcher.is_file():
+    checkout = (REPO_ROOT / "pyproject.toml").is_file() and launcher.is_file()
+    if checkout and (REPO_ROOT / "app" / "bench_gui.py").is_file():
         code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import main; "
                 "main.use_checkout_app(); from gptviz_app.bench_gui import main as m; "
                 "sys.exit(m(sys.argv[1:]))")
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     res = run_bench(quick=args.quick, steps=args.steps, reps=args.reps,
                     use_hf=False if args.no_hf else None, threads=args.threads, log=log)
     if args.analysis:
-        from gptviz.analysis import bench_analysis
+        from gptviz.bench.analysis import bench_analysis
 
         log("timing head scores and ablated re-runs (GPT-2-small shape, 512 tokens)")
         res["analysis"] = bench_analysis(repeats=3 if args.quick else 5,

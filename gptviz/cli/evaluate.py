@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from gptviz.io.files import file_problem
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the evaluation options."""
@@ -18,13 +20,15 @@ def run(args: argparse.Namespace) -> int:
     from gptviz.families import load_model
     from gptviz.train.evaluate import combine, evaluate_text
 
+    for name in args.text:  # checked before the (slow) model load
+        problem = file_problem(name, allow_streams=True)  # a pipe or /dev/stdin is read too
+        if problem is not None:
+            raise ValueError(f"--text {name}: {problem}")
     bundle = load_model(args.model)
     per_file = {}
     for name in args.text:
         path = Path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file")
-        text = path.read_text(encoding="utf-8", errors="replace").replace("\r\n", "\n")
+        text = path.read_bytes().decode("utf-8", errors="replace").replace("\r\n", "\n")
         per_file[str(path)] = evaluate_text(bundle, text)
     print(json.dumps({"model": bundle.source, "files": per_file,
                       "total": combine(list(per_file.values()))}, indent=2))

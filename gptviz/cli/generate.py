@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gptviz.cli.arguments import text
 from gptviz.engine.sampling import add_sampling_args
 
 
@@ -12,7 +13,8 @@ def add_generation_args(p: argparse.ArgumentParser, default_steps: int) -> None:
     """``--model``, ``--prompt``, ``--steps`` and the sampling flags (shared with ``trace``)."""
     p.add_argument("--model", default=None, metavar="PATH",
                    help="model directory or nanoGPT .pt file (default: the bundled model)")
-    p.add_argument("--prompt", required=True, help="prompt text (must encode to >= 1 token)")
+    p.add_argument("--prompt", required=True, type=text,
+                   help="prompt text (must encode to >= 1 token)")
     p.add_argument("--steps", type=int, default=default_steps,
                    help=f"tokens to generate (default {default_steps})")
     add_sampling_args(p)
@@ -20,9 +22,9 @@ def add_generation_args(p: argparse.ArgumentParser, default_steps: int) -> None:
 
 def run_session(args: argparse.Namespace):
     """Load the model, check the arguments, prefill and take ``args.steps`` steps."""
-    from gptviz.families import load_model
-    from gptviz.engine.session import Session
     from gptviz.engine.sampling import settings_from_args
+    from gptviz.engine.session import Session
+    from gptviz.families import load_model
 
     if args.steps < 0:
         raise ValueError(f"--steps must be >= 0 (got {args.steps})")

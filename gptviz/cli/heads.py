@@ -19,8 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
+
+from gptviz.cli.arguments import text, whole_number
+from gptviz.engine.sampling import MAX_SEED
+from gptviz.io.files import read_text_input
+
+#: Most random probe sequences ``heads`` runs at once (each is one forward pass).
+MAX_PROBE_BATCH = 256
 
 
 def add_model_prompt_args(p: argparse.ArgumentParser) -> None:
@@ -28,18 +34,19 @@ def add_model_prompt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help="checkpoint directory or nanoGPT .pt (default: the bundled model)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--prompt", help="the text to analyse")
-    src.add_argument("--prompt-file", help="read the text from this file (UTF-8)")
+    src.add_argument("--prompt", type=text, help="the text to analyse")
+    src.add_argument("--prompt-file", help="read the text from this file (UTF-8; a pipe or "
+                     "/dev/stdin is read too)")
 
 
 def load_prompt(args: argparse.Namespace) -> tuple[Any, list[int]]:
     """Load the model and encode the prompt; a clear ValueError when it does not fit."""
     from gptviz.families import load_model
 
-    text = (args.prompt if args.prompt is not None
-            else Path(args.prompt_file).read_text(encoding="utf-8"))
+    prompt = (args.prompt if args.prompt is not None
+              else read_text_input(args.prompt_file, f"--prompt-file {args.prompt_file}"))
     bundle = load_model(args.model)
-    ids = bundle.tokenizer.encode(text)
+    ids = bundle.tokenizer.encode(prompt)
     if not ids:
         raise ValueError("the prompt encodes to no tokens")
     if len(ids) > bundle.config.block_size:
@@ -52,10 +59,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     """Add the options."""
     add_model_prompt_args(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--probe-len", type=int, default=50,
+    p.add_argument("--probe-len", type=whole_number(0), default=50,
                    help="length n of the random probe repeated twice (0: skip the probe)")
-    p.add_argument("--probe-batch", type=int, default=4, help="random probe sequences")
-    p.add_argument("--seed", type=int, default=0, help="seed of the probe tokens")
+    p.add_argument("--probe-batch", type=whole_number(1, MAX_PROBE_BATCH), default=4,
+                   help="random probe sequences")
+    p.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0,
+                   help="seed of the probe tokens")
 
 
 def _table(name: str, grid: list[list[float | None]]) -> str:
@@ -100,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     for name, grid in out["scores"].items():
         print()
         print(_table(name + (" (bits)" if name == "entropy" else ""), grid))
-    if out["probe_induction"] is not None:
+    if out["probe_induction"] is not None and probe_info is not None:  # the probe ran
         print()
         print(_table(f"probe_induction (random n={probe_info['n']} x2, "
                      f"batch {probe_info['batch']}, seed {probe_info['seed']})",

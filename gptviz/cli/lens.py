@@ -18,6 +18,7 @@ import argparse
 import json
 import sys
 
+from gptviz.cli.arguments import whole_number
 from gptviz.cli.heads import add_model_prompt_args, load_prompt
 
 
@@ -26,7 +27,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_model_prompt_args(p)
     p.add_argument("--position", type=int, default=-1,
                    help="position to read (negative counts from the end; default the last)")
-    p.add_argument("--k", type=int, default=10, help="top predictions per layer")
+    p.add_argument("--k", type=whole_number(1), default=10, help="top predictions per layer")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -13,7 +13,21 @@ probs           float32 ``[T, V]``          row t: softmax distribution of the t
 prompt_len      int64 scalar                prompt tokens inside the window
 window_start    int64 scalar                global position of the window's first token
 config          unicode scalar              the model config as JSON
+model           unicode scalar              the model's name
+model_source    unicode scalar              where the model was loaded from
+step            int64 scalar                generated tokens in the trace's text
+settings        unicode scalar              the sampling settings in force, as JSON
+                                            (greedy, temperature, top_k, top_p, seed)
+forced          bool ``[T]``                the tokens chosen by hand instead of sampled
+ablation        unicode scalar              ``null``, or JSON ``{"mode": "zero" | "mean",
+                                            "heads": [[layer, head], ...]}``: the heads
+                                            removed when the trace was computed
+description     unicode scalar              the above in words, one line each (model, step,
+                                            sampling, forced tokens, ablation)
 ==============  ==========================  ==============================================
+
+The keys from ``model`` on were added later: older files lack them, and a reader of the
+older files finds the first seven as they were.
 
 ``T`` is the window length: the whole text unless it grew past ``block_size``, in which case
 the window slid (see :mod:`gptviz.engine.session`) and ``window_start > 0``.
@@ -22,30 +36,52 @@ the window slid (see :mod:`gptviz.engine.session`) and ``window_start > 0``.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
-from gptviz.io.export import write_trace_npz
 from gptviz.cli.generate import add_generation_args, run_session
+from gptviz.io.export import check_target, write_trace_npz
+from gptviz.io.provenance import trace_file_arrays
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the ``trace`` options."""
     add_generation_args(p, default_steps=20)
-    p.add_argument("--out", required=True, metavar="FILE.npz", help="NPZ file to write")
+    p.add_argument("--out", required=True, metavar="FILE.npz",
+                   help="NPZ file to write (a pipe or /dev/stdout is written into)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate and write the NPZ; prints a one-line summary."""
+    if not args.out:
+        raise ValueError("--out is empty: give the name of the NPZ file to write")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise ValueError(f"{out.parent}: output directory does not exist")
+    try:
+        check_target(out)  # a directory, a socket...: refused before the generation runs
+    except OSError as e:
+        raise ValueError(f"--out {out}: {e.strerror or e}") from None
     session = run_session(args)
-    arrays = session.trace_arrays()
+    arrays = trace_file_arrays(session)
     try:
         write_trace_npz(out, arrays)  # the one writer of the format (atomic)
     except OSError as e:
         raise ValueError(f"{out}: cannot write ({e.strerror or e})") from None
     L, H, T, _ = arrays["attention"].shape
+    # The summary goes where the data did not: stderr when the NPZ went to stdout.
+    log = sys.stderr if _is_stdout(out) else sys.stdout
     print(f"wrote {out}: {T} tokens ({session.prompt_len} prompt, {session.n_generated} "
-          f"generated), attention [{L}, {H}, {T}, {T}], probs {list(arrays['probs'].shape)}")
+          f"generated), attention [{L}, {H}, {T}, {T}], probs {list(arrays['probs'].shape)}",
+          file=log)
     return 0
+
+
+def _is_stdout(path: Path) -> bool:
+    """Whether ``path`` is the file (or pipe) this process's standard output writes to."""
+    try:
+        a, b = os.stat(path), os.fstat(1)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)

@@ -69,17 +69,17 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from gptviz import train
+    from gptviz.train import stages
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     if args.stage in ("pretrain", "all"):
-        train.pretrain(args)
+        stages.pretrain(args)
     if args.stage == "induct" or (args.stage == "all" and args.induct_iters > 0):
-        train.induct(args)
+        stages.induct(args)
     if args.stage == "anneal" or (args.stage == "all" and args.anneal_iters > 0):
-        train.anneal(args)
+        stages.anneal(args)
     if args.stage in ("finetune", "all"):
-        train.finetune(args)
+        stages.finetune(args)
     if args.stage in ("report", "all"):
-        train.report(args)
+        stages.report(args)
     return 0

@@ -30,6 +30,8 @@ __all__ = [
 _MASK64 = (1 << 64) - 1
 #: Seeds are limited to what ``torch.Generator.manual_seed`` takes without wrapping.
 MAX_SEED = (1 << 63) - 1
+#: Smallest temperature: below it logits / temperature leave float32's range (inf, then NaN).
+MIN_TEMPERATURE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class SamplingSettings:
     greedy
         Always take the most probable token (the other fields are then ignored).
     temperature
-        Divides the logits before the softmax; must be finite and > 0.
+        Divides the logits before the softmax; must be finite and at least
+        :data:`MIN_TEMPERATURE`.
     top_k
         Keep only the ``top_k`` most probable tokens; 0 turns the filter off.
     top_p
@@ -71,7 +74,11 @@ class SamplingSettings:
             raise ValueError(f"greedy must be true or false (got {self.greedy!r})")
         t = self.temperature
         if isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t) or t <= 0:
-            raise ValueError(f"temperature must be a finite number > 0 (got {t!r})")
+            hint = "; temperature 0 is greedy decoding: set greedy (--greedy)" if t == 0 else ""
+            raise ValueError(f"temperature must be a finite number > 0 (got {t!r}){hint}")
+        if t < MIN_TEMPERATURE:  # logits / t would overflow float32 (use greedy instead)
+            raise ValueError(f"temperature must be at least {MIN_TEMPERATURE:g}; use greedy "
+                             f"decoding for the limit (got {t!r})")
         k = self.top_k
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
             raise ValueError(f"top_k must be an integer >= 0, 0 meaning off (got {k!r})")
@@ -172,8 +179,10 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     """Add ``--greedy | --temperature --top-k --top-p`` and ``--seed`` to a command."""
     g = parser.add_argument_group("sampling")
     g.add_argument("--greedy", action="store_true", help="always take the most probable token")
-    g.add_argument("--temperature", type=float, default=None, help="softmax temperature (> 0, default 1)")
-    g.add_argument("--top-k", type=int, default=None, help="keep the K most probable tokens (0 = off)")
+    g.add_argument("--temperature", type=float, default=None,
+                   help="softmax temperature (> 0, default 1)")
+    g.add_argument("--top-k", type=int, default=None,
+                   help="keep the K most probable tokens (0 = off)")
     g.add_argument("--top-p", type=float, default=None, help="nucleus mass in (0, 1] (1 = off)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 

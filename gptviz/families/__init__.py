@@ -18,6 +18,7 @@ Adding a built-in family is one module here plus one line in :data:`_BUILTIN`.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,9 +30,10 @@ from gptviz.families.gpt2 import load_hf_gpt2
 from gptviz.families.nanogpt import load_nanogpt, to_nanogpt_state_dict
 from gptviz.families.openai_gpt import load_hf_openai_gpt
 from gptviz.io.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, ModelBundle, read_json
+from gptviz.io.files import file_problem
 
-__all__ = ["Family", "register_family", "families", "find_family", "load_model",
-           "ENTRY_POINT_GROUP", "load_hf_gpt2", "load_hf_openai_gpt", "load_nanogpt",
+__all__ = ["Family", "register_family", "unregister_family", "families", "find_family",
+           "load_model", "ENTRY_POINT_GROUP", "load_hf_gpt2", "load_hf_openai_gpt", "load_nanogpt",
            "to_nanogpt_state_dict"]
 
 #: Entry-point group through which other packages add families.
@@ -71,16 +73,22 @@ _BUILTIN = (
 
 
 class _Registry:
-    """Families in the order they are asked: built-ins, then registered, then entry points."""
+    """Families in the order they are asked: the built-ins, then the entry points and the
+    ones given to :func:`register_family`, in the order they arrived."""
 
     def __init__(self) -> None:
         self.families: dict[str, Family] = {f.name: f for f in _BUILTIN}
         self.plugins_loaded = False
+        self.from_plugins: dict[str, Family] = {}  # what the entry points added
 
-    def load_plugins(self) -> None:
-        if self.plugins_loaded:
+    def load_plugins(self, again: bool = False) -> None:
+        if self.plugins_loaded and not again:
             return
         self.plugins_loaded = True
+        for name, family in self.from_plugins.items():
+            if self.families.get(name) is family:  # not replaced by register_family since
+                del self.families[name]
+        self.from_plugins = {}
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 obj = ep.load()
@@ -91,7 +99,13 @@ class _Registry:
                 warnings.warn(f"model family plug-in {ep.name!r} ({ep.value}) not loaded: {e}",
                               RuntimeWarning, stacklevel=3)
                 continue
-            self.families.setdefault(family.name, family)
+            if family.name in self.families:
+                warnings.warn(f"model family plug-in {ep.name!r} ({ep.value}) not loaded: a "
+                              f"family named {family.name!r} is already registered",
+                              RuntimeWarning, stacklevel=3)
+                continue
+            self.families[family.name] = family
+            self.from_plugins[family.name] = family
 
 
 _REGISTRY = _Registry()
@@ -110,16 +124,32 @@ def register_family(family: Family, *, replace: bool = False) -> None:
     _REGISTRY.families[family.name] = family
 
 
-def families() -> list[Family]:
-    """Every registered family, in the order :func:`find_family` asks them."""
-    _REGISTRY.load_plugins()
+def unregister_family(name: str) -> None:
+    """Remove a registered family (a no-op when there is none of that name)."""
+    _REGISTRY.families.pop(name, None)
+
+
+def families(rescan: bool = False) -> list[Family]:
+    """Every registered family, in the order :func:`find_family` asks them.
+
+    Entry points of the ``gptviz.families`` group are read on the first call; ``rescan``
+    reads them again (after a package was installed into the running interpreter).
+    """
+    _REGISTRY.load_plugins(again=rescan)
     return list(_REGISTRY.families.values())
 
 
 def find_family(path: str | Path) -> Family | None:
     """The first family that recognises ``path``, or ``None``."""
     p = Path(path)
-    return next((f for f in families() if f.recognises(p)), None)
+    for f in families():
+        try:
+            if f.recognises(p):
+                return f
+        except Exception as e:  # a plug-in's bug must not hide the other formats
+            warnings.warn(f"model family {f.name!r} failed to look at {p}: {e}",
+                          RuntimeWarning, stacklevel=2)
+    return None
 
 
 def load_model(path: str | Path | None = None) -> ModelBundle:
@@ -142,7 +172,14 @@ def load_model(path: str | Path | None = None) -> ModelBundle:
     """
     p = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if not p.exists():
-        raise CheckpointError(f"{p}: no such file or directory")
+        problem = file_problem(p)  # a dangling link is not "missing"
+        raise CheckpointError(f"{p}: " + (problem if problem and "link" in problem
+                                          else "no such file or directory"))
+    if not p.is_dir():
+        problem = file_problem(p)  # a pipe, a device: no family reads those
+        if problem is not None:
+            raise CheckpointError(f"{p}: {problem}; expected a model directory or a "
+                                  "nanoGPT .pt checkpoint")
     family = find_family(p)
     if family is not None:
         return family.load(p)
@@ -154,8 +191,14 @@ def _unrecognised(p: Path) -> str:
     supported = ", ".join(f.title for f in families())
     if p.is_file():
         return f"{p}: not a model directory or a nanoGPT .pt checkpoint (supported: {supported})"
+    cfg = p / "config.json"
+    if os.path.lexists(cfg) and not cfg.is_file():
+        return f"{cfg}: {file_problem(cfg)}"
     if (p / "config.json").is_file():
         model_type = read_json(p / "config.json").get("model_type")
+        if model_type is None:
+            return (f"{p / 'config.json'}: neither a gptviz config (no n_layer) nor a Hugging "
+                    f"Face one (no model_type) (supported: {supported})")
         return (f"{p / 'config.json'}: unsupported model_type {model_type!r} "
                 f"(supported: {supported})")
     return f"{p}: no config.json or ckpt.pt found; not a model directory"

@@ -11,7 +11,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from gptviz.families.hf_common import config_float, config_int, hf_model, make_config, require_dir
+from gptviz.families.hf_common import (
+    config_bool,
+    config_choice,
+    config_float,
+    config_int,
+    hf_model,
+    make_config,
+    require_dir,
+)
 from gptviz.io.checkpoint import CheckpointError, ModelBundle, read_json
 from gptviz.io.tensor_files import read_hf_weights
 from gptviz.io.tokenizer_files import check_tokenizer, gpt2_tokenizer
@@ -49,13 +57,11 @@ def load_hf_gpt2(directory: str | Path) -> ModelBundle:
     cfg = read_json(cfg_path)
     if cfg.get("model_type", "gpt2") != "gpt2":
         raise CheckpointError(f"{cfg_path}: model_type is {cfg.get('model_type')!r}, not 'gpt2'")
-    if cfg.get("add_cross_attention"):
+    if config_bool(cfg, cfg_path, "add_cross_attention", False):
         raise CheckpointError(f"{cfg_path}: add_cross_attention is true (an encoder-decoder "
                               "GPT-2); gptviz opens decoder-only GPT-2 models")
-    act_name = cfg.get("activation_function", "gelu_new")
-    if act_name not in GPT2_ACTIVATIONS:
-        raise CheckpointError(f"{cfg_path}: activation_function {act_name!r} is not supported "
-                              f"(supported: {', '.join(sorted(GPT2_ACTIVATIONS))})")
+    act_name = config_choice(cfg, cfg_path, "activation_function", "gelu_new",
+                             GPT2_ACTIVATIONS)
     n_layer = config_int(cfg, cfg_path, "n_layer", "num_hidden_layers")
     n_head = config_int(cfg, cfg_path, "n_head", "num_attention_heads")
     n_embd = config_int(cfg, cfg_path, "n_embd", "hidden_size")
@@ -70,8 +76,9 @@ def load_hf_gpt2(directory: str | Path) -> ModelBundle:
         n_inner=config_int(cfg, cfg_path, "n_inner", optional=True),
         name=d.resolve().name,
     )
-    scale_weights = cfg.get("scale_attn_weights", True)
-    by_layer = cfg.get("scale_attn_by_inverse_layer_idx", False)
+    scale_weights = config_bool(cfg, cfg_path, "scale_attn_weights", True)
+    by_layer = config_bool(cfg, cfg_path, "scale_attn_by_inverse_layer_idx", False)
+    tied = config_bool(cfg, cfg_path, "tie_word_embeddings", True)
     q_scale = None
     if not scale_weights or by_layer:
         hd = config.head_dim
@@ -81,9 +88,8 @@ def load_hf_gpt2(directory: str | Path) -> ModelBundle:
             return s * math.sqrt(hd)
 
     state, weights_path = read_hf_weights(d)
-    model = hf_model(config, state, weights_path, rename={},
-                      tie_word_embeddings=cfg.get("tie_word_embeddings", True) is not False,
-                      q_scale=q_scale)
+    model = hf_model(config, state, weights_path, rename={}, tie_word_embeddings=tied,
+                     q_scale=q_scale, config_path=cfg_path)
     found = gpt2_tokenizer(d)
     if found is None:
         raise CheckpointError(f"{d}: no tokenizer found: put tokenizer.json, or vocab.json and "

@@ -10,33 +10,44 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
 from gptviz.io.checkpoint import CheckpointError, load_state
+from gptviz.io.config_checks import LIMITS, check_model_size, tensor_shapes
 from gptviz.io.tensor_files import strip_prefixes
 from gptviz.model.config import GPTConfig
-from gptviz.model.gpt import GPT
+from gptviz.model.gpt import GPT, Block
 
 # Projections stored as transformers' Conv1D ([in, out]) in GPT-2 and GPT-1.
 _CONV1D = re.compile(r"^h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")
 
+
+# Largest size config_int accepts at all (the model's sizes have their own, lower limits).
+_MAX_SIZE = max(LIMITS.values())
 
 # Attention-mask buffers some checkpoints carry (not weights).
 _MASK_BUFFER = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 
 
 def config_int(cfg: dict[str, Any], path: Path, *keys: str, default: int | None = None,
-         optional: bool = False) -> int | None:
-    """The first of ``keys`` present in ``cfg`` as a positive int."""
+               optional: bool = False) -> int | None:
+    """The first of ``keys`` present in ``cfg`` as a positive int (``2``, not ``"2"`` or
+    ``2.5``), at most :data:`~gptviz.io.config_checks.LIMITS` ``["n_inner"]`` (a bound far
+    above any real size; the model's own sizes are bounded again by
+    :func:`~gptviz.io.config_checks.check_model_size`)."""
     for key in keys:
         if key in cfg and cfg[key] is not None:
             v = cfg[key]
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise CheckpointError(f"{path}: {key} must be a positive integer (got {v!r})")
+                raise CheckpointError(f"{path}: {key} must be a positive integer "
+                                      f"(got {_shown(v)})")
+            if v > _MAX_SIZE:
+                raise CheckpointError(f"{path}: {key} {v:,} is beyond any real GPT (at most "
+                                      f"{_MAX_SIZE:,} accepted)")
             return v
     if default is not None or optional:
         return default
@@ -44,12 +55,45 @@ def config_int(cfg: dict[str, Any], path: Path, *keys: str, default: int | None 
 
 
 def config_float(cfg: dict[str, Any], path: Path, key: str, default: float) -> float:
+    """``cfg[key]`` as a finite number > 0 (``default`` when absent or null)."""
     v = cfg.get(key, default)
     if v is None:
         return default
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise CheckpointError(f"{path}: {key} must be a positive number (got {v!r})")
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    try:
+        ok = ok and math.isfinite(v) and v > 0
+    except OverflowError:  # an integer too large for a float
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{path}: {key} must be a positive number (got {_shown(v)})")
     return float(v)
+
+
+def config_bool(cfg: dict[str, Any], path: Path, key: str, default: bool) -> bool:
+    """``cfg[key]`` as true or false (``default`` when absent or null); the string
+    ``"false"`` is refused, not taken as true."""
+    v = cfg.get(key, default)
+    if v is None:
+        return default
+    if not isinstance(v, bool):
+        raise CheckpointError(f"{path}: {key} must be true or false (got {_shown(v)})")
+    return v
+
+
+def config_choice(cfg: dict[str, Any], path: Path, key: str, default: str,
+                  choices: Iterable[str]) -> str:
+    """``cfg[key]``, one of ``choices`` (``default`` when absent)."""
+    allowed = sorted(choices)
+    v = cfg.get(key, default)
+    if not isinstance(v, str) or v not in allowed:
+        raise CheckpointError(f"{path}: {key} {_shown(v)} is not supported "
+                              f"(supported: {', '.join(allowed)})")
+    return v
+
+
+def _shown(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def make_config(path: Path, **kwargs: Any) -> GPTConfig:
@@ -69,9 +113,13 @@ def require_dir(directory: str | Path) -> Path:
 
 
 def hf_model(config: GPTConfig, state: dict[str, torch.Tensor], weights_path: Path,
-              rename: dict[str, str], tie_word_embeddings: bool,
-              q_scale: Callable[[int], float] | None = None) -> GPT:
-    """Map a Hugging Face state dict onto our GPT and load it."""
+             rename: dict[str, str], tie_word_embeddings: bool,
+             q_scale: Callable[[int], float] | None = None,
+             config_path: Path | None = None) -> GPT:
+    """Map a Hugging Face state dict onto our GPT and load it.
+
+    The config is compared with the mapped weights
+    (:func:`~gptviz.io.config_checks.check_model_size`) before the model is built."""
     state = strip_prefixes(state, ("transformer.",))
     state = {k: v for k, v in state.items()
              if not _MASK_BUFFER.match(k) and k != "position_ids"
@@ -90,6 +138,7 @@ def hf_model(config: GPTConfig, state: dict[str, torch.Tensor], weights_path: Pa
                 raise CheckpointError(f"{weights_path}: {k} should be a matrix, got shape "
                                       f"{tuple(state[k].shape)}")
             state[k] = state[k].t().contiguous()  # Conv1D [in, out] -> Linear [out, in]
+    check_model_size(config, tensor_shapes(state), config_path or weights_path, weights_path)
     model = GPT(config)
     load_state(model, state, weights_path)
     if q_scale is not None:
@@ -100,8 +149,9 @@ def hf_model(config: GPTConfig, state: dict[str, torch.Tensor], weights_path: Pa
             for i, block in enumerate(model.h):
                 f = q_scale(i)
                 if f != 1.0:
-                    block.attn.c_attn.weight[:C].mul_(f)
-                    if block.attn.c_attn.bias is not None:
-                        block.attn.c_attn.bias[:C].mul_(f)
+                    qkv = cast(Block, block).attn.c_attn  # a ModuleList yields plain Modules
+                    qkv.weight[:C].mul_(f)
+                    if qkv.bias is not None:
+                        qkv.bias[:C].mul_(f)
     model.eval()
     return model

@@ -19,6 +19,7 @@ import torch
 
 from gptviz.families.hf_common import config_int, make_config
 from gptviz.io.checkpoint import CheckpointError, ModelBundle, load_state
+from gptviz.io.config_checks import check_finite, check_model_size, tensor_shapes
 from gptviz.io.tensor_files import strip_prefixes, torch_load_tensors
 from gptviz.io.tokenizer import Tokenizer
 from gptviz.io.tokenizer_files import check_tokenizer, gpt2_tokenizer, read_meta_pkl
@@ -26,6 +27,7 @@ from gptviz.model.gpt import GPT
 
 #: File suffixes of a nanoGPT checkpoint given as a file.
 SUFFIXES = (".pt", ".pth", ".ckpt")
+
 
 def to_nanogpt_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     """Our GPT's weights under nanoGPT's names (the inverse of what :func:`load_nanogpt` reads).
@@ -37,7 +39,9 @@ def to_nanogpt_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     ------
     ValueError
         When the model is not something nanoGPT can express (post-LN, no final LN, another
-        activation, a custom feed-forward width or epsilon, a fine-tuning head).
+        activation, a custom feed-forward width or epsilon, a fine-tuning head, an untied
+        head, positions other than learned, RMSNorm, a gated or parallel feed-forward layer,
+        grouped-query attention, another attention scale).
     """
     c = model.config
     problems = []
@@ -51,6 +55,17 @@ def to_nanogpt_state_dict(model: GPT) -> dict[str, torch.Tensor]:
         problems.append("nanoGPT's LayerNorm epsilon is 1e-5")
     if model.classifier is not None:
         problems.append("nanoGPT has no fine-tuning head")
+    if not c.tie_word_embeddings:
+        problems.append("nanoGPT's output head is tied to wte")
+    if c.positional_embedding_type != "learned":
+        problems.append("nanoGPT learns its position embedding (wpe)")
+    if c.norm_type != "layernorm" or c.mlp_type != "standard" or c.parallel_attn:
+        problems.append("nanoGPT's blocks are LayerNorm, attention, then a plain feed-forward "
+                        "layer")
+    if c.kv_heads != c.n_head:
+        problems.append("nanoGPT has one key/value head per query head")
+    if c.scale != 1.0 / math.sqrt(c.head_dim):
+        problems.append("nanoGPT scales attention by 1/sqrt(head_dim)")
     if problems:
         raise ValueError("model cannot be written as nanoGPT: " + "; ".join(problems))
     out = {f"transformer.{k}": v.detach().clone() for k, v in model.state_dict().items()}
@@ -142,12 +157,14 @@ def load_nanogpt(path: str | Path) -> ModelBundle:
     state = strip_prefixes({str(k): v for k, v in raw.items()},
                             ("_orig_mod.", "module.", "transformer."))
     state = {k: v for k, v in state.items() if not re.fullmatch(r"h\.\d+\.attn\.bias", k)}
+    check_finite(state, path)  # before comparing the head with wte: NaN never equals NaN
     head = state.pop("lm_head.weight", None)
     wte = state.get("wte.weight")
     if head is not None and wte is not None and (head.shape != wte.shape
                                                  or not torch.equal(head, wte)):
         raise CheckpointError(f"{path}: lm_head.weight differs from transformer.wte.weight; "
                               "gptviz models use the tied head h·W_e^T")
+    check_model_size(config, tensor_shapes(state), path, path)  # before anything is built
     model = GPT(config)
     load_state(model, state, path)
     model.eval()

@@ -10,11 +10,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gptviz.families.hf_common import config_float, config_int, hf_model, make_config, require_dir
+from gptviz.families.hf_common import (
+    config_bool,
+    config_choice,
+    config_float,
+    config_int,
+    hf_model,
+    make_config,
+    require_dir,
+)
 from gptviz.io.checkpoint import CheckpointError, ModelBundle, read_json
 from gptviz.io.tensor_files import read_hf_weights, short_message
-from gptviz.io.tokenizer_files import (bpe_files, check_tokenizer, openai_gpt_tokenizer,
-                                       tokenizer_from_json)
+from gptviz.io.tokenizer_files import (
+    bpe_files,
+    check_tokenizer,
+    openai_gpt_tokenizer,
+    tokenizer_from_json,
+)
 
 #: GPT-1 ``afn`` values (``transformers.models.openai.modeling_openai.ACT_FNS``) -> ours.
 OPENAI_GPT_ACTIVATIONS = {
@@ -42,10 +54,8 @@ def load_hf_openai_gpt(directory: str | Path) -> ModelBundle:
     if cfg.get("model_type", "openai-gpt") != "openai-gpt":
         raise CheckpointError(f"{cfg_path}: model_type is {cfg.get('model_type')!r}, "
                               "not 'openai-gpt'")
-    afn = cfg.get("afn", "gelu")
-    if afn not in OPENAI_GPT_ACTIVATIONS:
-        raise CheckpointError(f"{cfg_path}: afn {afn!r} is not supported "
-                              f"(supported: {', '.join(sorted(OPENAI_GPT_ACTIVATIONS))})")
+    afn = config_choice(cfg, cfg_path, "afn", "gelu", OPENAI_GPT_ACTIVATIONS)
+    tied = config_bool(cfg, cfg_path, "tie_word_embeddings", True)
     config = make_config(
         cfg_path,
         n_layer=config_int(cfg, cfg_path, "n_layer", "num_hidden_layers"),
@@ -60,9 +70,9 @@ def load_hf_openai_gpt(directory: str | Path) -> ModelBundle:
     )
     state, weights_path = read_hf_weights(d)
     model = hf_model(config, state, weights_path,
-                      rename={"tokens_embed.weight": "wte.weight",
-                              "positions_embed.weight": "wpe.weight"},
-                      tie_word_embeddings=cfg.get("tie_word_embeddings", True) is not False)
+                     rename={"tokens_embed.weight": "wte.weight",
+                             "positions_embed.weight": "wpe.weight"},
+                     tie_word_embeddings=tied, config_path=cfg_path)
     if (d / "tokenizer.json").is_file():
         tok_path = d / "tokenizer.json"
         tokenizer = tokenizer_from_json(tok_path)

@@ -21,17 +21,20 @@ from typing import Any
 
 import torch
 
-from gptviz.model.config import GPTConfig
-from gptviz.model.gpt import GPT
+from gptviz.io.config_checks import check_config_fields, check_finite, check_model_size
+from gptviz.io.errors import CheckpointError
+from gptviz.io.files import MAX_JSON_DEPTH, file_problem, json_too_deep
 from gptviz.io.resources import resource_path
 from gptviz.io.tokenizer import Tokenizer
+from gptviz.model.config import GPTConfig
+from gptviz.model.gpt import GPT
+
+__all__ = ["DEFAULT_MODEL_DIR", "CheckpointError", "ModelBundle", "read_json",
+           "read_safetensors", "safetensors_shapes", "load_state", "save_checkpoint",
+           "load_gptviz_checkpoint", "require_file"]
 
 #: The bundled default model shipped in ``resources/``.
 DEFAULT_MODEL_DIR = resource_path("model")
-
-
-class CheckpointError(ValueError):
-    """A model file is missing, truncated or does not match what it should hold."""
 
 
 @dataclass
@@ -78,16 +81,39 @@ class ModelBundle:
         return h.hexdigest()
 
 
+def require_file(path: Path, allow_empty: bool = True) -> None:
+    """Raise a :class:`CheckpointError` unless ``path`` is a regular file (links followed):
+    a directory, a pipe, a device or a dangling link is called what it is."""
+    problem = file_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}")
+    if not allow_empty and path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes)")
+
+
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, or a :class:`CheckpointError` that names the file."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file is missing")
+    """A JSON object from ``path``, or a :class:`CheckpointError` that names the file.
+
+    Refused: anything but a regular file, bytes that are not UTF-8, invalid JSON, numbers
+    longer than Python reads, nesting deeper than :data:`~gptviz.io.files.MAX_JSON_DEPTH`,
+    and JSON that is not an object.
+    """
+    require_file(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror or e})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: not valid JSON (nested too deeply)") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
+    if json_too_deep(data):
+        raise CheckpointError(f"{path}: JSON nested too deeply (more than {MAX_JSON_DEPTH} "
+                              "levels of lists/objects)")
     return data
 
 
@@ -95,10 +121,29 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """Read a safetensors file, turning any failure into a :class:`CheckpointError`."""
     from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file is missing")
+    require_file(path, allow_empty=False)
     try:
         return load_file(str(path))
+    except Exception as e:  # safetensors raises several types for truncated/corrupt files
+        raise CheckpointError(f"{path}: not a readable safetensors file "
+                              f"(truncated or corrupt: {e})") from None
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` from a safetensors header, without reading any tensor.
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, empty, not a regular file, or its header is unreadable.
+    """
+    from safetensors import safe_open
+
+    require_file(path, allow_empty=False)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = f.keys()  # safe_open is not iterable
+            return {k: tuple(int(d) for d in f.get_slice(k).get_shape()) for k in names}
     except Exception as e:  # safetensors raises several types for truncated/corrupt files
         raise CheckpointError(f"{path}: not a readable safetensors file "
                               f"(truncated or corrupt: {e})") from None
@@ -120,6 +165,7 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pat
         if wrong:
             parts.append(f"shape mismatch: {'; '.join(wrong[:3])}")
         raise CheckpointError(f"{path}: weights do not match the config: " + "; ".join(parts))
+    check_finite(state, path)
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
@@ -155,16 +201,27 @@ def save_checkpoint(directory: str | Path, model: GPT, tokenizer: Tokenizer,
 
 
 def load_gptviz_checkpoint(directory: str | Path) -> ModelBundle:
-    """Load a directory written by :func:`save_checkpoint`."""
+    """Load a directory written by :func:`save_checkpoint`.
+
+    ``config.json`` is checked field by field, then against the safetensors header (sizes
+    the file cannot back are refused before the model is built), and the weights must be
+    finite (:mod:`gptviz.io.config_checks`).
+
+    Raises
+    ------
+    CheckpointError
+        Naming the file and what is wrong with it.
+    """
     d = Path(directory)
-    raw = read_json(d / "config.json")
+    cfg_path, weights_path = d / "config.json", d / "model.safetensors"
+    raw = read_json(cfg_path)
+    check_config_fields(raw, cfg_path)
     try:
         config = GPTConfig.from_dict(raw)
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{d / 'config.json'}: {e}") from None
+        raise CheckpointError(f"{cfg_path}: {e}") from None
     tok_path = d / "tokenizer.json"
-    if not tok_path.is_file():
-        raise CheckpointError(f"{tok_path}: file is missing")
+    require_file(tok_path)
     try:
         tokenizer = Tokenizer.from_file(tok_path)
     except Exception as e:  # tokenizers raises a bare Exception on malformed files
@@ -172,8 +229,10 @@ def load_gptviz_checkpoint(directory: str | Path) -> ModelBundle:
     if tokenizer.vocab_size > config.vocab_size:
         raise CheckpointError(f"{tok_path}: tokenizer has {tokenizer.vocab_size} tokens but the "
                               f"model's vocab_size is {config.vocab_size}")
+    check_model_size(config, safetensors_shapes(weights_path), cfg_path, weights_path)
+    state = read_safetensors(weights_path)
     model = GPT(config)
-    load_state(model, read_safetensors(d / "model.safetensors"), d / "model.safetensors")
+    load_state(model, state, weights_path)
     model.eval()
     meta_path = d / "metadata.json"
     metadata = read_json(meta_path) if meta_path.exists() else {}

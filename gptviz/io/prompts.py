@@ -11,10 +11,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gptviz.io.resources import resource_path
-
 import numpy as np
 
+from gptviz.io.resources import resource_path
 from gptviz.io.tokenizer import Tokenizer
 
 PROMPTS_FILE = resource_path("prompts.json")

@@ -16,8 +16,8 @@ def resources_dir() -> Path:
     A checkout's own ``resources/`` wins (so ``python main.py`` and the tests use the files
     next to the code); otherwise the installed ``gptviz_resources`` package.
     """
-    if (_CHECKOUT / "__init__.py").is_file():
-        return _CHECKOUT
+    if (_CHECKOUT / "__init__.py").is_file() and (_CHECKOUT.parent / "pyproject.toml").is_file():
+        return _CHECKOUT  # a checkout: never another distribution's "resources" package
     spec = importlib.util.find_spec("gptviz_resources")
     if spec is not None and spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations)))

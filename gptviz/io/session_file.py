@@ -90,15 +90,19 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from gptviz.engine.sampling import SamplingSettings
 from gptviz.families import load_model
 from gptviz.io.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, ModelBundle
 from gptviz.io.export import atomic_write
-from gptviz.engine.sampling import SamplingSettings
+from gptviz.io.files import MAX_JSON_DEPTH, file_problem, json_too_deep
+
+if TYPE_CHECKING:
+    from gptviz.analysis.ablation import AblationMode
 
 __all__ = [
     "FORMAT", "VERSION", "SUFFIX", "SessionFileError", "TokenRecord", "AblationRecord",
@@ -120,11 +124,13 @@ class SessionFileError(ValueError):
 
 @dataclass(frozen=True)
 class TokenRecord:
-    """One token after the prompt: its id, whether it was forced, the settings it used."""
+    """One token after the prompt: its id, whether it was forced, the settings it used, and
+    its display string as saved (``None``: the file has none)."""
 
     id: int
     forced: bool = False
     settings: SamplingSettings | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ class AblationRecord:
     """
 
     heads: tuple[tuple[int, int], ...]
-    mode: str = "zero"
+    mode: AblationMode = "zero"
     means: tuple[tuple[float, ...], ...] | None = None
     applied_at: int | None = None
 
@@ -169,7 +175,7 @@ class SessionData:
 
 
 # ---------------------------------------------------------------------- weights hash
-_HASH_CACHE: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, str]]" = \
+_HASH_CACHE: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, str]] = \
     weakref.WeakKeyDictionary()
 
 
@@ -217,28 +223,20 @@ def _model_path(bundle: ModelBundle) -> tuple[str, bool]:
 
 
 def _ablation_dict(session: Any) -> dict[str, Any] | None:
-    abl = session.ablation
-    if abl is None:
+    from gptviz.analysis.ablation import read_ablation
+
+    parts = read_ablation(session.ablation)
+    if parts is None:
         return None
-    keep = abl.keep.detach().float().cpu().numpy() if torch.is_tensor(abl.keep) \
-        else np.asarray(abl.keep, dtype=np.float64)
-    removed = np.argwhere(keep != 1)
+    keep = parts.keep  # [L, H] float64
     if np.any(keep[keep != 1] != 0):
         raise ValueError("the session's ablation scales heads partially (keep values other "
                          "than 0 and 1); session files store removed heads only")
-    heads = [[int(a), int(b)] for a, b in removed]
-    if not heads:
+    if not parts.heads:
         return None
-    mode, means = "zero", None
-    if abl.fill is not None:
-        fill = abl.fill.detach().cpu().double().numpy() if torch.is_tensor(abl.fill) \
-            else np.asarray(abl.fill, dtype=np.float64)
-        rows = [fill[a, b] for a, b in heads]
-        if any(np.any(r != 0) for r in rows):
-            mode, means = "mean", [[float(x) for x in r] for r in rows]
-    out: dict[str, Any] = {"mode": mode, "heads": heads}
-    if means is not None:
-        out["means"] = means
+    out: dict[str, Any] = {"mode": parts.mode, "heads": [list(h) for h in parts.heads]}
+    if parts.mode == "mean" and parts.fill is not None:
+        out["means"] = [[float(x) for x in parts.fill[a, b]] for a, b in parts.heads]
     applied = getattr(session, "ablation_applied_at", None)  # engine hook, when it exists
     out["applied_at"] = int(applied) if isinstance(applied, (int, np.integer)) else None
     return out
@@ -354,19 +352,40 @@ class _Checker:
             raise self.fail(f"field '{name}' must be >= {minimum} (got {v})")
         return v
 
+    def number(self, d: dict[str, Any], key: str, where: str) -> float:
+        """A finite number (an integer too large for a float is refused like infinity)."""
+        v = self.get(d, key, where, (int, float), "a number")
+        if not _finite(v):
+            raise self.fail(f"field '{where}.{key}' must be a finite number (got "
+                            f"{_short_repr(v)})")
+        return float(v)
+
     def settings(self, d: Any, where: str) -> SamplingSettings:
         if not isinstance(d, dict):
             raise self.fail(f"field '{where}' must be an object (got {_json_type(d)})")
         greedy = self.get(d, "greedy", where, (bool,), "true or false")
-        temperature = self.get(d, "temperature", where, (int, float), "a number")
+        temperature = self.number(d, "temperature", where)
         top_k = self.integer(d, "top_k", where)
-        top_p = self.get(d, "top_p", where, (int, float), "a number")
+        top_p = self.number(d, "top_p", where)
         seed = self.integer(d, "seed", where)
         try:
-            return SamplingSettings(greedy=greedy, temperature=float(temperature), top_k=top_k,
-                                    top_p=float(top_p), seed=seed)
+            return SamplingSettings(greedy=greedy, temperature=temperature, top_k=top_k,
+                                    top_p=top_p, seed=seed)
         except ValueError as e:
             raise self.fail(f"field '{where}': {e}") from None
+
+
+def _finite(v: Any) -> bool:
+    """A real number that converts to a finite float."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer of hundreds of digits
+        return False
+
+
+def _short_repr(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
 
 
 def _json_type(v: Any) -> str:
@@ -402,6 +421,9 @@ def session_data_from_dict(d: Any, source: str = "<session>") -> SessionData:
     if not isinstance(d, dict):
         raise c.fail(f"not a gptviz session file (the JSON holds {_json_type(d)}, "
                      "not an object)")
+    if json_too_deep(d):
+        raise c.fail(f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels of "
+                     "lists/objects)")
     fmt = d.get("format")
     if fmt != FORMAT:
         raise c.fail(f"not a gptviz session file (format is {fmt!r}, expected {FORMAT!r})")
@@ -445,9 +467,10 @@ def session_data_from_dict(d: Any, source: str = "<session>") -> SessionData:
         tid = c.integer(rec, "id", where, minimum=0)
         forced = c.get(rec, "forced", where, (bool,), "true or false")
         used = rec.get("settings")
+        shown = c.get(rec, "text", where, (str,), "a string", True, None)
         tokens.append(TokenRecord(id=tid, forced=forced,
                                   settings=None if used is None
-                                  else c.settings(used, f"{where}.settings")))
+                                  else c.settings(used, f"{where}.settings"), text=shown))
     cursor = c.integer(d, "cursor", "", minimum=0)
     if cursor > len(tokens):
         raise c.fail(f"field 'cursor' is {cursor} but the file holds only {len(tokens)} "
@@ -479,7 +502,7 @@ def session_data_from_dict(d: Any, source: str = "<session>") -> SessionData:
             for i, row in enumerate(raw_means):
                 if (not isinstance(row, list) or not row
                         or any(isinstance(x, bool) or not isinstance(x, (int, float))
-                               or not math.isfinite(x) for x in row)):
+                               or not _finite(x) for x in row)):
                     raise c.fail(f"field 'ablation.means[{i}]' must be a non-empty list of "
                                  "finite numbers")
                 rows.append(tuple(float(x) for x in row))
@@ -497,7 +520,8 @@ def session_data_from_dict(d: Any, source: str = "<session>") -> SessionData:
                                       applied_at=applied_at)
 
     view = c.get(d, "view", "", (dict,), "an object", True, {})
-    saved_at = d.get("saved_at") if isinstance(d.get("saved_at"), str) else ""
+    raw_saved_at = d.get("saved_at")
+    saved_at = raw_saved_at if isinstance(raw_saved_at, str) else ""
     return SessionData(
         path=source, model_path=model_path, model_kind=model_kind, model_bundled=bundled,
         weights_sha256=sha, prompt=prompt_text, prompt_ids=list(prompt_ids), settings=settings,
@@ -518,6 +542,9 @@ def read_session_file(path: str | os.PathLike[str]) -> SessionData:
         message names the file and what is wrong.
     """
     source = str(path)
+    problem = file_problem(path)  # a directory, a pipe (a read would block), a dead link
+    if problem is not None and os.path.lexists(path):
+        raise SessionFileError(f"{source}: {problem}")
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
@@ -588,6 +615,36 @@ def _restore_ablation(rec: AblationRecord, bundle: ModelBundle, source: str):
         raise SessionFileError(f"{source}: ablation: {e}") from None
 
 
+def _check_texts(data: SessionData, session: Any) -> None:
+    """The saved text of the prompt and of every token must be what the saved ids are in the
+    model's tokenizer: an id changed by hand (its text left as it was) would otherwise come
+    back as a token the session never had, shown as sampled.
+
+    Raises
+    ------
+    SessionFileError
+        The first mismatch, in one line. (The token texts are display strings: should their
+        format ever change, this check has to accept the older form too.)
+    """
+    src = data.path
+    if session.prompt != data.prompt:
+        raise SessionFileError(
+            f"{src}: the prompt's token ids read {_short(session.prompt)} but the file's text "
+            f"is {_short(data.prompt)}; the file was edited or damaged")
+    for i, rec in enumerate(data.tokens):
+        if rec.text is None:
+            continue
+        shown = session.display(rec.id)  # "<id>" outside the tokenizer: replay refuses it
+        if shown != rec.text and 0 <= rec.id < session.n_choosable:
+            raise SessionFileError(
+                f"{src}: tokens[{i}] is id {rec.id}, which is {shown!r} in this model's "
+                f"vocabulary, but the file says {rec.text!r}; the file was edited or damaged")
+
+
+def _short(text: str, n: int = 40) -> str:
+    return repr(text if len(text) <= n else text[:n - 1] + "…")
+
+
 def restore_session(data: SessionData, bundle: ModelBundle, *,
                     progress: Callable[[int, int], None] | None = None
                     ) -> tuple[Any, dict[str, Any]]:
@@ -641,6 +698,7 @@ def restore_session(data: SessionData, bundle: ModelBundle, *,
         raise SessionFileError(f"{src}: cannot rebuild the prompt: {e}") from None
 
     ablation = _restore_ablation(data.ablation, bundle, src) if data.ablation else None
+    _check_texts(data, session)
     applied_at = data.ablation.applied_at if data.ablation else None
     total = len(data.tokens)
 

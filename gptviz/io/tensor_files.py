@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from gptviz.io.checkpoint import CheckpointError, read_json, read_safetensors
+from gptviz.io.checkpoint import CheckpointError, read_json, read_safetensors, require_file
+from gptviz.io.files import file_problem
 
 __all__ = ["torch_load_tensors", "load_tensor_file", "read_hf_weights", "strip_prefixes",
            "short_message"]
@@ -34,8 +35,7 @@ def torch_load_tensors(path: Path) -> Any:
         tensors and plain containers.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file is missing")
+    require_file(path, allow_empty=False)
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -50,7 +50,7 @@ def torch_load_tensors(path: Path) -> Any:
                               f"{short_message(msg)})") from None
     except Exception as e:  # RuntimeError (zip), EOFError, ValueError... on damaged files
         raise CheckpointError(f"{path}: not a readable PyTorch file (truncated or corrupt: "
-                              f"{short_message(str(e))})") from None
+                              f"{short_message(str(e), e)})") from None
 
 
 def _unsupported_global(msg: str) -> str:
@@ -64,8 +64,12 @@ def _unsupported_global(msg: str) -> str:
     return ""
 
 
-def short_message(msg: str, limit: int = 200) -> str:
-    line = msg.strip().splitlines()[0] if msg.strip() else type(msg).__name__
+def short_message(msg: str, error: BaseException | None = None, limit: int = 200) -> str:
+    """The first line of an error message, cut at ``limit`` characters; an empty message
+    is replaced by the error's type name (``EOFError``), or ``"no details"``."""
+    line = msg.strip().splitlines()[0] if msg.strip() else ""
+    if not line:
+        return type(error).__name__ if error is not None else "no details"
     return line if len(line) <= limit else line[:limit] + "..."
 
 
@@ -98,8 +102,9 @@ def read_hf_weights(d: Path) -> tuple[dict[str, torch.Tensor], Path]:
                 shard_path = d / shard
                 if Path(shard).is_absolute() or ".." in Path(shard).parts:
                     raise CheckpointError(f"{d / index}: shard {shard!r} is outside the directory")
-                if not shard_path.is_file():
-                    raise CheckpointError(f"{shard_path}: file is missing (listed in {index})")
+                problem = file_problem(shard_path)
+                if problem is not None:
+                    raise CheckpointError(f"{shard_path}: {problem} (listed in {index})")
                 state.update(load_tensor_file(shard_path))
             return state, d / index
     raise CheckpointError(f"{d}: no weights found: expected model.safetensors or "

@@ -8,6 +8,7 @@ whitespace visible for the GUI: ``·`` for a space, ``↵`` for a newline, ``⇥
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,7 @@ SPACE_MARK = "·"
 NEWLINE_MARK = "↵"
 TAB_MARK = "⇥"
 _INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @lru_cache(maxsize=1)
@@ -96,12 +98,12 @@ class Tokenizer:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_file(cls, path: str | Path) -> "Tokenizer":
+    def from_file(cls, path: str | Path) -> Tokenizer:
         """Load a ``tokenizer.json``."""
         return cls(HFTokenizer.from_file(str(path)))
 
     @classmethod
-    def from_bpe_files(cls, vocab: str | Path, merges: str | Path) -> "Tokenizer":
+    def from_bpe_files(cls, vocab: str | Path, merges: str | Path) -> Tokenizer:
         """A GPT-2 style byte-level BPE from ``vocab.json`` + ``merges.txt``."""
         bpe = models.BPE.from_file(str(vocab), str(merges))
         hf = HFTokenizer(bpe)
@@ -120,7 +122,20 @@ class Tokenizer:
         return self.hf.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` (no special tokens added)."""
+        """Token ids of ``text`` (no special tokens added).
+
+        Raises
+        ------
+        ValueError
+            ``text`` holds a lone surrogate (e.g. bytes that were not UTF-8, decoded with
+            ``surrogateescape`` as Python does for command-line arguments): not Unicode
+            text that can be tokenized.
+        """
+        m = _SURROGATE.search(text)
+        if m is not None:
+            raise ValueError(f"the text is not valid Unicode: a lone surrogate "
+                             f"U+{ord(m.group()):04X} at character {m.start()} (bytes that "
+                             "are not UTF-8?)")
         return self.hf.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: list[int]) -> str:
@@ -133,7 +148,8 @@ class Tokenizer:
         """The raw vocabulary entry (e.g. ``Ġthe`` for byte-level BPE)."""
         s = self.hf.id_to_token(int(token_id))
         if s is None:
-            raise ValueError(f"token id {token_id} is outside the vocabulary (0..{self.vocab_size - 1})")
+            raise ValueError(f"token id {token_id} is outside the vocabulary "
+                             f"(0..{self.vocab_size - 1})")
         return s
 
     def token_bytes(self, token_id: int) -> bytes:
@@ -151,7 +167,8 @@ class Tokenizer:
         """Readable display string of one token (cached)."""
         token_id = int(token_id)
         if not 0 <= token_id < len(self._display):
-            raise ValueError(f"token id {token_id} is outside the vocabulary (0..{self.vocab_size - 1})")
+            raise ValueError(f"token id {token_id} is outside the vocabulary "
+                             f"(0..{self.vocab_size - 1})")
         cached = self._display[token_id]
         if cached is None:
             if self.byte_level:

@@ -19,7 +19,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from gptviz.io.checkpoint import CheckpointError
+from gptviz.io.checkpoint import CheckpointError, require_file
 from gptviz.io.tensor_files import short_message
 from gptviz.io.tokenizer import Tokenizer
 from gptviz.model.config import GPTConfig
@@ -32,7 +32,8 @@ def tokenizer_from_json(path: Path) -> Tokenizer:
     try:
         return Tokenizer.from_file(path)
     except Exception as e:  # tokenizers raises a bare Exception on malformed files
-        raise CheckpointError(f"{path}: not a valid tokenizers file ({short_message(str(e))})") from None
+        raise CheckpointError(f"{path}: not a valid tokenizers file "
+                              f"({short_message(str(e))})") from None
 
 
 def bpe_files(d: Path, what: str) -> tuple[Path, Path] | None:
@@ -114,6 +115,7 @@ class _MetaUnpickler(pickle.Unpickler):
 def read_meta_pkl(path: Path) -> Tokenizer:
     """nanoGPT's character-level ``meta.pkl`` (``{'vocab_size', 'stoi', 'itos'}``) as a tokenizer,
     read without executing any code."""
+    require_file(path, allow_empty=False)
     try:
         meta = _MetaUnpickler(io.BytesIO(path.read_bytes())).load()
     except pickle.UnpicklingError as e:
@@ -121,7 +123,7 @@ def read_meta_pkl(path: Path) -> Tokenizer:
                               f"({e}); gptviz will not execute pickled code") from None
     except Exception as e:
         raise CheckpointError(f"{path}: not a readable pickle (truncated or corrupt: "
-                              f"{short_message(str(e)) or type(e).__name__})") from None
+                              f"{short_message(str(e), e)})") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: expected a dict with 'stoi'/'itos'")
     stoi = meta.get("stoi")

@@ -8,3 +8,14 @@ from gptviz.model.config import GPTConfig
 from gptviz.model.gpt import GPT, Ablation, GPTOutput, KVCache
 
 __all__ = ["GPT", "GPTConfig", "GPTOutput", "KVCache", "Ablation"]
+
+
+def __getattr__(name: str) -> object:
+    """Names of the flat ``gptviz.model`` module of earlier releases (now in ``gpt``)."""
+    import importlib
+
+    module = importlib.import_module("gptviz.model.gpt")
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise AttributeError(f"module 'gptviz.model' has no attribute {name!r}") from None

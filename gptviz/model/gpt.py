@@ -1,18 +1,23 @@
 """The GPT of the reference: a decoder-only stack of masked multi-head self-attention
 and feed-forward blocks, learned positions, and an output head tied to the token embedding.
 
+The config's later-family options (rotary or no positions, RMSNorm, a gated feed-forward
+layer, grouped-query attention, a parallel block, an untied head) are each turned into
+behaviour in one place here; their defaults are the reference GPT, computed as before.
+
 Attention is always computed explicitly (scores, -inf mask above the diagonal, softmax) so
 that every layer's and head's probabilities can be returned; there is deliberately no
 SDPA/flash path, which would return no weights.
 
-Shapes: B batch, T new positions, S keys (cached + new), nh heads, hd head width, C = n_embd.
+Shapes: B batch, T new positions, S keys (cached + new), nh (query) heads, nkv key/value
+heads, hd head width, rd rotated dimensions, C = n_embd.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -45,12 +50,13 @@ class GPTOutput:
     Attributes
     ----------
     logits
-        ``(B, T, vocab)`` next-token logits (h_n · W_e^T).
+        ``(B, T, vocab)`` next-token logits (h_n · W_e^T, or the untied head's h_n · W^T).
     hidden
         ``(B, T, C)`` final activation (after the final LayerNorm when the model has one);
         the fine-tuning head W_y reads its last position.
     attentions
-        Per layer, the attention pattern ``(B, nh, T, S)`` [head, query, key], when asked for.
+        Per layer, the attention pattern ``(B, nh, T, S)`` [head, query, key], when asked for
+        (one per query head, also with grouped-query attention).
     residuals
         ``n_layer + 1`` tensors ``(B, T, C)``: the residual stream after the embedding and after
         every block, when asked for (the logit lens reads them).
@@ -66,7 +72,8 @@ class GPTOutput:
 
 
 class KVCache:
-    """Pre-allocated keys and values of every layer, ``(n_layer, B, nh, block_size, hd)``.
+    """Pre-allocated keys and values of every layer, ``(n_layer, B, nkv, block_size, hd)``
+    (``nkv`` = ``config.kv_heads``; with rotary positions the keys are stored rotated).
 
     Only ``length`` moves: undoing a step is shrinking it, and redoing the same token is
     growing it again, because cached keys/values depend only on the tokens before them.
@@ -79,14 +86,14 @@ class KVCache:
         size = config.block_size if capacity is None else int(capacity)
         if not 0 < size <= config.block_size:
             raise ValueError(f"cache capacity must be 1..{config.block_size} (got {size})")
-        shape = (config.n_layer, batch, config.n_head, size, config.head_dim)
+        shape = (config.n_layer, batch, config.kv_heads, size, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0
         self.block_size = size
 
     def layer_views(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Keys and values of batch row 0, one ``(nh, block_size, hd)`` view per layer.
+        """Keys and values of batch row 0, one ``(nkv, block_size, hd)`` view per layer.
 
         Built once per storage and autograd mode (again if ``k``/``v`` are replaced, or
         inference mode switched: a view made in one may not be written in the other):
@@ -106,7 +113,58 @@ _ACTIVATIONS = {
     "gelu": lambda x: F.gelu(x),
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "relu": F.relu,
+    "silu": F.silu,
 }
+
+
+def causal_mask(T: int, S: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(T, S)`` bool, True where the key comes after the query (masked with -inf before the
+    softmax): the T queries are the last T of the S key positions."""
+    return torch.ones(T, S, dtype=torch.bool, device=device).triu_(S - T + 1)
+
+
+def make_norm(config: GPTConfig) -> nn.Module:
+    """The model's norm (``config.norm_type``): LayerNorm, or RMSNorm
+    x / sqrt(mean(x^2) + eps) * weight (no bias; ``torch.nn.RMSNorm`` computes exactly that)."""
+    if config.norm_type == "rmsnorm":
+        return nn.RMSNorm(config.n_embd, eps=config.layer_norm_eps)
+    return nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+
+
+def rotary_tables(config: GPTConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of every position's rotary angles, each ``(block_size, rd)`` float32.
+
+    As ``transformers`` builds them for GPT-NeoX and Llama: inv_freq = 1 / base^(2i / rd) for
+    i < rd / 2, angle = position * inv_freq, the rd / 2 angles written twice (both halves).
+    """
+    rd = config.rotary_width
+    exponents = torch.arange(0, rd, 2, dtype=torch.int64).float() / rd  # (rd/2,)
+    inv_freq = 1.0 / (config.rotary_base ** exponents)  # (rd/2,)
+    positions = torch.arange(config.block_size, dtype=torch.int64).float()  # (block_size,)
+    angles = torch.outer(positions, inv_freq)  # (block_size, rd/2)
+    angles = torch.cat((angles, angles), dim=-1)  # (block_size, rd)
+    return angles.cos(), angles.sin()
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) on the last dimension's halves."""
+    half = x.size(-1) // 2
+    return torch.cat((-x.narrow(-1, half, half), x.narrow(-1, 0, half)), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the first rd dimensions of every head of ``x`` (``(..., hd)``) by its position:
+    x * cos + rotate_half(x) * sin; the other ``hd - rd`` dimensions pass unchanged.
+
+    ``cos`` and ``sin`` are ``(..., rd)``, broadcast against ``x`` (one row per position).
+    Only elementwise products and sums: the same numbers for any batch of positions and
+    heads, which keeps :meth:`GPT.decode_step` bit-identical to ``forward``.
+    """
+    rd, hd = cos.size(-1), x.size(-1)
+    if rd == hd:
+        return x * cos + _rotate_half(x) * sin
+    r = x.narrow(-1, 0, rd)
+    return torch.cat((r * cos + _rotate_half(r) * sin, x.narrow(-1, rd, hd - rd)), dim=-1)
 
 
 def _ablate(z: torch.Tensor, layer: int, ablation: Ablation, n_head: int) -> torch.Tensor:
@@ -120,39 +178,63 @@ def _ablate(z: torch.Tensor, layer: int, ablation: Ablation, n_head: int) -> tor
 
 
 class CausalSelfAttention(nn.Module):
-    """Masked multi-head self-attention that also returns its softmax probabilities."""
+    """Masked multi-head self-attention that also returns its softmax probabilities.
+
+    ``c_attn`` projects to q (``nh`` heads), k and v (``nkv`` heads each), in that order:
+    ``3 * C`` wide without grouped-query attention. Each key/value head serves ``groups``
+    consecutive query heads.
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
+        self.n_kv_head = config.kv_heads
+        self.groups = config.n_head // config.kv_heads
         self.head_dim = config.head_dim
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        width = (config.n_head + 2 * config.kv_heads) * config.head_dim  # 3C by default
+        self.c_attn = nn.Linear(config.n_embd, width, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
-        self.scale = 1.0 / math.sqrt(self.head_dim)
-        # True above the diagonal: key after query, masked with -inf before the softmax.
-        future = torch.triu(torch.ones(config.block_size, config.block_size, dtype=torch.bool), 1)
-        self.register_buffer("future", future, persistent=False)
+        self.scale = config.scale
 
     def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None = None, pos: int = 0,
-                ablation: Ablation | None = None
+                ablation: Ablation | None = None,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                mask: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``rope``: cos and sin ``(T, 1, rd)`` of positions ``pos ..`` with rotary, else None;
+        ``mask``: :func:`causal_mask` ``(T, S)`` when the caller made it already."""
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        k = k.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+        nh, nkv, hd = self.n_head, self.n_kv_head, self.head_dim
+        qkv = self.c_attn(x).view(B, T, nh + 2 * nkv, hd)  # (B, T, nh + 2 nkv, hd)
+        if rope is None:
+            q, k, v = qkv.split((nh, nkv, nkv), dim=2)
+        else:  # rotated after the projection, before the keys are cached
+            q, k = apply_rotary(qkv.narrow(2, 0, nh + nkv), *rope).split((nh, nkv), dim=2)
+            v = qkv.narrow(2, nh + nkv, nkv)
+        q = q.transpose(1, 2)  # (B, nh, T, hd)
+        k = k.transpose(1, 2)  # (B, nkv, T, hd)
+        v = v.transpose(1, 2)  # (B, nkv, T, hd)
         if cache is not None:
             cache.k[layer, :B, :, pos:pos + T] = k
             cache.v[layer, :B, :, pos:pos + T] = v
-            k = cache.k[layer, :B, :, :pos + T]  # (B, nh, S, hd)
-            v = cache.v[layer, :B, :, :pos + T]  # (B, nh, S, hd)
-        att = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, S)
+            k = cache.k[layer, :B, :, :pos + T]  # (B, nkv, S, hd)
+            v = cache.v[layer, :B, :, :pos + T]  # (B, nkv, S, hd)
+        S = k.size(2)
+        if self.groups == 1:
+            att = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, S)
+        else:  # the query heads of one key/value head as one product: (B, nkv, groups * T, S)
+            att = (q.reshape(B, nkv, -1, hd) @ k.transpose(-2, -1)).view(B, nh, T, S) * self.scale
         if T > 1:  # one new query sees every cached key: nothing to mask
-            att = att.masked_fill(self.future[pos:pos + T, :pos + T], float("-inf"))
+            if mask is None:
+                mask = causal_mask(T, S, att.device)
+            att = att.masked_fill(mask, float("-inf"))
         att = F.softmax(att, dim=-1)  # (B, nh, T, S)
-        z = self.attn_dropout(att) @ v  # (B, nh, T, hd)
+        if self.groups == 1:
+            z = self.attn_dropout(att) @ v  # (B, nh, T, hd)
+        else:
+            z = (self.attn_dropout(att).view(B, nkv, -1, S) @ v).view(B, nh, T, hd)
         if ablation is not None:
             z = _ablate(z, layer, ablation, self.n_head)
         y = z.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
@@ -160,20 +242,26 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Position-wise feed-forward layer."""
+    """Position-wise feed-forward layer: c_proj(act(c_fc(x))), or gated (Llama)
+    c_proj(act(c_gate(x)) * c_fc(x)), where ``c_fc`` is the "up" and ``c_proj`` the "down"
+    projection."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, config.d_ff, bias=config.bias)
+        self.c_gate = (nn.Linear(config.n_embd, config.d_ff, bias=config.bias)
+                       if config.mlp_type == "gated" else None)
         self.c_proj = nn.Linear(config.d_ff, config.n_embd, bias=config.bias)
         self.act = _ACTIVATIONS[config.activation]
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        if self.c_gate is None:
+            return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        return self.dropout(self.c_proj(self.act(self.c_gate(x)) * self.c_fc(x)))
 
 
-def _linear(lin: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _linear(lin: Any, x: torch.Tensor) -> torch.Tensor:
     """``lin(x)`` for an ``nn.Linear``, its weights read from its parameter dict."""
     p = lin._parameters
     return F.linear(x, p["weight"], p["bias"])
@@ -236,44 +324,76 @@ def _linear_blocks(lin: nn.Module | None, x: torch.Tensor, blocks: _Blocks | Non
     y = y.view(1, -1)  # (1, P*n): consecutive columns
     if not blocks.rest:
         return y
+    assert blocks.tail_w is not None  # set whenever rest > 0
     tail = F.linear(x, blocks.tail_w, blocks.tail_b)  # (1, t)
     return torch.cat([y, tail[:, tail.size(1) - blocks.rest:]], dim=1)  # (1, out)
 
 
-def _ln(ln: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _split_qkv_row(qkv: torch.Tensor, nh: int, nkv: int, hd: int,
+                   rope: tuple[torch.Tensor, torch.Tensor] | None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q ``(nh, 1, hd)``, k and v ``(nkv, 1, hd)`` of one query's ``c_attn`` output
+    ``(1, (nh + 2 nkv) hd)``, q and k rotated when ``rope`` (cos, sin ``(1, rd)``) is given."""
+    heads = qkv.view(nh + 2 * nkv, 1, hd)
+    qk = heads.narrow(0, 0, nh + nkv)  # (nh + nkv, 1, hd)
+    if rope is not None:
+        qk = apply_rotary(qk, *rope)
+    q, k = qk.split((nh, nkv))
+    return q, k, heads.narrow(0, nh + nkv, nkv)
+
+
+def _ln(ln: Any, x: torch.Tensor) -> torch.Tensor:
     """``ln(x)`` for an ``nn.LayerNorm``: the same kernel without the module call or
     F.layer_norm's Python wrapper, so the same numbers."""
     p = ln._parameters
     return torch.layer_norm(x, ln.normalized_shape, p["weight"], p["bias"], ln.eps)
 
 
+def _rms(ln: Any, x: torch.Tensor) -> torch.Tensor:
+    """``ln(x)`` for an ``nn.RMSNorm``, likewise the module's own kernel."""
+    return torch.rms_norm(x, ln.normalized_shape, ln._parameters["weight"], ln.eps)
+
+
 class Block(nn.Module):
-    """One decoder block: masked self-attention then feed-forward (no cross-attention)."""
+    """One decoder block: masked self-attention then feed-forward (no cross-attention), or
+    both side by side on the same input (``parallel``: GPT-NeoX, GPT-J)."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.pre_ln = config.ln_placement == "pre"
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.parallel = config.parallel_attn
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None, pos: int,
-                ablation: Ablation | None
+                ablation: Ablation | None, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                mask: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.pre_ln:  # GPT-2: x + f(LN(x))
-            a, att, z = self.attn(self.ln_1(x), layer, cache, pos, ablation)
+        if self.parallel:  # GPT-NeoX: x + f(LN_1(x)) + g(LN_2(x))
+            a, att, z = self.attn(self.ln_1(x), layer, cache, pos, ablation, rope, mask)
+            x = x + a + self.mlp(self.ln_2(x))
+        elif self.pre_ln:  # GPT-2: x + f(LN(x))
+            a, att, z = self.attn(self.ln_1(x), layer, cache, pos, ablation, rope, mask)
             x = x + a
             x = x + self.mlp(self.ln_2(x))
         else:  # GPT-1: LN(x + f(x))
-            a, att, z = self.attn(x, layer, cache, pos, ablation)
+            a, att, z = self.attn(x, layer, cache, pos, ablation, rope, mask)
             x = self.ln_1(x + a)
             x = self.ln_2(x + self.mlp(x))
         return x, att, z
 
 
 class GPT(nn.Module):
-    """Decoder-only GPT with a tied output head and an optional fine-tuning head W_y.
+    """Decoder-only GPT with an output head (tied to W_e by default) and an optional
+    fine-tuning head W_y.
+
+    Modules: ``wte`` (W_e), ``wpe`` (W_p; ``None`` unless positions are learned), blocks
+    ``h``, ``ln_f`` (``nn.Identity`` without a final norm), ``unembed`` (the output matrix
+    when it is not tied to W_e, else ``None``), ``classifier`` (W_y or ``None``). With rotary
+    positions the model holds the cos/sin tables ``rope_cos``/``rope_sin`` as buffers that
+    are not saved.
 
     Parameters
     ----------
@@ -281,15 +401,24 @@ class GPT(nn.Module):
         The model's :class:`~gptviz.model.config.GPTConfig`.
     """
 
+    rope_cos: torch.Tensor  # (block_size, rd) buffers, with rotary positions only
+    rope_sin: torch.Tensor
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # W_e
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)  # W_p
+        self.wpe = (nn.Embedding(config.block_size, config.n_embd)
+                    if config.positional_embedding_type == "learned" else None)  # W_p
+        if config.positional_embedding_type == "rotary":
+            cos, sin = rotary_tables(config)  # (block_size, rd) each
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
-        self.ln_f = (nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
-                     if config.final_ln else nn.Identity())
+        self.ln_f = make_norm(config) if config.final_ln else nn.Identity()
+        self.unembed = (None if config.tie_word_embeddings
+                        else nn.Linear(config.n_embd, config.vocab_size, bias=False))
         self.classifier = (nn.Linear(config.n_embd, config.n_classes)
                            if config.n_classes > 0 else None)  # W_y
         self.apply(self._init_weights)
@@ -308,11 +437,11 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def num_params(self) -> int:
-        """Number of parameters (the tied head counted once)."""
+        """Number of parameters (a tied head counted once)."""
         return sum(p.numel() for p in self.parameters())
 
     @torch.no_grad()
-    def use_decoding_layout(self) -> "GPT":
+    def use_decoding_layout(self) -> GPT:
         """Store every weight matrix transposed in memory: same shapes, same values.
 
         A one-token step reads each matrix once as a matrix-vector product. ``F.linear`` on a
@@ -340,9 +469,22 @@ class GPT(nn.Module):
         p = self.wte.weight
         return KVCache(self.config, batch=batch, device=p.device, dtype=p.dtype)
 
+    @property
+    def unembed_weight(self) -> torch.Tensor:
+        """The output matrix ``(vocab, C)``: W_e when tied, else ``unembed.weight``."""
+        return self.wte.weight if self.unembed is None else self.unembed.weight
+
     def lm_head(self, h: torch.Tensor) -> torch.Tensor:
-        """Logits from a final activation: h · W_e^T (the tied output projection)."""
-        return F.linear(h, self.wte.weight)  # (B, T, vocab)
+        """Logits from a final activation ``(..., C)``: h · W^T, W = :attr:`unembed_weight`
+        (W_e with the tied head of the reference)."""
+        return F.linear(h, self.unembed_weight)  # (..., vocab)
+
+    def _rope(self, pos: int, T: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """cos and sin ``(T, 1, rd)`` of positions ``pos .. pos + T - 1``; None without rotary."""
+        if self.config.positional_embedding_type != "rotary":
+            return None
+        cos, sin = self.rope_cos.narrow(0, pos, T), self.rope_sin.narrow(0, pos, T)  # (T, rd)
+        return cos.unsqueeze(1), sin.unsqueeze(1)  # (T, 1, rd): broadcast over the heads
 
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None, *,
                 return_attn: bool = False, return_resid: bool = False,
@@ -377,8 +519,10 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of {pos + T} tokens exceeds the model's block_size "
                 f"{self.config.block_size}")
-        positions = torch.arange(pos, pos + T, device=idx.device)  # (T,)
-        x = self.drop(self.wte(idx) + self.wpe(positions))  # (B, T, C)  h_0 = U W_e + W_p
+        x = self.wte(idx)  # (B, T, C)
+        if self.wpe is not None:  # learned positions: h_0 = U W_e + W_p
+            x = x + self.wpe(torch.arange(pos, pos + T, device=idx.device))  # (B, T, C)
+        x = self.drop(x)
         return self.forward_from(x, 0, cache, pos, return_attn=return_attn,
                                  return_resid=return_resid, return_head_out=return_head_out,
                                  ablation=ablation, last_only=last_only)
@@ -392,15 +536,20 @@ class GPT(nn.Module):
 
         ``x`` is ``(B, T, C)`` at positions ``pos .. pos + T - 1``; with a ``cache``, the
         blocks run write their keys and values there and its length becomes ``pos + T``
-        (layers below ``start_layer`` must already hold theirs). Attentions, residuals
-        (``residuals[0]`` is ``x``) and head outputs cover the blocks run.
+        (layers below ``start_layer`` must already hold theirs); without one, the T positions
+        attend only among themselves (rotary positions still rotate by ``pos ..``).
+        Attentions, residuals (``residuals[0]`` is ``x``) and head outputs cover the blocks
+        run.
         """
         T = x.shape[1]
         attns: list[torch.Tensor] = []
         resids: list[torch.Tensor] = [x] if return_resid else []
         heads: list[torch.Tensor] = []
+        rope = self._rope(pos, T)
+        # One mask for every layer: the keys are the cached positions and the T new ones.
+        mask = causal_mask(T, pos + T if cache is not None else T, x.device) if T > 1 else None
         for layer in range(start_layer, self.config.n_layer):
-            x, att, z = self.h[layer](x, layer, cache, pos, ablation)
+            x, att, z = self.h[layer](x, layer, cache, pos, ablation, rope, mask)
             if return_attn:
                 attns.append(att)
             if return_resid:
@@ -424,11 +573,11 @@ class GPT(nn.Module):
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One new token of batch 1 at ``cache.length``: the fast path of a generation step.
 
-        Computes what ``forward(tensor([[token]]), cache, last_only=True, ...)`` computes, with
-        the same operations in the same order (the results are bit-identical on CPU, tested),
-        but without dropout (eval mode only), module calls, stacking or the mask. At the
-        bundled model's size such overhead is about half of a step (measured on 2 CPU threads:
-        0.52 ms here against 0.69 ms for ``forward`` and stacking its attention).
+        What ``forward(tensor([[token]]), cache, last_only=True, ...)`` computes, the same
+        operations in the same order (bit-identical on CPU, tested; in the row-major layout
+        with 2+ threads and a vocabulary not a multiple of 4 the split output head differs in
+        the last bits, never after :meth:`use_decoding_layout`, which sessions apply), without
+        dropout, module calls, stacking or the mask.
 
         Parameters
         ----------
@@ -450,72 +599,86 @@ class GPT(nn.Module):
             ``(vocab,)`` next-token logits and the ``(C,)`` final activation.
         """
         pos = cache.length
-        if pos + 1 > min(self.config.block_size, cache.block_size):
-            raise ValueError(f"sequence of {pos + 1} tokens exceeds the cache of "
-                             f"{cache.block_size} positions")
-        if not 0 <= token < self.config.vocab_size:  # a negative index would wrap around
-            raise ValueError(f"token id {token} is outside the vocabulary "
-                             f"(0..{self.config.vocab_size - 1})")
-        if self.training:
-            raise RuntimeError("decode_step has no dropout: call model.eval() first")
+        self._check_step(token, cache)
         if torch.is_grad_enabled():  # it writes into views of its buffers: no autograd here
             with torch.no_grad():
                 return self.decode_step(token, cache, attn_out=attn_out, resid_out=resid_out,
                                         ablation=ablation)
         S = pos + 1
         blocks = self._decode_blocks()
-        x = (self.wte.weight[token] + self.wpe.weight[pos]).view(1, -1)  # (1, C)
-        keys, values = cache.layer_views()  # per layer (nh, cap, hd)
-        # The step writes its attention rows and residuals where the caller wants them (the
-        # softmax and the residual sum write there directly), and uses method calls (narrow,
-        # unbind, copy_) instead of tensor[...]: each index expression is several ops plus
-        # Python's index parsing, and there were ~70 of them per step.
+        wte, wpe = self.wte.weight, self.wpe
+        x = (wte[token] + wpe.weight[pos] if wpe is not None
+             else wte[token].clone()).view(1, -1)  # (1, C)
+        # The options, read once: each costs the default configuration one test per layer.
+        cfg = self.config
+        norm = _rms if cfg.norm_type == "rmsnorm" else _ln
+        rope = ((self.rope_cos.narrow(0, pos, 1), self.rope_sin.narrow(0, pos, 1))  # (1, rd)
+                if cfg.positional_embedding_type == "rotary" else None)
+        grouped = cfg.kv_heads != cfg.n_head
+        plain_qkv = rope is None and not grouped
+        gated, parallel = cfg.mlp_type == "gated", cfg.parallel_attn
+        keys, values = cache.layer_views()  # per layer (nkv, cap, hd)
+        # Attention rows and residuals are written where the caller wants them (by the softmax
+        # and the residual sum), with method calls (narrow, unbind, copy_), not tensor[...]:
+        # each index expression is several ops plus Python's parsing (~70 of them per step).
         att_rows = (attn_out.narrow(-1, 0, S).unsqueeze(2).unbind(0)  # per layer (nh, 1, S)
-                    if attn_out is not None else None)
-        res_rows = resid_out.unsqueeze(1).unbind(0) if resid_out is not None else None  # (1, C)
+                    if attn_out is not None else ())
+        res_rows = resid_out.unsqueeze(1).unbind(0) if resid_out is not None else ()  # (1, C)
         # Results are computed into the buffers when their dtype is the model's; else copied.
         att_direct = attn_out is not None and attn_out.dtype == x.dtype
         res_direct = resid_out is not None and resid_out.dtype == x.dtype
-        if res_rows is not None:
+        if res_rows:
             res_rows[0].copy_(x)
+        block: Any
         for layer, block in enumerate(self.h):
-            # Block.forward, CausalSelfAttention.forward and MLP.forward for one query, flat.
-            # Submodules and weights are read from the modules' own dicts: what getattr
-            # returns, without nn.Module.__getattr__ (about 10% of a step at this size).
-            mods = block._modules
+            # Block, CausalSelfAttention and MLP.forward for one query, flat; submodules read
+            # from the modules' own dicts, without nn.Module.__getattr__ (~10% of a step).
+            mods: Any = block._modules
             ln_1, attn, ln_2, mlp = mods["ln_1"], mods["attn"], mods["ln_2"], mods["mlp"]
             c_attn, c_proj = attn._modules["c_attn"], attn._modules["c_proj"]
             c_fc, fc_proj = mlp._modules["c_fc"], mlp._modules["c_proj"]
             nh, hd = attn.n_head, attn.head_dim
-            h = _ln(ln_1, x) if block.pre_ln else x  # (1, C)
-            lb = blocks[layer]  # column blocks of c_attn, c_proj, c_fc, mlp.c_proj (or None)
-            qkv = _linear_blocks(c_attn, h, lb[0])  # (1, 3C)
-            q, k_new, v_new = qkv.view(3, nh, 1, hd).unbind(0)  # (nh, 1, hd)
-            k, v = keys[layer], values[layer]  # (nh, cap, hd)
+            nkv, g = (attn.n_kv_head, attn.groups) if grouped else (nh, 1)
+            h = norm(ln_1, x) if block.pre_ln else x  # (1, C)
+            lb = blocks[layer]  # column blocks of c_attn, c_proj, c_fc, mlp.c_proj, c_gate
+            qkv = _linear_blocks(c_attn, h, lb[0])  # (1, (nh + 2 nkv) hd)
+            q, k_new, v_new = (qkv.view(3, nh, 1, hd).unbind(0) if plain_qkv
+                               else _split_qkv_row(qkv, nh, nkv, hd, rope))  # (nh|nkv, 1, hd)
+            k, v = keys[layer], values[layer]  # (nkv, cap, hd)
             k.narrow(1, pos, 1).copy_(k_new)
             v.narrow(1, pos, 1).copy_(v_new)
-            att = torch.bmm(q, k.narrow(1, 0, S).transpose(1, 2)) * attn.scale  # (nh, 1, S)
-            # no mask: the last query sees every key
-            if att_direct:
+            if not grouped:
+                att = torch.bmm(q, k.narrow(1, 0, S).transpose(1, 2)) * attn.scale  # (nh, 1, S)
+            else:  # as forward: the query heads of one key/value head as one product
+                att = torch.bmm(q.reshape(nkv, g, hd), k.narrow(1, 0, S).transpose(1, 2)
+                                ).view(nh, 1, S) * attn.scale  # (nh, 1, S)
+            if att_direct:  # no mask: the last query sees every key
                 att = torch.softmax(att, -1, out=att_rows[layer])  # (nh, 1, S)
             else:
                 att = att.softmax(dim=-1)  # (nh, 1, S)
-                if att_rows is not None:
+                if att_rows:
                     att_rows[layer].copy_(att)
-            z = torch.bmm(att, v.narrow(1, 0, S))  # (nh, 1, hd)
+            if not grouped:
+                z = torch.bmm(att, v.narrow(1, 0, S))  # (nh, 1, hd)
+            else:
+                z = torch.bmm(att.view(nkv, g, S), v.narrow(1, 0, S)).view(nh, 1, hd)
             if ablation is not None:
                 z = _ablate(z, layer, ablation, nh)
             a = _linear_blocks(c_proj, z.view(1, -1), lb[1])  # (1, C)
-            if block.pre_ln:  # GPT-2: x + f(LN(x))
-                x = x + a
-                m = _linear_blocks(fc_proj, mlp.act(_linear_blocks(c_fc, _ln(ln_2, x), lb[2])),
-                                   lb[3])
-                x = torch.add(x, m, out=res_rows[layer + 1]) if res_direct else x + m
+            if block.pre_ln:  # GPT-2: x + f(LN(x)); parallel: x + f(LN_1(x)) + g(LN_2(x))
+                xa = x + a
+                h = norm(ln_2, x if parallel else xa)
             else:  # GPT-1: LN(x + f(x))
-                x = _ln(ln_1, x + a)
-                x = _ln(ln_2, x + _linear_blocks(
-                    fc_proj, mlp.act(_linear_blocks(c_fc, x, lb[2])), lb[3]))
-            if res_rows is not None and not (block.pre_ln and res_direct):  # not written yet
+                xa = h = norm(ln_1, x + a)
+            u = _linear_blocks(c_fc, h, lb[2])  # (1, d_ff)
+            u = (mlp.act(_linear_blocks(mlp._modules["c_gate"], h, lb[4])) * u if gated
+                 else mlp.act(u))
+            m = _linear_blocks(fc_proj, u, lb[3])  # (1, C)
+            if block.pre_ln:
+                x = torch.add(xa, m, out=res_rows[layer + 1]) if res_direct else xa + m
+            else:
+                x = norm(ln_2, xa + m)
+            if res_rows and not (block.pre_ln and res_direct):  # not written yet
                 res_rows[layer + 1].copy_(x)
         cache.length = S
         h = self.ln_f(x)  # (1, C)
@@ -526,32 +689,48 @@ class GPT(nn.Module):
             return self.lm_head(h)[0], h[0]  # (vocab,), (C,)
         return _linear_blocks(None, h, head)[0], h[0]  # (vocab,), (C,)
 
+    def _check_step(self, token: int, cache: KVCache) -> None:
+        """Refuse a step :meth:`decode_step` cannot compute as ``forward`` would."""
+        pos = cache.length
+        if pos + 1 > min(self.config.block_size, cache.block_size):
+            raise ValueError(f"sequence of {pos + 1} tokens exceeds the cache of "
+                             f"{cache.block_size} positions")
+        if not 0 <= token < self.config.vocab_size:  # a negative index would wrap around
+            raise ValueError(f"token id {token} is outside the vocabulary "
+                             f"(0..{self.config.vocab_size - 1})")
+        if self.training:
+            raise RuntimeError("decode_step has no dropout: call model.eval() first")
+
     def _decode_blocks(self) -> list:
         """Column blocks of every matrix for :meth:`decode_step` (see ``_column_blocks``):
-        per layer those of c_attn, attn.c_proj, c_fc and mlp.c_proj, then the output head's
-        (or ``None``). One block per CPU thread, at most ``SPLIT_MAX_BLOCKS``; none on a GPU
-        or with one thread.
+        per layer those of c_attn, attn.c_proj, c_fc, mlp.c_proj (and c_gate in a gated
+        feed-forward layer), then the output head's (or ``None``). One block per CPU thread,
+        at most ``SPLIT_MAX_BLOCKS``; none on a GPU or with one thread.
 
         Views of the weights, kept while the same weight and bias storage sits in the same
         modules (checked by address on every call; ``to`` and :meth:`use_decoding_layout`
         drop them at once).
         """
-        wte = self.wte.weight
-        parts = 1 if wte.device.type != "cpu" else min(torch.get_num_threads(),
-                                                          SPLIT_MAX_BLOCKS)
+        head_w = self.unembed_weight
+        parts = 1 if head_w.device.type != "cpu" else min(torch.get_num_threads(),
+                                                             SPLIT_MAX_BLOCKS)
         params = []  # (weight, bias) of each matrix, read without Module.__getattr__
+        block: Any
         for block in self.h._modules.values():
             attn, mlp = block._modules["attn"]._modules, block._modules["mlp"]._modules
             for lin in (attn["c_attn"], attn["c_proj"], mlp["c_fc"], mlp["c_proj"]):
                 params.append((lin._parameters["weight"], lin._parameters["bias"]))
-        key = (parts, wte.data_ptr(),
+            if "c_gate" in mlp:  # gated feed-forward layers only: the step's lb[4]
+                lin = mlp["c_gate"]
+                params.append((lin._parameters["weight"], lin._parameters["bias"]))
+        key = (parts, head_w.data_ptr(),
                *(t.data_ptr() for pair in params for t in pair if t is not None))
         cached = self.__dict__.get("_decode_blocks_cache")
         if cached is None or cached[0] != key:
             found = [_column_blocks(w, b, parts) for w, b in params]
-            blocks: list = [tuple(found[i:i + 4]) for i in range(0, len(found), 4)]
-            head = _column_blocks(wte, None, parts)
-            blocks.append(head)
+            per = len(found) // len(self.h)  # matrices per layer: 4, or 5 when gated
+            blocks: list = [tuple(found[i:i + per]) for i in range(0, len(found), per)]
+            blocks.append(_column_blocks(head_w, None, parts))
             cached = (key, blocks)
             self.__dict__["_decode_blocks_cache"] = cached
         return cached[1]

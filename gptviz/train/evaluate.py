@@ -12,16 +12,19 @@ with at least half a context of history.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from gptviz.io.checkpoint import ModelBundle
 
+if TYPE_CHECKING:
+    from gptviz.model.gpt import GPT
+
 
 @torch.inference_mode()
-def token_losses(model: torch.nn.Module, ids: list[int], batch_size: int = 16) -> torch.Tensor:
+def token_losses(model: GPT, ids: list[int], batch_size: int = 16) -> torch.Tensor:
     """Loss (nats) of every token after the first, shape ``(len(ids) - 1,)``.
 
     Parameters

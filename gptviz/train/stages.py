@@ -27,19 +27,20 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gptviz.io.checkpoint import load_gptviz_checkpoint, save_checkpoint
-from gptviz.model.config import GPTConfig
-from gptviz.train.data import GENRE_OF, GENRES, read_text, split_works
-from gptviz.model.gpt import GPT
 from gptviz.io.tokenizer import Tokenizer
+from gptviz.model.config import GPTConfig
+from gptviz.model.gpt import GPT
+from gptviz.train.data import GENRE_OF, GENRES, read_text, split_works
 
 EOT = "<|endoftext|>"
 

@@ -72,8 +72,8 @@ def no_window_left_behind(qapp):
 # ---------------------------------------------------------------------- windows
 def show_window(qtbot, bundle, prompt: str = DEFAULT_PROMPT, *, preferences=None,
                 size: tuple[int, int] | None = WINDOW_SIZE, activate: bool = False):
-    """A :class:`gptviz_app.views.main_window.MainWindow` on ``bundle``, shown, once its first snapshot is on
-    screen. ``size=None`` keeps the window's own size (e.g. restored preferences);
+    """A :class:`~gptviz_app.views.main_window.MainWindow` on ``bundle``, shown, once its first
+    snapshot is on screen. ``size=None`` keeps the window's own size (e.g. restored preferences);
     ``activate`` also waits until it is the active window (keyboard tests). The caller closes
     it (:func:`close_window`); ``qtbot`` closes it at the latest at the end of the test."""
     from gptviz_app.views.main_window import MainWindow

@@ -1,4 +1,4 @@
-"""The analysis panels of the desktop app (issue 5), end to end (pytest-qt, offscreen).
+"""The analysis panels of the desktop app, end to end (pytest-qt, offscreen).
 
 Head diagnostics, logit lens, attention rollout, live head ablation and comparisons, checked
 against the Qt-free core (``gptviz.analysis``) on the session the worker holds. Every Qt
@@ -14,7 +14,7 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from tests.gui.conftest import TIMEOUT, click_scene, settle  # noqa: E402
+from tests.gui.conftest import TIMEOUT, click_scene, close_window, settle, show_window  # noqa: E402
 
 PROMPT = "the cat sat on the mat. the cat sat on the mat."
 
@@ -25,7 +25,7 @@ def window_options():
 
 
 def result(snap):
-    from gptviz_app.runtime.analysis_builder import AnalysisResult
+    from gptviz.analysis.runner import AnalysisResult
 
     res = snap.extra["analysis"]
     assert isinstance(res, AnalysisResult)
@@ -56,7 +56,7 @@ def test_analysis_menu_toolbar_and_hidden_panels(qtbot, window):
         assert window.docks[key].isHidden()
     # nothing is computed for hidden panels
     res = result(window.controller.snapshot)
-    assert res.heads is None and res.lens is None and res.rollout_row is None
+    assert res.get("heads") is None and res.get("lens") is None and res.get("rollout") is None
     # one click on the toolbar shows a panel; a second click hides it
     for key in ("diagnostics", "ablation"):
         act = ui.toolbar_actions[key]
@@ -79,22 +79,23 @@ def test_diagnostics_show_head_scores_and_select_heads(qtbot, window):
 
     c = window.controller
     ui = window.analysis
-    panel = ui.diagnostics
+    panel = ui.panels["diagnostics"]
     ui.toolbar_actions["diagnostics"].trigger()
     qtbot.waitUntil(lambda: ui.visible["diagnostics"], timeout=TIMEOUT)
     snap = settle(qtbot, window)
     res = result(snap)
     s = session(window)
     want = head_scores(s.attention(), s.window_tokens)
-    assert res.heads is not None
+    heads = res.get("heads")
+    assert heads is not None
     for name in ("prev_token", "first_token", "induction", "duplicate_token", "entropy"):
-        np.testing.assert_allclose(res.heads.get(name), want.get(name), rtol=1e-12,
+        np.testing.assert_allclose(heads.get(name), want.get(name), rtol=1e-12,
                                    equal_nan=True)
         np.testing.assert_allclose(panel.table_model.values[name], want.get(name),
                                    rtol=1e-12, equal_nan=True)
     assert np.isfinite(want.induction).all()  # the prompt repeats: scores are defined
     probe = induction_scores(s.model, n=50, seed=0, batch=4, vocab=s.n_choosable)
-    np.testing.assert_allclose(res.heads.probe_induction, probe)
+    np.testing.assert_allclose(heads.probe_induction, probe)
     # the map shows the chosen score
     np.testing.assert_allclose(panel.map.data, want.prev_token.astype(np.float32))
     panel.score_box.setCurrentIndex(panel.score_box.findData("entropy"))
@@ -132,13 +133,13 @@ def test_diagnostics_show_head_scores_and_select_heads(qtbot, window):
     assert panel.table.selectionModel().isRowSelected(m.row_of(0, 3))
 
     # computed only when the text changed: a view change reuses them, a step recomputes
-    before = result(settle(qtbot, window)).heads
+    before = result(settle(qtbot, window)).get("heads")
     c.set_view(layer=1)
     snap = settle(qtbot, window)
-    assert result(snap).heads is before and "probe" not in result(snap).timings
+    assert result(snap).get("heads") is before and "probe" not in result(snap).timings
     c.step()
     snap = settle(qtbot, window)
-    assert result(snap).heads is not before and result(snap).heads.n_tokens == snap.T
+    assert result(snap).get("heads") is not before and result(snap).get("heads").n_tokens == snap.T
     # Ctrl+click on the map ablates the head (and marks it), a second one restores it
     click_scene(qtbot, panel.glw, panel.map.cell_center(1, 1),
                 modifier=Qt.KeyboardModifier.ControlModifier)
@@ -156,7 +157,7 @@ def test_diagnostics_show_head_scores_and_select_heads(qtbot, window):
     window.docks["diagnostics"].hide()
     qtbot.waitUntil(lambda: not ui.visible["diagnostics"], timeout=TIMEOUT)
     c.step()
-    assert result(settle(qtbot, window)).heads is None
+    assert result(settle(qtbot, window)).get("heads") is None
 
 
 # ---------------------------------------------------------------------- logit lens
@@ -164,15 +165,15 @@ def test_lens_last_row_equals_the_next_token_distribution(qtbot, window):
     from gptviz.analysis import logit_lens
 
     c = window.controller
-    lens = window.analysis.lens
+    lens = window.analysis.panels["lens"]
     snap = show_panel(qtbot, window, "lens")
     res = result(snap)
     k = lens.k
     cand = snap.candidates
-    assert cand.kind == "next" and res.lens.position == snap.n_tokens - 1
+    assert cand.kind == "next" and res.get("lens").position == snap.n_tokens - 1
     # the last read-out (block L) is the model's output: what the next-token panel shows
-    np.testing.assert_array_equal(res.lens.top_ids[-1], cand.ids[:k])
-    np.testing.assert_allclose(res.lens.top_probs[-1], cand.probs[:k], rtol=1e-5)
+    np.testing.assert_array_equal(res.get("lens").top_ids[-1], cand.ids[:k])
+    np.testing.assert_allclose(res.get("lens").top_probs[-1], cand.probs[:k], rtol=1e-5)
     assert lens.table.rowCount() == 3 and lens.table.columnCount() == k  # no next token yet
     assert lens.table.item(2, 0).text().startswith(cand.tokens[0])
     assert lens.table.verticalHeaderItem(2).text().endswith("= out")
@@ -184,26 +185,26 @@ def test_lens_last_row_equals_the_next_token_distribution(qtbot, window):
     snap = settle(qtbot, window)
     res = result(snap)
     cand = snap.candidates
-    assert cand.kind == "last" and res.lens.position == snap.n_tokens - 2
-    np.testing.assert_array_equal(res.lens.top_ids[-1], cand.ids[:k])
-    np.testing.assert_allclose(res.lens.top_probs[-1], cand.probs[:k], rtol=1e-5)
-    assert res.lens.target == cand.chosen_id
-    assert res.lens.target_probs[-1] == pytest.approx(cand.chosen_prob, rel=1e-5)
+    assert cand.kind == "last" and res.get("lens").position == snap.n_tokens - 2
+    np.testing.assert_array_equal(res.get("lens").top_ids[-1], cand.ids[:k])
+    np.testing.assert_allclose(res.get("lens").top_probs[-1], cand.probs[:k], rtol=1e-5)
+    assert res.get("lens").target == cand.chosen_id
+    assert res.get("lens").target_probs[-1] == pytest.approx(cand.chosen_prob, rel=1e-5)
     assert lens.table.columnCount() == k + 2
     # the query moves: the lens follows, equal to the core's
     c.set_query(3)
     res = result(settle(qtbot, window))
     s = session(window)
     want = logit_lens(s.model, s.window_tokens, position=3, k=k)
-    assert res.lens.position == 3
-    np.testing.assert_array_equal(res.lens.top_ids, want.top_ids)
-    np.testing.assert_allclose(res.lens.top_probs, want.top_probs, rtol=1e-4)
-    np.testing.assert_allclose(res.lens.target_probs, want.target_probs, rtol=1e-4)
+    assert res.get("lens").position == 3
+    np.testing.assert_array_equal(res.get("lens").top_ids, want.top_ids)
+    np.testing.assert_allclose(res.get("lens").top_probs, want.top_probs, rtol=1e-4)
+    np.testing.assert_allclose(res.get("lens").target_probs, want.target_probs, rtol=1e-4)
     assert "query 3" in lens.header.text()
     # more tokens per layer
     lens.k_box.setValue(7)
     res = result(settle(qtbot, window))
-    assert res.lens.top_ids.shape == (3, 7) and lens.table.columnCount() == 9
+    assert res.get("lens").top_ids.shape == (3, 7) and lens.table.columnCount() == 9
 
 
 # ---------------------------------------------------------------------- ablation
@@ -240,8 +241,9 @@ def test_ablating_a_head_from_the_grid_and_clearing_it(qtbot, window):
     assert ui.grid_cross.path().boundingRect().contains(grid.vb.mapSceneToView(p))
     assert ui.grid_dim.path().boundingRect().contains(grid.vb.mapSceneToView(p))
     assert not window.docks["ablation"].isHidden()   # shown on the first ablation
-    assert ui.ablation.list.count() == 1 and ui.ablation.list.item(0).text() == "✗ L0 H1"
-    m = ui.diagnostics.table_model
+    ablation = ui.panels["ablation"]
+    assert ablation.list.count() == 1 and ablation.list.item(0).text() == "✗ L0 H1"
+    m = ui.panels["diagnostics"].table_model
     assert m.data(m.index(m.row_of(0, 1), m.columns.index("ablated"))) == "✗"
     # right-click opens the head's menu, which toggles too (a second head, then back)
     click_scene(qtbot, grid.glw, grid.cell_center(1, 3), button=Qt.MouseButton.RightButton)
@@ -256,7 +258,7 @@ def test_ablating_a_head_from_the_grid_and_clearing_it(qtbot, window):
     [a for a in menu.actions() if a.text() == "Restore L1 H3"][0].trigger()
     qtbot.waitUntil(lambda: ui.ablated == ((0, 1),), timeout=TIMEOUT)
     # Clear all restores the exact original distribution
-    qtbot.mouseClick(ui.ablation.clear_btn, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(ablation.clear_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: ui.ablated == (), timeout=TIMEOUT)
     snap = settle(qtbot, window)
     np.testing.assert_array_equal(session(window).next_probs(), probs0)
@@ -265,13 +267,13 @@ def test_ablating_a_head_from_the_grid_and_clearing_it(qtbot, window):
     c.select_head(1, 0)
     snap = settle(qtbot, window)
     np.testing.assert_array_equal(np.nan_to_num(snap.attn), np.nan_to_num(att1))
-    assert ui.grid_cross.path().isEmpty() and ui.ablation.list.count() == 0
+    assert ui.grid_cross.path().isEmpty() and ablation.list.count() == 0
     assert session(window).ablation is None
 
 
 def test_a_new_model_clears_the_ablated_marks_of_the_diagnostics(qtbot, window):
     ui = window.analysis
-    panel = ui.diagnostics
+    panel = ui.panels["diagnostics"]
     ui.toolbar_actions["diagnostics"].trigger()
     qtbot.waitUntil(lambda: ui.visible["diagnostics"], timeout=TIMEOUT)
     ui.toggle_head(0, 1)
@@ -309,8 +311,8 @@ def test_ablation_deltas_equal_ablation_effect(qtbot, window):
     s = session(window)
     ids = s.window_tokens
     want = ablation_effect(s.model, ids, [(0, 1), (1, 3)], position=-2)
-    eff = res.effect
-    assert eff is ui.ablation.effect
+    eff = res.get("effect")
+    assert eff is ui.panels["ablation"].effect
     assert eff["position"] == len(ids) - 2 and eff["chosen_token"] == ids[-1]
     for key in ("top_token", "chosen_token"):
         assert eff[key] == want[key]
@@ -319,11 +321,11 @@ def test_ablation_deltas_equal_ablation_effect(qtbot, window):
                 "kl_bits", "total_variation"):
         assert eff[key] == pytest.approx(want[key], abs=2e-5), key
     assert [d["id"] for d in eff["top_after"]] == [d["id"] for d in want["top_after"]]
-    dt = ui.ablation.delta_table
+    dt = ui.panels["ablation"].delta_table
     assert dt.item(0, 3).text() == f"{eff['top_logprob_change']:+.3f}"
     assert dt.item(1, 3).text() == f"{eff['chosen_logprob_change']:+.3f}"
     assert dt.item(1, 0).text() == repr(s.display(ids[-1]))
-    assert f"{eff['kl_bits']:.4f}" in ui.ablation.summary.text()
+    assert f"{eff['kl_bits']:.4f}" in ui.panels["ablation"].summary.text()
     # the next-token panel shows the ablated distribution of the newest step at once
     abl = make_ablation(s.config, [(0, 1), (1, 3)])
     with torch.no_grad():
@@ -335,7 +337,8 @@ def test_ablation_deltas_equal_ablation_effect(qtbot, window):
     assert cand.chosen_prob == pytest.approx(float(probs[ids[-1]]), rel=1e-5)
     assert not np.allclose(cand.probs[:5], cand_clean.probs[:5])
     # mean-ablation: the heads output their mean over the text
-    ui.ablation.mode_box.setCurrentIndex(ui.ablation.mode_box.findData("mean"))
+    mode_box = ui.panels["ablation"].mode_box
+    mode_box.setCurrentIndex(mode_box.findData("mean"))
     qtbot.waitUntil(lambda: result(c.snapshot).ablation_mode == "mean", timeout=TIMEOUT)
     res = result(settle(qtbot, window))
     assert window.actions["ablation_mean"].isChecked()
@@ -343,7 +346,7 @@ def test_ablation_deltas_equal_ablation_effect(qtbot, window):
     want = ablation_effect(s.model, ids, [(0, 1), (1, 3)], mode="mean", position=-2,
                            means=means)
     for key in ("top_logprob_change", "chosen_logprob_change", "kl_bits"):
-        assert res.effect[key] == pytest.approx(want[key], abs=2e-5), key
+        assert res.get("effect")[key] == pytest.approx(want[key], abs=2e-5), key
     assert res.means_tokens == len(ids)
     # clearing brings back the clean distribution of the newest step, exactly
     ui.clear()
@@ -366,26 +369,26 @@ def test_rollout_map_and_token_strip(qtbot, window):
     att = s.attention()
     q = snap.query - snap.window_start
     want = rollout_row(att, q)
-    np.testing.assert_allclose(res.rollout_row, want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(res.get("rollout").row, want, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(canvas.weights, want[:q + 1], rtol=1e-5, atol=1e-7)
     assert "rollout" in window.token_strip.legend.text()
     assert "attention from" not in window.token_strip.legend.text()
     assert f"attention rollout of query {snap.query}" in canvas.tooltip_text(q)
-    assert res.rollout_map is None  # the map only when its panel is visible
+    assert res.get("rollout").map is None  # the map only when its panel is visible
     # the map, for the query the user picks
     snap = show_panel(qtbot, window, "rollout")
     c.set_query(5)
     snap = settle(qtbot, window)
     res = result(snap)
     full = attention_rollout(att)
-    np.testing.assert_allclose(np.nan_to_num(res.rollout_map), full, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.nan_to_num(res.get("rollout").map), full, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(canvas.weights, full[5, :6], rtol=1e-5, atol=1e-7)
-    assert ui.rollout.map.box.rect().top() == 5
+    assert ui.panels["rollout"].map.box.rect().top() == 5
     # without the residual identity
-    ui.rollout.residual.setChecked(False)
-    qtbot.waitUntil(lambda: not result(c.snapshot).spec.rollout_residual, timeout=TIMEOUT)
+    ui.panels["rollout"].residual.setChecked(False)
+    qtbot.waitUntil(lambda: not result(c.snapshot).get("rollout").residual, timeout=TIMEOUT)
     res = result(settle(qtbot, window))
-    np.testing.assert_allclose(res.rollout_row, rollout_row(att, 5, residual=False),
+    np.testing.assert_allclose(res.get("rollout").row, rollout_row(att, 5, residual=False),
                                rtol=1e-5, atol=1e-7)
     # ablated heads are left out of the layer averages
     ui.toggle_head(0, 2)
@@ -393,7 +396,7 @@ def test_rollout_map_and_token_strip(qtbot, window):
     res = result(settle(qtbot, window))
     keep = np.ones((2, 4))
     keep[0, 2] = 0
-    np.testing.assert_allclose(res.rollout_row, rollout_row(session(window).attention(), 5,
+    np.testing.assert_allclose(res.get("rollout").row, rollout_row(session(window).attention(), 5,
                                                             residual=False, head_mask=keep),
                                rtol=1e-5, atol=1e-7)
     # switched off: the strip shows the selected head's attention again
@@ -410,15 +413,15 @@ def test_comparison_difference_is_a_minus_b_on_aligned_tokens(qtbot, window):
 
     c = window.controller
     ui = window.analysis
-    cp = ui.compare
+    cp = ui.panels["compare"]
     snap = show_panel(qtbot, window, "compare")
-    assert "Pin" in result(snap).compare.message
+    assert "Pin" in result(snap).get("compare").message
     c.select_head(1, 2)
-    ui.pin()
+    cp.pin()
     snap = settle(qtbot, window)
     s = session(window)
     ids_a = list(s.window_tokens)
-    assert result(snap).pinned
+    assert result(snap).get("compare").pinned
     # another prompt of about the same length, compared position by position
     c.set_prompt("a dog ran to the hat. a dog ran to the hat.")
     settle(qtbot, window)
@@ -429,7 +432,7 @@ def test_comparison_difference_is_a_minus_b_on_aligned_tokens(qtbot, window):
     att_a = attention_array(s.model, ids_a)[1, 2]
     att_b = attention_array(s.model, ids_b)[1, 2]
     n = min(len(ids_a), len(ids_b))
-    cv = res.compare
+    cv = res.get("compare")
     assert cv.n == n and cv.source == "pinned" and (cv.layer, cv.head) == (1, 2)
     want = att_a[:n, :n] - att_b[:n, :n]
     np.testing.assert_allclose(np.nan_to_num(cv.diff), want, atol=1e-6)
@@ -441,22 +444,110 @@ def test_comparison_difference_is_a_minus_b_on_aligned_tokens(qtbot, window):
     # aligned by common prefix: two branches of one text agree on their shared prefix
     c.set_prompt(PROMPT)
     settle(qtbot, window)
-    ui.pin()
+    cp.pin()
     c.force(int(ids_a[3]), False)
     settle(qtbot, window)
     cp.align_box.setCurrentIndex(cp.align_box.findData("prefix"))
     res = result(settle(qtbot, window))
-    assert res.compare.n == len(ids_a)
-    np.testing.assert_array_equal(np.nan_to_num(res.compare.diff), 0.0)
+    assert res.get("compare").n == len(ids_a)
+    np.testing.assert_array_equal(np.nan_to_num(res.get("compare").diff), 0.0)
     # clean (A) vs ablated (B): a later layer's maps differ
     ui.toggle_head(0, 1)
     qtbot.waitUntil(lambda: ui.ablated == ((0, 1),), timeout=TIMEOUT)
     window.actions["compare_ablation"].trigger()
-    qtbot.waitUntil(lambda: result(c.snapshot).compare.source == "ablation", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: result(c.snapshot).get("compare").source == "ablation", timeout=TIMEOUT)
     res = result(settle(qtbot, window))
     ids = list(session(window).window_tokens)
     clean = attention_array(s.model, ids)[1, 2]
     ablated = session(window).attention()[1, 2]
-    np.testing.assert_allclose(np.nan_to_num(res.compare.diff), clean - ablated, atol=1e-6)
+    np.testing.assert_allclose(np.nan_to_num(res.get("compare").diff), clean - ablated, atol=1e-6)
     assert np.abs(clean - ablated).max() > 1e-3
-    assert "ablated" in res.compare.label_b
+    assert "ablated" in res.get("compare").label_b
+
+
+# ---------------------------------------------------------------------- a new analysis
+def test_a_new_analysis_is_one_module_and_one_panel(qtbot, tiny_bundle, monkeypatch):
+    """An analysis (Qt-free) and the panel that shows it, each registered with one line: the
+    window gives it a dock, a toolbar entry and the result while the panel is visible."""
+    from collections import Counter
+
+    from PySide6.QtWidgets import QLabel, QVBoxLayout
+
+    from gptviz.analysis.live import LiveAnalysis
+    from gptviz.analysis.registry import register_analysis, unregister_analysis
+    from gptviz_app.panels import registry
+
+    class Repeats(LiveAnalysis):
+        name = "repeats"
+
+        def compute(self, inputs, settings):
+            ids, counts = np.unique(inputs.ids, return_counts=True)
+            return {int(i): int(n) for i, n in zip(ids, counts) if n > 1}
+
+    class RepeatsPanel(registry.AnalysisPanel):
+        title = "Repeated tokens"
+        analyses = ("repeats",)
+
+        def __init__(self):
+            super().__init__()
+            self.label = QLabel("")
+            QVBoxLayout(self).addWidget(self.label)
+            self.shown = None
+
+        def apply_analysis(self, res, snap):
+            if res.get("repeats") is not None:
+                self.shown = res.get("repeats")
+                self.label.setText(f"{len(self.shown)} tokens repeat")
+
+    register_analysis("repeats", Repeats)
+    monkeypatch.setitem(registry.PANELS, "repeats", RepeatsPanel)
+    try:
+        win = show_window(qtbot, tiny_bundle, PROMPT)
+        ui = win.analysis
+        panel = ui.panels["repeats"]
+        assert win.docks["repeats"].windowTitle() == "Repeated tokens"
+        assert ui.toolbar_actions["repeats"] in ui.more_menu.actions()
+        assert result(win.controller.snapshot).get("repeats") is None  # hidden: not computed
+        snap = show_panel(qtbot, win, "repeats")
+        s = session(win)
+        want = {t: n for t, n in Counter(s.window_tokens).items() if n > 1}
+        assert result(snap).get("repeats") == want and panel.shown == want
+        assert panel.label.text() == f"{len(want)} tokens repeat"
+        close_window(win)
+    finally:
+        unregister_analysis("repeats")
+
+
+def test_panel_plugins_from_entry_points(tmp_path, monkeypatch):
+    import warnings
+
+    from gptviz_app.panels import registry
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "gptviz_toy_panel.py").write_text(
+        "from gptviz_app.panels.registry import AnalysisPanel\n\n"
+        "class ToyPanel(AnalysisPanel):\n    title = 'Toy'\n    analyses = ('heads',)\n\n"
+        "NOT_A_PANEL = 3\n", encoding="utf-8")
+    info = site / "gptviz_toy_panel-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gptviz_toy_panel\n"
+                                   "Version: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(
+        f"[{registry.ENTRY_POINT_GROUP}]\ntoy = gptviz_toy_panel:ToyPanel\n"
+        "bad = gptviz_toy_panel:NOT_A_PANEL\ngone = gptviz_missing_module:Panel\n",
+        encoding="utf-8")
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            classes = registry.panel_classes(rescan=True)
+        messages = [str(w.message) for w in caught]
+        assert any("'bad'" in m and "not an AnalysisPanel" in m for m in messages)
+        assert any("'gone'" in m for m in messages)
+        assert list(classes)[:5] == ["diagnostics", "ablation", "lens", "compare", "rollout"]
+        assert classes["toy"].title == "Toy" and "bad" not in classes
+    finally:
+        monkeypatch.undo()
+        registry.panel_classes(rescan=True)
+    assert "toy" not in registry.panel_classes()

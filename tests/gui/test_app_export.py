@@ -45,6 +45,17 @@ def svg_texts(path) -> list[str]:
     return ["".join(el.itertext()).strip() for el in root.iter() if el.tag.endswith("text")]
 
 
+def csv_parts(path) -> tuple[list[str], list[str]]:
+    """The ``# `` comment lines at the top of an exported CSV (without the ``# ``), and the
+    table's lines after them."""
+    with open(path, newline="", encoding="utf-8") as f:
+        lines = f.read().split("\r\n")
+    n = 0
+    while n < len(lines) and lines[n].startswith("# "):
+        n += 1
+    return [line[2:] for line in lines[:n]], lines[n:]
+
+
 def axis_labels(plot, name: str) -> list[str]:
     ticks = plot.getAxis(name)._tickLevels
     return [label for level in ticks for _pos, label in level]
@@ -102,13 +113,20 @@ def test_attention_csv_is_the_map_on_screen(window, tmp_path):
 
     snap = window.controller.snapshot
     p = export_attention_csv(tmp_path / "att.csv", snap)
-    with open(p, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    comment, table = csv_parts(p)
+    rows = list(csv.reader(table[:-1]))            # the file ends with a line break
+    assert table[-1] == ""
     T = snap.T
-    tokens = snap.tokens[snap.window_start:]
-    assert rows[0] == ["query \\ key", *tokens]
-    assert [r[0] for r in rows[1:]] == tokens and len(rows) == T + 1
-    m = np.array([[np.float32(x) for x in r[1:]] for r in rows[1:]], dtype=np.float32)
+    ws = snap.window_start
+    tokens = snap.tokens[ws:]
+    positions = list(range(ws, ws + T))
+    assert rows[0] == ["position", "query \\ key", *[f"{i} {t}" for i, t in zip(positions, tokens)]]
+    assert [int(r[0]) for r in rows[1:]] == positions
+    assert [r[1] for r in rows[1:]] == tokens and len(rows) == T + 1
+    # the header says what it is: the head, the model, the step
+    assert comment[0].startswith("gptviz: attention of layer 1, head 2")
+    assert comment[1].startswith("model: tiny") and comment[2].startswith("step 4:")
+    m = np.array([[np.float32(x) for x in r[2:]] for r in rows[1:]], dtype=np.float32)
     ref = np.nan_to_num(snap.attn, nan=0.0)
     np.testing.assert_array_equal(m, ref)                  # bit for bit
     np.testing.assert_allclose(m.sum(axis=1), 1.0, atol=1e-5)
@@ -123,14 +141,19 @@ def test_next_token_csv_is_the_table_on_screen(window, tmp_path):
 
     snap = window.controller.snapshot
     p = export_next_token_csv(tmp_path / "next.csv", snap)
-    with open(p, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    comment, table = csv_parts(p)
+    rows = list(csv.DictReader(table))
+    assert comment[0].startswith("gptviz: next token: the distribution step 4's token")
     c = snap.candidates
     order = np.argsort(-c.probs, kind="stable")
     assert [int(r["rank"]) for r in rows] == list(range(1, len(c.ids) + 1))
     assert [int(r["id"]) for r in rows] == [int(c.ids[i]) for i in order]
     assert [r["token"] for r in rows] == [c.tokens[i] for i in order]
     assert [np.float32(r["probability"]) for r in rows] == [c.probs[i] for i in order]
+    # the token the session took at step 4 is marked, and only it
+    taken = window.controller.client.worker.session.tokens[-1]
+    assert [int(r["id"]) for r in rows if r["chosen"] == "1"] == [taken]
+    assert sum(r["chosen"] == "1" for r in rows) == 1
 
 
 # ---------------------------------------------------------------------- NPZ
@@ -139,7 +162,7 @@ def test_trace_npz_has_the_trace_command_schema(qtbot, window, tmp_path, tiny_bu
     from gptviz.cli import main as cli
     from gptviz.io.export import TRACE_KEYS
 
-    ex = window.lecture.exporter
+    ex = window.features.exporter
     path = tmp_path / "trace.npz"
     with qtbot.waitSignal(ex.exported, timeout=TIMEOUT) as sig:
         ex.export("trace_npz", str(path))
@@ -172,10 +195,10 @@ def test_trace_npz_has_the_trace_command_schema(qtbot, window, tmp_path, tiny_bu
 
 
 def test_trace_export_failure_is_reported(qtbot, window, tmp_path):
-    ex = window.lecture.exporter
+    ex = window.features.exporter
     with qtbot.waitSignal(ex.failed, timeout=TIMEOUT) as sig:
         ex.export("trace_npz", str(tmp_path / "missing" / "t.npz"))
-    assert "No such file" in sig.args[0]
+    assert f"folder {tmp_path / 'missing'} does not exist" in sig.args[0]
     box = window.last_error_box
     assert box.isVisible() and box.windowTitle() == "Export failed"
     box.close()
@@ -189,7 +212,7 @@ def test_export_dialog(qtbot, window, tmp_path, monkeypatch):
     window.activateWindow()
     window.attention.glw.setFocus()
     qtbot.keyClick(window.attention.glw, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
-    dlg = window.lecture.exporter.dialog
+    dlg = window.features.exporter.dialog
     qtbot.waitUntil(lambda: dlg is not None and dlg.isVisible(), timeout=TIMEOUT)
     keys = [dlg.what.itemData(i) for i in range(dlg.what.count())]
     assert keys[:3] == ["attention", "grid", "next"]
@@ -212,12 +235,12 @@ def test_export_dialog(qtbot, window, tmp_path, monkeypatch):
     monkeypatch.setattr(QFileDialog, "getSaveFileName",
                         staticmethod(lambda *a, **k: (str(target), "")))
     dlg.go.click()
-    assert target.read_text(encoding="utf-8").startswith("rank,id,token,probability")
+    assert csv_parts(target)[1][0] == "rank,id,token,probability,chosen"
     assert not dlg.isVisible()
     # an error is shown, not raised
-    dlg2 = window.lecture.exporter.show_dialog()
+    dlg2 = window.features.exporter.show_dialog()
     dlg2.what.setCurrentIndex(keys.index("attention_csv"))
-    with qtbot.waitSignal(window.lecture.exporter.failed, timeout=TIMEOUT):
+    with qtbot.waitSignal(window.features.exporter.failed, timeout=TIMEOUT):
         assert dlg2.export_to(str(tmp_path / "nope" / "x.csv")) is None
     window.last_error_box.close()
     dlg2.close()

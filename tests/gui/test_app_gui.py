@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,14 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
-from tests.gui.conftest import (TIMEOUT, click_scene, running_threads, same_state,  # noqa: E402
-                       settle, show_window)
+from tests.gui.conftest import (  # noqa: E402
+    TIMEOUT,
+    click_scene,
+    running_threads,
+    same_state,
+    settle,
+    show_window,
+)
 
 
 # ---------------------------------------------------------------------- stepping
@@ -284,22 +289,6 @@ def test_screenshot_command(tmp_path, tiny_bundle):
     assert r.returncode == 0, r.stderr
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-
-
-def test_qt_warnings_fail_tests(tmp_path):
-    """The marks of tests/gui/conftest.py really turn a Qt warning into a failure."""
-    t = tmp_path / "test_warn.py"
-    t.write_text(textwrap.dedent("""
-        import pytest
-        from PySide6.QtCore import qWarning
-        pytestmark = [pytest.mark.qt_log_level_fail("WARNING")]
-        def test_warns(qtbot):
-            qWarning("gptviz-test-warning")
-    """))
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(t)],
-                       capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                       env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
-    assert r.returncode != 0 and "gptviz-test-warning" in r.stdout
 
 
 def test_keyboard_steps_back_forward_and_resets(qtbot, window):

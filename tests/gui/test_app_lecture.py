@@ -1,5 +1,5 @@
-"""Lecture mode (issue 6): keyboard control, the shortcuts dialog, presentation mode, themes,
-sample prompts.
+"""The window's features (``window.features``): keyboard control, the shortcuts dialog,
+presentation mode, themes, sample prompts.
 
 Keys are sent with QTest to the focused widget, through Qt's real shortcut machinery
 (``ShortcutOverride`` first, then the shortcut map). Qt warnings fail the tests (a key that
@@ -51,7 +51,8 @@ def test_every_listed_shortcut_triggers_its_action(qtbot, window, monkeypatch):
         for s in a.shortcuts():
             actions[s.toString()] = a
         if a.shortcuts():
-            a.triggered.connect(lambda _=False, i=id(a): fired.__setitem__(i, fired.get(i, 0) + 1))
+            key_id = id(a)
+            a.triggered.connect(lambda _=False, i=key_id: fired.__setitem__(i, fired.get(i, 0) + 1))
     pressed = []
     for key, a in actions.items():
         if key in ("Ctrl+Q",):               # quitting ends the test run
@@ -70,9 +71,9 @@ def test_every_listed_shortcut_triggers_its_action(qtbot, window, monkeypatch):
         qtbot.waitUntil(lambda: not c.client.busy or c.playing, timeout=TIMEOUT)
         if c.playing:
             c.set_playing(False)
-        if window.lecture.presentation.active:
-            window.lecture.presentation.set_active(False)
-        for dlg in (window.lecture.exporter.dialog, window.lecture.shortcuts_dialog):
+        if window.features.presentation.active:
+            window.features.presentation.set_active(False)
+        for dlg in (window.features.exporter.dialog, window.features.shortcuts_dialog):
             if dlg is not None and dlg.isVisible():
                 dlg.close()
         if not window.isActiveWindow():       # offscreen: nobody gives activation back
@@ -185,7 +186,7 @@ def test_number_boxes_keep_their_keys_but_space_still_steps(qtbot, window):
     n = c.snapshot.n_tokens
     press(qtbot, t, "Space")
     qtbot.waitUntil(lambda: c.snapshot.n_tokens == n + 1 and not c.client.busy, timeout=TIMEOUT)
-    assert window.lecture.router.routed >= 1
+    assert window.features.router.routed >= 1
     layer = c.view.layer
     press(qtbot, t, "Up")                       # the box's arrow, not "previous layer"
     assert t.value() == pytest.approx(1.1)
@@ -224,7 +225,7 @@ def test_shortcuts_dialog_is_built_from_the_actions(qtbot, window):
 
     window.attention.glw.setFocus()
     press(qtbot, window.attention.glw, "F1")
-    dlg = window.lecture.shortcuts_dialog
+    dlg = window.features.shortcuts_dialog
     qtbot.waitUntil(lambda: dlg.isVisible(), timeout=TIMEOUT)
     table = {dlg.table.item(i, 0).text(): dlg.table.item(i, 1).text()
              for i in range(dlg.table.rowCount())}
@@ -274,7 +275,7 @@ def font_sizes(win):
 def test_presentation_mode_scales_fonts_hides_advanced_panels_and_restores(qtbot, window):
     from PySide6.QtWidgets import QLabel
 
-    lec = window.lecture
+    lec = window.features
     ap = lec.appearance
     c = window.controller
     c.step(2)
@@ -330,7 +331,7 @@ def test_presentation_mode_scales_fonts_hides_advanced_panels_and_restores(qtbot
 
 
 def test_presentation_font_size_menu(qtbot, window):
-    lec = window.lecture
+    lec = window.features
     lec.presentation.actions["scale_2.5"].trigger()
     assert lec.appearance.presentation_scale == 2.5 and window.theme.font_scale == 1.0
     lec.presentation.set_active(True, fullscreen=False)
@@ -360,11 +361,11 @@ def test_head_labels_never_touch(qtbot, tiny_bundle_factory):
 
         n_small, ok = spacing_ok()
         assert ok
-        win.lecture.presentation.set_scale(2.5)
-        win.lecture.presentation.set_active(True, fullscreen=False)
+        win.features.presentation.set_scale(2.5)
+        win.features.presentation.set_active(True, fullscreen=False)
         n_big, ok = spacing_ok()
         assert ok and n_big < n_small <= 16
-        win.lecture.presentation.set_active(False)
+        win.features.presentation.set_active(False)
         assert spacing_ok() == (n_small, True)
     finally:
         win.close()
@@ -426,12 +427,17 @@ def test_panels_stay_compact_at_presentation_sizes(qtbot, window):
 
     check()
     assert nt.n_shown == nt.count.value() and not grid.caption.elided
-    window.lecture.presentation.set_active(True, fullscreen=False)   # fonts x 1.6
-    qtbot.wait(50)
+    def laid_out():  # the panels' sizes follow the fonts a few events later
+        for _ in range(3):
+            qtbot.waitUntil(lambda: not window.window_layout.pending, timeout=TIMEOUT)
+            qtbot.wait(20)
+
+    window.features.presentation.set_active(True, fullscreen=False)   # fonts x 1.6
+    laid_out()
     check()
     assert grid.caption.elided and nt.n_shown < nt.count.value()
-    window.lecture.presentation.set_active(False)
-    qtbot.wait(50)
+    window.features.presentation.set_active(False)
+    laid_out()
     check()
     assert nt.n_shown == nt.count.value()
 
@@ -443,7 +449,7 @@ def test_theme_follows_the_system_unless_overridden(qtbot, window):
 
     from gptviz_app.views.theme import DARK, LIGHT
 
-    ap = window.lecture.appearance
+    ap = window.features.appearance
     assert ap.mode == "system" and window.actions["theme_system"].isChecked()
 
     def window_colour():
@@ -478,7 +484,7 @@ def test_theme_follows_the_system_unless_overridden(qtbot, window):
 
 
 def test_colormap_menu_and_view_menu_stay_in_step(qtbot, window):
-    ap = window.lecture.appearance
+    ap = window.features.appearance
     cm = window.menus["colormap"]
     magma = next(a for a in cm.actions() if a.text().startswith("magma"))
     magma.trigger()
@@ -493,7 +499,7 @@ def test_sample_prompts_menu(qtbot, window):
     from gptviz.io.prompts import SamplePrompt, load_sample_prompts
 
     c = window.controller
-    lec = window.lecture
+    lec = window.features
     samples = load_sample_prompts()
     menu = window.menus["sample_prompts"]
     acts = [a for a in menu.actions() if not a.isSeparator()]
@@ -538,7 +544,7 @@ def test_sample_prompts_menu(qtbot, window):
 
 def test_recent_prompts_menu(qtbot, window):
     c = window.controller
-    lec = window.lecture
+    lec = window.features
     for text in ("The quick brown fox", "Hello, world!"):
         window.prompt_editor.set_text(text)
         window.prompt_editor.submit()

@@ -1,0 +1,270 @@
+"""pyqtgraph building blocks of every map in the app (attention map, head grid, the analysis
+panels' maps).
+
+* :func:`setup_map_plot` — a ``PlotItem`` set up for a map: rows top to bottom, no menu or
+  buttons, no padding, keys on the top axis;
+* :class:`MapPlot` — a map with its items: one row-major ``ImageItem`` (updated in place with
+  ``setImage(a, levels=...)``), NaN cells showing a hatched backdrop (the causal mask,
+  undefined scores), an outline box (the query row or the selected head), a cross overlay
+  (ablated heads) and, from :meth:`MapPlot.add_colorbar`, its colour bar. Items are created
+  once;
+* :func:`style_axis`, :func:`style_colorbar` — the theme's fonts and colours on an axis and on
+  a colour bar; :func:`sqrt_ticks` — colour-bar ticks of a square-root colour scale;
+* :func:`cross_path` / :func:`rects_path` — one ``QPainterPath`` for many marks;
+* :func:`set_label_ticks` — tick labels on a left or right axis that is widened for them
+  before it paints (so that no new, longer label is left out).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
+
+from gptviz_app.views.theme import ABLATED_COLOR, Theme, colormap
+
+
+def cross_path(rects: Iterable[QRectF], inset: float = 0.18) -> QPainterPath:
+    """An X inside each rectangle (inset by a fraction of its size)."""
+    path = QPainterPath()
+    for r in rects:
+        dx, dy = r.width() * inset, r.height() * inset
+        a = r.adjusted(dx, dy, -dx, -dy)
+        path.moveTo(a.topLeft())
+        path.lineTo(a.bottomRight())
+        path.moveTo(a.topRight())
+        path.lineTo(a.bottomLeft())
+    return path
+
+
+def rects_path(rects: Iterable[QRectF]) -> QPainterPath:
+    """The outlines of many rectangles as one path."""
+    path = QPainterPath()
+    for r in rects:
+        path.addRect(r)
+    return path
+
+
+def set_label_ticks(plot: pg.PlotItem, name: str, ticks: list[tuple[float, str]]) -> None:
+    """Put ``ticks`` ``(position, label)`` on the ``"left"`` or ``"right"`` axis of ``plot``,
+    with the axis as wide as its widest label right away.
+
+    pyqtgraph measures the labels while it paints: a label wider than the axis is left out of
+    that paint, and the axis only grows for the next one. A step that brings a longer token
+    (Play) then drew its chart once without that bar's label (and a screenshot taken then kept
+    it so). Here the labels are measured first and the plot laid out again at once; as in
+    pyqtgraph, the axis narrows only when it would be more than 10 pixels too wide.
+    """
+    from PySide6.QtGui import QFontMetricsF
+
+    axis = plot.getAxis(name)
+    axis.setTicks([ticks])
+    font = axis.style.get("tickFont") or QFont()
+    fm = QFontMetricsF(font)
+    box = QRectF(0, 0, 100, 100)  # how pyqtgraph measures a label (centred in a box)
+    text = max((fm.boundingRect(box, Qt.AlignmentFlag.AlignCenter, t).width()
+                for _pos, t in ticks), default=0.0)
+    need = math.ceil(text + axis.style["tickTextOffset"][0] + max(0, axis.style["tickLength"])
+                     + 2)
+    if axis.label.isVisible():
+        need += math.ceil(axis.label.boundingRect().height() * 0.8)
+    have = axis.width()
+    if need > have or need < have - 10:
+        axis.setWidth(need)
+        plot.layout.activate()  # the new width takes effect before the next paint
+
+
+def setup_map_plot(plot: pg.PlotItem, aspect: bool = False, mouse: bool = False,
+                   top_axis: bool = True) -> pg.ViewBox:
+    """Set ``plot`` up for a map and return its ViewBox: rows top to bottom, no context menu
+    or auto-range button, no padding, cells square with ``aspect``, pan/zoom with ``mouse``;
+    the bottom axis hidden and, with ``top_axis``, the top one shown (keys above the map)."""
+    plot.setMenuEnabled(False)
+    plot.hideButtons()
+    vb: pg.ViewBox = plot.getViewBox()
+    vb.invertY(True)
+    vb.setAspectLocked(aspect)
+    vb.setDefaultPadding(0.0)
+    vb.setMouseEnabled(x=mouse, y=mouse)
+    if top_axis:
+        plot.showAxis("top")
+    plot.hideAxis("bottom")
+    return vb
+
+
+def style_axis(axis: pg.AxisItem, theme: Theme, font: QFont, tick_length: int | None = None,
+               line: str | None = None) -> None:
+    """Tick labels in ``font`` and the theme's text colour; the axis line in ``line`` (default:
+    the theme's grid colour); ``tick_length`` in pixels (negative: ticks point inwards)."""
+    style: dict = {"tickFont": font}
+    if tick_length is not None:
+        style["tickLength"] = tick_length
+    axis.setStyle(**style)
+    axis.setTextPen(pg.mkPen(theme.text))
+    axis.setPen(pg.mkPen(line or theme.grid_line))
+
+
+def style_colorbar(bar: pg.ColorBarItem, theme: Theme, cmap, font_factor: float = 0.8,
+                   title_factor: float | None = None) -> None:
+    """A colour bar in the theme: colormap ``cmap``, tick labels of ``font_factor`` size in the
+    text colour and, with ``title_factor``, its title (on its left axis) in that size."""
+    bar.setColorMap(cmap)
+    bar.axis.setStyle(tickFont=theme.font(font_factor))
+    bar.axis.setTextPen(pg.mkPen(theme.text))
+    if title_factor is not None:
+        bar.getAxis("left").label.setFont(theme.font(title_factor))
+
+
+def sqrt_ticks(values: Iterable[float]) -> list[tuple[float, str]]:
+    """Colour-bar ticks of a square-root colour scale: ``values`` labelled where they are
+    drawn (at their square roots)."""
+    return [(math.sqrt(v), f"{v:g}") for v in values]
+
+
+class MapPlot:
+    """A heat map in ``plot`` (a ``pg.PlotItem``), rows top to bottom.
+
+    Parameters
+    ----------
+    plot
+        The plot to draw in (set up by :func:`setup_map_plot`).
+    aspect
+        Keep cells square.
+    mouse
+        Allow pan/zoom with the mouse.
+    fit
+        Show the whole map whenever its shape changes (off: the owner sets the range).
+    top_axis
+        Show the top axis (column labels above the map).
+    tick_factor, tick_length
+        Size of the axes' tick labels (a :meth:`Theme.font` factor) and length of their ticks.
+    """
+
+    def __init__(self, plot: pg.PlotItem, aspect: bool = True, mouse: bool = False,
+                 fit: bool = True, top_axis: bool = True, tick_factor: float = 0.8,
+                 tick_length: int = 0) -> None:
+        self.plot = plot
+        self.vb = setup_map_plot(plot, aspect=aspect, mouse=mouse, top_axis=top_axis)
+        self.fit = fit
+        self.tick_factor, self.tick_length = tick_factor, tick_length
+        self.backdrop_fill = QGraphicsRectItem(0, 0, 1, 1)
+        self.backdrop_fill.setPen(QPen(Qt.PenStyle.NoPen))
+        self.backdrop_fill.setZValue(-11)
+        plot.addItem(self.backdrop_fill)
+        self.backdrop = QGraphicsRectItem(0, 0, 1, 1)
+        self.backdrop.setPen(QPen(Qt.PenStyle.NoPen))
+        self.backdrop.setZValue(-10)
+        plot.addItem(self.backdrop)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        plot.addItem(self.image)
+        self.marks = QGraphicsPathItem()
+        self.marks.setZValue(6)
+        plot.addItem(self.marks)
+        self.box = QGraphicsRectItem(0, 0, 1, 1)
+        self.box.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+        self.box.setZValue(8)
+        self.box.setVisible(False)
+        plot.addItem(self.box)
+        self.colorbar: pg.ColorBarItem | None = None
+        self._bar_fonts: tuple[float, float | None] = (0.8, None)
+        self.shape = (0, 0)
+        self.data = np.zeros((0, 0), np.float32)
+
+    def add_colorbar(self, width: int, label: str | None = None,
+                     values: tuple[float, float] = (0.0, 1.0), cmap=None,
+                     font_factor: float = 0.8, title_factor: float | None = None,
+                     cell: tuple[pg.GraphicsLayoutWidget, int, int] | None = None
+                     ) -> pg.ColorBarItem:
+        """The map's colour bar (non-interactive, ``width`` pixels wide, titled ``label``), on
+        the right of the plot or, with ``cell = (layout, row, col)``, in that layout cell;
+        :meth:`apply_theme` styles it (:func:`style_colorbar` with the two font factors)."""
+        bar = pg.ColorBarItem(values=values, colorMap=cmap if cmap is not None
+                              else colormap("viridis"), interactive=False, width=width,
+                              label=label)
+        if cell is None:
+            bar.setImageItem(self.image, insert_in=self.plot)
+        else:
+            bar.setImageItem(self.image)
+            layout, row, col = cell
+            layout.addItem(bar, row=row, col=col)
+        self.colorbar = bar
+        self._bar_fonts = (font_factor, title_factor)
+        return bar
+
+    def apply_theme(self, theme: Theme, cmap=None) -> None:
+        """Colours and fonts of ``theme``; ``cmap`` colours the map and its colour bar
+        (default: the theme's colormap)."""
+        cmap = cmap if cmap is not None else colormap(theme.colormap)
+        self.backdrop.setBrush(QBrush(QColor(theme.masked_hatch), Qt.BrushStyle.BDiagPattern))
+        self.backdrop_fill.setBrush(QBrush(QColor(theme.masked)))
+        pen = QPen(QColor(theme.accent), 2.0)
+        pen.setCosmetic(True)
+        self.box.setPen(pen)
+        mpen = QPen(QColor(ABLATED_COLOR), 2.0)
+        mpen.setCosmetic(True)
+        self.marks.setPen(mpen)
+        self.image.setColorMap(cmap)
+        for name in ("left", "top", "bottom"):
+            style_axis(self.plot.getAxis(name), theme, theme.font(self.tick_factor),
+                       tick_length=self.tick_length)
+        self.plot.titleLabel.item.setFont(theme.font(0.9, bold=True))
+        self.plot.titleLabel.setAttr("color", theme.text)
+        if self.colorbar is not None:
+            style_colorbar(self.colorbar, theme, cmap, *self._bar_fonts)
+
+    def set_title(self, text: str, theme: Theme) -> None:
+        self.plot.setTitle(text, color=theme.text, size=f"{theme.pt(0.9):.0f}pt")
+
+    def set_image(self, data: np.ndarray | None, levels: tuple[float, float],
+                  display: np.ndarray | None = None) -> None:
+        """Show ``data`` ``[rows, cols]`` (``display``: what to draw, e.g. its square root;
+        hover values come from ``data``). ``None`` clears."""
+        if data is None or data.size == 0:
+            self.data = np.zeros((0, 0), np.float32)
+            self.image.clear()
+            self.shape = (0, 0)
+            for it in (self.backdrop, self.backdrop_fill):
+                it.setRect(QRectF(0, 0, 0, 0))
+            self.box.setVisible(False)
+            return
+        self.data = data
+        rows, cols = data.shape
+        self.image.setImage(data if display is None else display, levels=levels,
+                            autoLevels=False)
+        rect = QRectF(0, 0, cols, rows)
+        self.image.setRect(rect)
+        self.backdrop.setRect(rect)
+        self.backdrop_fill.setRect(rect)
+        if (rows, cols) != self.shape:
+            self.shape = (rows, cols)
+            if self.fit:
+                self.vb.setRange(rect, padding=0.0)
+
+    def set_box(self, rect: QRectF | None) -> None:
+        self.box.setVisible(rect is not None)
+        if rect is not None:
+            self.box.setRect(rect)
+
+    def set_marks(self, cells: Iterable[tuple[int, int]]) -> None:
+        """Cross out cells ``(row, col)``."""
+        self.marks.setPath(cross_path(QRectF(c, r, 1, 1) for r, c in cells))
+
+    def cell_at(self, scene_pos: QPointF) -> tuple[int, int] | None:
+        """``(row, col)`` under a scene point, or None."""
+        rows, cols = self.shape
+        if not rows or not self.vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        p = self.vb.mapSceneToView(scene_pos)
+        r, c = int(math.floor(p.y())), int(math.floor(p.x()))
+        if 0 <= r < rows and 0 <= c < cols:
+            return r, c
+        return None
+
+    def cell_center(self, row: int, col: int) -> QPointF:
+        """Scene position of a cell's centre (tests click there)."""
+        return self.vb.mapViewToScene(pg.Point(col + 0.5, row + 0.5))

@@ -1,0 +1,156 @@
+"""Reading a session's window without changing it: attention, activations, cache, traces.
+
+Reading the buffers
+-------------------
+Besides the attention (:func:`attention`, the whole ``(L, H, T, T)`` of the window without
+recomputation) and the next-token distribution, analyses can read the window's final
+activations (:func:`final_hidden`: logits of any window position without a forward pass),
+copy the KV cache up to a position (:func:`kv_cache_snapshot`: run one more position for the
+cost of one step) and run the model with the session's ablation
+(:attr:`~gptviz.engine.session.Session.device_ablation`), without touching the session.
+:func:`trace_arrays` is what a trace file (:mod:`gptviz.io.export`) holds: one fresh forward
+over the window.
+
+Each function here backs the :class:`~gptviz.engine.session.Session` method of the same name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from gptviz.engine.validation import check_int
+from gptviz.engine.window import ContextWindow
+from gptviz.model.gpt import Ablation, KVCache
+
+__all__ = ["attention", "attention_head", "final_hidden", "kv_cache_snapshot", "class_probs",
+           "trace_arrays"]
+
+
+def attention(window: ContextWindow, copy: bool = False) -> np.ndarray:
+    """Attention of the window ``(L, H, T, T)`` float32: a read-only view unless ``copy``."""
+    T = window.length
+    view = window.attn[:, :, :T, :T]
+    if copy:
+        return view.copy()
+    view.flags.writeable = False
+    return view
+
+
+def attention_head(window: ContextWindow, layer: int, head: int) -> np.ndarray:
+    """Attention of one head over the window ``(T, T)`` (a read-only view).
+
+    Raises
+    ------
+    ValueError
+        No such layer or head.
+    """
+    cfg = window.model.config
+    layer, head = check_int(layer, "layer"), check_int(head, "head")
+    if not 0 <= layer < cfg.n_layer or not 0 <= head < cfg.n_head:
+        raise ValueError(f"no head ({layer}, {head}): the model has {cfg.n_layer} layers "
+                         f"of {cfg.n_head} heads")
+    T = window.length
+    view = window.attn[layer, head, :T, :T]
+    view.flags.writeable = False
+    return view
+
+
+def final_hidden(window: ContextWindow, copy: bool = False) -> torch.Tensor:
+    """The final activations of the window ``(T, C)`` (after the last layer norm, before the
+    output projection), one row per window position, on the model's device.
+
+    ``model.lm_head(final_hidden(w)[t])`` are the logits of the token after window position
+    ``t`` (under the session's ablation) without a forward pass. A view into the buffer unless
+    ``copy``: do not modify it; it is valid until the next call that changes the session
+    (step, undo, ...).
+    """
+    view = window.hidden[:window.length]  # (T, C)
+    return view.clone() if copy else view
+
+
+def kv_cache_snapshot(window: ContextWindow, length: int | None = None,
+                      room: int = 1) -> KVCache:
+    """A copy of the keys and values of the first ``length`` window positions (default: the
+    whole window), as a new batch-1 :class:`~gptviz.model.gpt.KVCache` with ``length`` set and
+    room for ``room`` more positions.
+
+    Feeding the token at window position ``length`` into it
+    (``model(idx, cache, ablation=session.device_ablation)``) runs that position like the
+    session did, at the cost of one step instead of the whole prefix (e.g. the logit lens at
+    an earlier query). The window's own cache is not touched.
+
+    Raises
+    ------
+    ValueError
+        ``length`` outside ``0 .. window_len``, ``room < 0``, or ``length + room`` beyond
+        ``block_size``.
+    """
+    cached = window.length  # window positions whose keys/values are valid
+    n = cached if length is None else check_int(length, "length")
+    extra = check_int(room, "room")
+    B = window.block_size
+    if not 0 <= n <= cached:
+        raise ValueError(f"the cache holds window positions 0..{cached - 1} (asked for the "
+                         f"first {n})")
+    if extra < 0 or n + extra > B or n + extra == 0:
+        raise ValueError(f"room must be >= 0 with length + room in 1..{B}"
+                         f" (got length {n}, room {extra})")
+    p = window.model.wte.weight
+    with torch.no_grad():
+        snap = KVCache(window.model.config, batch=1, device=p.device, dtype=p.dtype,
+                       capacity=n + extra)
+        snap.k[:, :, :, :n] = window.cache.k[:, :1, :, :n]  # (L, 1, nh, n, hd)
+        snap.v[:, :, :, :n] = window.cache.v[:, :1, :, :n]
+    snap.length = n
+    return snap
+
+
+@torch.inference_mode()
+def class_probs(window: ContextWindow) -> np.ndarray | None:
+    """``(n_classes,)`` softmax of the fine-tuning head at the cursor (``None``: no head)."""
+    model = window.model
+    if model.config.n_classes <= 0:
+        return None
+    h = window.hidden[window.length - 1].view(1, 1, -1)  # (1, 1, C)
+    return torch.softmax(model.classify(h).float(), dim=-1)[0].cpu().numpy()
+
+
+@torch.inference_mode()
+def trace_arrays(window: ContextWindow, tokens: list[int], prompt_len: int,
+                 display: Callable[[int], str],
+                 ablation: Ablation | None) -> dict[str, np.ndarray]:
+    """The window of ``tokens`` as the arrays of a trace NPZ file.
+
+    One full forward under ``ablation`` over the window gives
+
+    * ``token_ids`` int64 ``(T,)``, ``tokens`` unicode ``(T,)`` display strings (``display``),
+    * ``attention`` float32 ``(L, H, T, T)``,
+    * ``probs`` float32 ``(T, V)``: row t is the softmax distribution of the token after
+      position t, before any sampling filter,
+    * ``prompt_len`` int64 scalar: prompt tokens inside the window (of ``prompt_len`` in all),
+    * ``window_start`` int64 scalar: global position of the window's first token,
+    * ``config`` the model config as a JSON string.
+    """
+    model = window.model
+    cfg = model.config
+    ws = window.start
+    ids = tokens[ws:]
+    T = len(ids)
+    idx = torch.tensor([ids], dtype=torch.long, device=window.device)  # (1, T)
+    out = model(idx, None, return_attn=True, ablation=ablation)
+    assert out.attentions is not None
+    att = torch.stack(out.attentions).reshape(cfg.n_layer, cfg.n_head, T, T)  # (L, H, T, T)
+    probs = torch.softmax(out.logits[0].float(), dim=-1)  # (T, V)
+    return {
+        "token_ids": np.asarray(ids, dtype=np.int64),
+        "tokens": np.asarray([display(t) for t in ids], dtype=np.str_),
+        "attention": att.float().cpu().numpy(),
+        "probs": probs.cpu().numpy(),
+        "prompt_len": np.asarray(max(0, prompt_len - ws), dtype=np.int64),
+        "window_start": np.asarray(ws, dtype=np.int64),
+        "config": np.asarray(json.dumps(cfg.to_dict())),
+    }
