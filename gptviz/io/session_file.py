@@ -408,16 +408,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def session_data_from_dict(d: Any, source: str = "<session>") -> SessionData:
-    """Check a decoded session object and turn it into :class:`SessionData`.
-
-    Raises
-    ------
-    SessionFileError
-        Wrong format, unsupported version, or a missing / ill-typed / out-of-range field;
-        the message starts with ``source``.
-    """
-    c = _Checker(source)
+def _check_header(c: _Checker, d: Any) -> int:
+    """The format and version fields of a decoded session object; returns the version."""
     if not isinstance(d, dict):
         raise c.fail(f"not a gptviz session file (the JSON holds {_json_type(d)}, "
                      "not an object)")
@@ -435,6 +427,20 @@ def session_data_from_dict(d: Any, source: str = "<session>") -> SessionData:
                      f"one reads version {VERSION} (please update gptviz)")
     if version < 1:
         raise c.fail(f"unsupported session file version {version}")
+    return version
+
+
+def session_data_from_dict(d: Any, source: str = "<session>") -> SessionData:
+    """Check a decoded session object and turn it into :class:`SessionData`.
+
+    Raises
+    ------
+    SessionFileError
+        Wrong format, unsupported version, or a missing / ill-typed / out-of-range field;
+        the message starts with ``source``.
+    """
+    c = _Checker(source)
+    version = _check_header(c, d)
 
     model = c.get(d, "model", "", (dict,), "an object")
     model_path = c.get(model, "path", "model", (str,), "a string")
