@@ -90,7 +90,7 @@ def test_lens_json(tiny_ckpt, capsys, tmp_path):
     res = logit_lens(bundle.model, ids, position=2, k=3)
     assert d["position"] == 2 and d["token"]["id"] == ids[2]
     assert d["target"]["id"] == ids[3]
-    assert [r["name"] for r in d["layers"]] == ["embed", "block 1", "block 2"]
+    assert [r["name"] for r in d["layers"]] == ["embed", "L0 out", "L1 out"]  # 0-based
     for row, ids_row, probs_row in zip(d["layers"], res.top_ids, res.top_probs):
         assert [t["id"] for t in row["top"]] == ids_row.tolist()
         np.testing.assert_allclose([t["prob"] for t in row["top"]], probs_row, rtol=1e-6)

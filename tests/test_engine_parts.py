@@ -94,8 +94,7 @@ def test_include_token():
 def _step(index, token):
     return StepResult(index=index, token_id=token, token=str(token), forced=False, prob=0.5,
                       topk_ids=np.zeros(1, np.int64), topk_probs=np.zeros(1, np.float32),
-                      entropy=1.0, attention_row=np.zeros((1, 1, index + 1), np.float32),
-                      window_start=0, slid=False, elapsed_ms=0.0)
+                      entropy=1.0, window_start=0, slid=False, elapsed_ms=0.0)
 
 
 def test_timeline_bookkeeping():
@@ -129,14 +128,15 @@ def test_window_advance_and_move_match_a_full_forward(tiny_bundle_factory):
     slides = []
     for tok in [11, 12, 13, 14, 15, 16, 17]:  # 10 tokens: the window slides at 9
         tokens.append(tok)
-        row, slid = w.advance(tokens, None)
+        slid = w.advance(tokens, None)
+        row = w.attention_row(w.length - 1)
         slides.append(slid)
         ws = window_start_for(len(tokens), 8)
         with torch.inference_mode():
             out = model(torch.tensor([tokens[ws:]]), return_attn=True)
         full = torch.stack(out.attentions)[:, 0].numpy()  # (L, H, T, T)
         np.testing.assert_allclose(row, full[:, :, -1], atol=1e-5)
-        np.testing.assert_allclose(w.attn[:, :, :w.length, :w.length], full, atol=1e-5)
+        np.testing.assert_allclose(w.attention_maps(), full, atol=1e-5)
         np.testing.assert_allclose(w.next_logits().numpy(), out.logits[0, -1].numpy(),
                                    atol=1e-4)
         assert (w.start, w.length) == (ws, len(tokens) - ws) and w.cache.length == w.length

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -36,7 +37,9 @@ from gptviz.model.config import GPTConfig
 from gptviz.model.gpt import GPT
 
 # Derandomized: the same examples every run (a fuzz that cannot make the suite flaky).
-FUZZ = settings(max_examples=200, deadline=None, database=None, derandomize=True,
+# GPTVIZ_FUZZ_EXAMPLES scales it for a longer hunt (the counts in the hardening notes).
+FUZZ = settings(max_examples=int(os.environ.get("GPTVIZ_FUZZ_EXAMPLES", "200")),
+                deadline=None, database=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 

@@ -38,6 +38,19 @@ OPTION_CONFIGS = {
     # unscaled: the token embedding alone (no W_p, no norm first) gives a flat first layer
     "post-LN, rotary, grouped": dict(ln_placement="post", final_ln=False, n_kv_head=2,
                                      positional_embedding_type="rotary", attn_scale=1.0),
+    # GPT-Neo: a local layer whose window (3) is shorter than the texts, q/k/v unbiased
+    "local windows": dict(attention_layers=("local", "global"), window_size=3, attn_scale=1.0,
+                          qkv_bias=False),
+    "both layers local": dict(attention_layers=("local", "local"), window_size=5),
+    # Qwen2: q/k/v biases without any other bias; Llama 3 and linear rotary rescaling
+    "Qwen2-like": dict(positional_embedding_type="rotary", norm_type="rmsnorm", mlp_type="gated",
+                       activation="silu", n_kv_head=2, bias=False, qkv_bias=True),
+    "rope linear": dict(positional_embedding_type="rotary",
+                        rope_scaling={"rope_type": "linear", "factor": 4.0}),
+    "rope llama3": dict(positional_embedding_type="rotary", rotary_base=50.0,
+                        rope_scaling={"rope_type": "llama3", "factor": 8.0,
+                                      "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                      "original_max_position_embeddings": 16}),
 }
 CACHE_CONFIGS = {**LN_CONFIGS, **OPTION_CONFIGS}
 

@@ -10,10 +10,15 @@ sessions, export, sample prompts and preferences, installed on every
   rules that keep Space for the prompt editor, Help ▸ Keyboard shortcuts (F1)
 * :mod:`gptviz_app.actions.sessions`: File ▸ Open session… / Save session / Save session as… /
   Recent sessions
-* :mod:`gptviz_app.actions.export`: File ▸ Export… (Ctrl+E)
+* :mod:`gptviz_app.actions.export`: File ▸ Export… (Ctrl+Shift+E), File ▸ Export trace (Ctrl+E)
+* :mod:`gptviz_app.actions.open_model`: File ▸ Open model… (Ctrl+Shift+O): bundled, recent
+  and cached models, device and precision
 * :mod:`gptviz_app.actions.sample_prompts`: Generate ▸ Sample prompts, File ▸ Recent prompts
 * :mod:`gptviz_app.actions.preferences`: preferences (QSettings) restored at start, saved on
   close
+* :mod:`gptviz_app.actions.help_docs`: Help ▸ Analysis definitions (docs/analysis.md, offline)
+* :mod:`gptviz_app.actions.long_texts`: find a token (Ctrl+F), go to a position (Ctrl+G),
+  View ▸ Window slide (the stride), the first slide told once
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from PySide6.QtGui import QAction, QKeySequence
 
 from gptviz_app.actions.appearance import Appearance
 from gptviz_app.actions.export import Exporter
+from gptviz_app.actions.help_docs import HelpDocs
+from gptviz_app.actions.long_texts import LongTexts
+from gptviz_app.actions.open_model import ModelOpener
 from gptviz_app.actions.preferences import Preferences
 from gptviz_app.actions.presentation import PresentationMode
 from gptviz_app.actions.sample_prompts import SamplePrompts
@@ -42,7 +50,10 @@ class WindowFeatures(QObject):
         self.appearance = Appearance(window, self.prefs)
         self.presentation = PresentationMode(window, self.appearance)
         self.navigation = Navigation(window)
-        self.exporter = Exporter(window)
+        self.exporter = Exporter(window, self.prefs)
+        self.help_docs = HelpDocs(window)
+        self.long_texts = LongTexts(window, self.prefs)
+        self.models = ModelOpener(window, self.prefs)
         self.sessions = SessionActions(window, self.prefs, self.appearance, self.presentation)
         self.samples = SamplePrompts(window, self.prefs)
         self.router = KeyRouter(window, list(NAV_ACTIONS) + list(self.navigation.actions))
@@ -69,6 +80,7 @@ class WindowFeatures(QObject):
         file.insertMenu(first, self.samples.recent_menu)
         file.insertSeparator(first)
         file.insertAction(first, self.exporter.action)
+        file.insertAction(first, self.exporter.trace_action)
         file.insertSeparator(first)
         help_menu = w.menus["help"]
         a = QAction("Keyboard shortcuts", w)
@@ -78,6 +90,7 @@ class WindowFeatures(QObject):
         w.addAction(a)
         help_acts = help_menu.actions()
         help_menu.insertAction(help_acts[0] if help_acts else None, a)
+        help_menu.insertAction(help_acts[0] if help_acts else None, self.help_docs.action)
         w.actions["shortcuts"] = a
 
     def show_shortcuts(self) -> ShortcutsDialog:

@@ -1,5 +1,9 @@
-"""File ▸ Export… (Ctrl+E): plots to PNG/SVG, the attention matrix and the next-token table
-to CSV, the whole trace to NPZ.
+"""File ▸ Export… (Ctrl+Shift+E): plots to PNG/SVG, the attention matrix and the next-token
+table to CSV, the whole trace to NPZ; File ▸ Export trace (Ctrl+E) writes the trace NPZ to the
+last export folder at once, under a new name (``trace-step12.npz``), and says where.
+
+The dialog opens on the last thing exported, in the last format and width, from the last
+folder (kept in the preferences).
 
 The functions that do the work take a path (tests and scripts call them directly); the
 dialog only picks what, how and where:
@@ -256,9 +260,11 @@ def shows(snap, what: str) -> str:
             how = ("forced" if c.chosen_forced else "greedy" if c.chosen_greedy
                    else "sampled")
             return (f"next token: the distribution step {c.step}'s token was drawn from "
-                    f"(unfiltered softmax; {how}: {c.tokens[c.chosen]!r})" if c.chosen >= 0
+                    f"(the prediction after position {snap.prompt_len + c.step - 2}, "
+                    f"unfiltered softmax; {how}: {c.tokens[c.chosen]!r})" if c.chosen >= 0
                     else f"next token: the distribution of step {c.step}")
-        return "next token: the distribution after the prompt (unfiltered softmax)"
+        return (f"next token: the prediction after position {snap.n_tokens - 1}, the prompt's "
+                "end (unfiltered softmax)")
     if what == "grid":
         rows = snap.grid_mode == "row"
         return ("all heads: " + (f"the attention row of query {snap.query}" if rows
@@ -297,27 +303,52 @@ def export_next_token_csv(path: str | os.PathLike[str], snap) -> Path:
 
 
 # ---------------------------------------------------------------------- window side
+def unused_path(directory: str | os.PathLike[str], stem: str, suffix: str) -> Path:
+    """``directory/stem.suffix``, or ``stem-2``, ``stem-3`` … where that exists already."""
+    d = Path(directory)
+    path, n = d / f"{stem}{suffix}", 2
+    while path.exists():
+        path, n = d / f"{stem}-{n}{suffix}", n + 1
+    return path
+
+
 class Exporter(QObject):
-    """The window's File ▸ Export… (Ctrl+E). Signals: ``exported(kind, path)``,
-    ``failed(message)``."""
+    """The window's File ▸ Export… (Ctrl+Shift+E) and Export trace (Ctrl+E). Signals:
+    ``exported(kind, path)``, ``failed(message)``. ``prefs``: where the last folder, thing,
+    format and width are kept (:class:`~gptviz_app.actions.preferences.Preferences`)."""
 
     exported = Signal(str, str)
     failed = Signal(str)
 
-    def __init__(self, window) -> None:
+    def __init__(self, window, prefs=None) -> None:
         super().__init__(window)
         self.win = window
-        self.directory = str(Path.home())
-        self.png_width = 1920
-        self.title = True  # pictures from the dialog say what they show (its check box)
+        self.prefs = prefs
+        get = prefs.value if prefs is not None else (lambda _k, d=None: d)
+        self.directory = str(get("export/directory", "") or Path.home())
+        try:
+            self.png_width = min(10000, max(200, int(get("export/png_width", 1920))))
+        except (TypeError, ValueError):
+            self.png_width = 1920
+        self.title = get("export/title", True) not in (False, "false", 0, "0")
+        #: the last thing exported and its picture format ("" before the first export)
+        self.last_what = str(get("export/what", "") or "")
+        self.last_format = str(get("export/format", "png") or "png")
         a = QAction("Export…", window)
-        a.setShortcut(QKeySequence("Ctrl+E"))
+        a.setShortcut(QKeySequence("Ctrl+Shift+E"))
         a.setStatusTip("Export a plot (PNG, SVG), the attention matrix or next-token table "
                        "(CSV), or the whole trace (NPZ)")
         a.triggered.connect(self.show_dialog)
         window.addAction(a)
         window.actions["export"] = a
         self.action = a
+        q = QAction("Export trace (NPZ) to the last folder", window)
+        q.setShortcut(QKeySequence("Ctrl+E"))
+        q.setStatusTip("Write the whole trace (NPZ) to the last export folder at once")
+        q.triggered.connect(self.quick_trace)
+        window.addAction(q)
+        window.actions["export_trace"] = q
+        self.trace_action = q
         self.dialog: ExportDialog | None = None
         c = window.controller
         c.client.result.connect(self._on_result)
@@ -337,7 +368,7 @@ class Exporter(QObject):
         path written, or for ``trace_npz`` the worker request's generation (the file is
         there when ``exported("trace_npz", path)`` is emitted)."""
         path = str(path)
-        self.directory = str(Path(path).parent)
+        self.remember(what, fmt, str(Path(path).parent))
         if what == "attention_csv":
             out = export_attention_csv(path, self._snap())
         elif what == "next_csv":
@@ -361,13 +392,40 @@ class Exporter(QObject):
         self.exported.emit(what, str(out))
         return out
 
+    def remember(self, what: str, fmt: str, directory: str | None = None) -> None:
+        """Keep the last export's folder, thing, format, width and title choice."""
+        if directory:
+            self.directory = directory
+        self.last_what, self.last_format = what, fmt
+        if self.prefs is not None:
+            for key, value in (("directory", self.directory), ("what", what),
+                               ("format", fmt), ("png_width", self.png_width),
+                               ("title", self.title)):
+                self.prefs.set_value(f"export/{key}", value)
+
+    def quick_trace(self) -> Path | None:
+        """Ctrl+E: the trace NPZ into the last export folder, no dialog, under a name not
+        taken yet; the status bar says where (a failure shows why). Returns the path."""
+        snap = self.win.controller.snapshot
+        if self.win.controller.model is None or snap is None:
+            self.win.status.showMessage("Nothing to export yet: no model is loaded", 6000)
+            return None
+        stem = f"trace-step{snap.n_generated}" if snap.n_generated else "trace-prompt"
+        path = unused_path(self.directory, stem, ".npz")
+        try:
+            self.export("trace_npz", str(path), self.last_format)
+        except (OSError, ValueError) as e:
+            self._fail(str(e))
+            return None
+        return path
+
     def export_trace(self, path: str) -> int:
         """Ask the worker to write the trace NPZ; returns the request's generation."""
         c = self.win.controller
         if c.model is None:
             raise ValueError("nothing to export yet: no model is loaded")
         gen = c.request("export_trace", path=str(path))
-        self.win.status.showMessage(f"Writing {path}…")
+        self.win.status.showMessage(f"Writing the trace to {path}…")
         return gen
 
     def _on_result(self, gen: int, command: str, result) -> None:
@@ -376,6 +434,8 @@ class Exporter(QObject):
             self.win.status.showMessage(f"Exported the trace ({result.get('T', '?')} tokens) "
                                         f"to {path}", 6000)
             self.exported.emit("trace_npz", path)
+            # the request made the snapshot on screen stale: end on a fresh one
+            self.win.controller.request("view")
 
     def _on_error(self, command: str, message: str) -> None:
         if command == "export_trace":
@@ -435,6 +495,10 @@ class ExportDialog(QDialog):
         lay.addLayout(form)
         lay.addWidget(self.note)
         lay.addWidget(buttons)
+        for box, value in ((self.what, exporter.last_what), (self.format, exporter.last_format)):
+            i = box.findData(value)
+            if i >= 0:  # the last export's choice (a panel since closed: the first item)
+                box.setCurrentIndex(i)
         self.what.currentIndexChanged.connect(self._sync)
         self.format.currentIndexChanged.connect(self._sync)
         self._sync()

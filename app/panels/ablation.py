@@ -4,10 +4,10 @@ Heads are toggled from the head grid (Ctrl+click a thumbnail, or its right-click
 diagnostics panel, or here ("Ablate selected head": the head shown in the attention map). The
 engine recomputes at once (next-token distribution, later layers' maps, logit lens). This panel
 lists the ablated heads (select some and "Restore", or "Clear all"), the mode (zero-ablation,
-or the head's mean output over the current text), and the effect at the current step: the
-change in log-probability of the clean model's top token and of the token actually chosen,
-KL divergence and total variation, and the top tokens with and without the heads — the numbers
-of :func:`gptviz.analysis.ablation_effect`.
+or the head's mean output over the text up to the step, causally, or over a reference text),
+and the effect at the current step: the change in log-probability of the clean model's top
+token and of the token actually chosen, KL divergence and total variation, and the top tokens
+with and without the heads — the numbers of :func:`gptviz.analysis.ablation_effect`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
@@ -54,15 +55,16 @@ class AblationPanel(AnalysisPanel):
     clearRequested = Signal()
     restoreRequested = Signal(list)
     toggleSelectedRequested = Signal()
+    referenceChanged = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.theme = DARK
         self.mode_box = choice_box(
             MODE_ITEMS, self.modeChanged.emit,
-            "Zero: the head outputs nothing. Mean: it outputs its average over the current text "
-            "(measured on the clean model when a head is toggled), losing only what depends on "
-            "the position.")
+            "Zero: the head outputs nothing. Mean: it outputs its average over the text up to "
+            "the step's prediction, or over the reference text below (measured on the clean "
+            "model), losing only what depends on the position.")
         self.toggle_btn = QPushButton("Ablate selected head")
         self.toggle_btn.setToolTip("Switch the head shown in the attention map off (or on)")
         self.toggle_btn.clicked.connect(self.toggleSelectedRequested)
@@ -92,6 +94,17 @@ class AblationPanel(AnalysisPanel):
         ll.setSpacing(2)
         ll.addWidget(self.list_label)
         ll.addWidget(self.list, 1)
+        self.reference = QLineEdit()
+        self.reference.setPlaceholderText("reference text")
+        self.reference.setClearButtonEnabled(True)
+        self.reference.setToolTip(
+            "Mean-ablation replaces a head's output by its mean on the clean model over the "
+            "positions up to the step's prediction (causal: later tokens never change it). "
+            "Type a reference text and press Enter to take the means over it instead; clear "
+            "it to go back.")
+        self.reference.returnPressed.connect(
+            lambda: self.referenceChanged.emit(self.reference.text()))
+        ll.addWidget(self.reference)
 
         self.summary = QLabel(" ")
         self.summary.setTextFormat(Qt.TextFormat.RichText)
@@ -164,6 +177,9 @@ class AblationPanel(AnalysisPanel):
         self.clearRequested.connect(ui.clear)
         self.restoreRequested.connect(ui.restore)
         self.toggleSelectedRequested.connect(lambda: ui.toggle_head(*ui.selected))
+        self.referenceChanged.connect(lambda text: ui.send("set_reference", text=text))
+        self.reference.textChanged.connect(
+            lambda text: None if text else self.referenceChanged.emit(""))
         ui.actions["ablation_mean"].toggled.connect(
             lambda on: self.set_mode("mean" if on else "zero"))
         ui.headToggled.connect(lambda _layer, _head: ui.show_quietly(self.key))
@@ -199,8 +215,10 @@ class AblationPanel(AnalysisPanel):
                 it.setForeground(QColor(ABLATED_COLOR))
                 self.list.addItem(it)
         mode = res.ablation_mode
+        ref = "the reference text" if self.reference.text().strip() else "the text up to the step"
         how = "zeroed" if mode == "zero" else (
-            f"mean over {res.means_tokens} tokens" if res.means_tokens else "mean output")
+            f"mean over {res.means_tokens} tokens of {ref}" if res.means_tokens
+            else "mean output")
         self.list_label.setText(f"Ablated: {len(self.ablated)}")
         self.list_label.setToolTip(how if self.ablated else "no head is ablated")
         self.restore_btn.setEnabled(bool(self.ablated))
@@ -228,11 +246,11 @@ class AblationPanel(AnalysisPanel):
         step = e.get("step", 0)
         where = f"<b>Step {step}</b>" if step else "<b>After the prompt</b>"
         self.summary.setText(
-            f"{where} · position {e['position']} → {e['position'] + 1} · KL(clean ‖ ablated) "
+            f"{where} · prediction after position {e['position']} · KL(clean ‖ ablated) "
             f"<b>{e['kl_bits']:.4f}</b> bits · total variation <b>{e['total_variation']:.3f}</b>")
         self.summary.setToolTip(
-            "The next-token distribution " + ("the newest token was drawn from" if step else
-                                              "after the prompt") +
+            f"The prediction after position {e['position']} (" + (
+                "the newest token was drawn from it" if step else "the prompt's end") + ")" +
             ", with and without the ablated heads")
         rows = [("top", e["top_token_str"], e["top_logprob_before"], e["top_logprob_after"],
                  e["top_logprob_change"])]

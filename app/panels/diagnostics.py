@@ -35,12 +35,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz.analysis.live_heads import SCORES
+from gptviz.analysis.live_heads import CONVENTION_LABELS, SCORES, HeadSettings
 from gptviz.analysis.runner import AnalysisResult
 from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.axes import thin_ticks
-from gptviz_app.views.panel_layout import controls_row, panel_layout, shrinkable_label
+from gptviz_app.views.panel_layout import choice_box, controls_row, panel_layout, shrinkable_label
 from gptviz_app.views.plots import MapPlot
 from gptviz_app.views.theme import ABLATED_COLOR, DARK, Theme
 
@@ -210,8 +210,15 @@ class DiagnosticsPanel(AnalysisPanel):
                                        Qt.ItemDataRole.ToolTipRole)
         self.score_box.setToolTip("Which score the map shows (the table has all of them)")
         self.score_box.currentIndexChanged.connect(self._on_score)
+        self.convention_box = choice_box(
+            CONVENTION_LABELS, lambda _key: self.settingsChanged.emit(),
+            "How previous-token, duplicate-token and induction scores average. gptviz: over "
+            "the queries that have a target (induction targets k <= i - 2). TransformerLens "
+            "(detect_head): sum(attention x pattern) / sum(attention), i.e. over all queries, "
+            "its induction pattern also counting k = i - 1 and k = i. docs/analysis.md")
         self.info = shrinkable_label(" ")
-        top = controls_row(QLabel("Map"), self.score_box, 8, (self.info, 1))
+        top = controls_row(QLabel("Map"), self.score_box, 4, self.convention_box, 8,
+                           (self.info, 1))
         self.abl_label = QLabel("")
         self.abl_label.setTextFormat(Qt.TextFormat.RichText)
         self.abl_label.setToolTip("Effect of the ablated heads at the current step (details in "
@@ -274,6 +281,16 @@ class DiagnosticsPanel(AnalysisPanel):
     @property
     def score(self) -> str:
         return self.score_box.currentData()
+
+    @property
+    def convention(self) -> str:
+        return str(self.convention_box.currentData())
+
+    def requests(self, visible: bool) -> dict:
+        """The scores in the chosen convention (and the ablation effect) while visible."""
+        if not visible:
+            return {}
+        return {"heads": HeadSettings(convention=self.convention), "effect": None}
 
     # ------------------------------------------------------------------ model
     def set_model(self, info: ModelInfo) -> None:
@@ -356,6 +373,9 @@ class DiagnosticsPanel(AnalysisPanel):
             extra = " · probe: random tokens repeated twice"
         if n_nan == g.size and self.score in ("induction", "duplicate_token"):
             extra += " — no token repeats in this text yet"
+        if getattr(hs, "convention", "gptviz") == "transformer_lens" and self.score in (
+                "prev_token", "induction", "duplicate_token"):
+            extra += " · TransformerLens convention"
         self.info.setText(f"{hs.n_tokens} tokens{extra}")
         self._place_box()
 

@@ -1,12 +1,14 @@
 """Logit lens at the selected query: what the model would predict after each layer.
 
-A table with one row per read-out point (``embed``, ``block 1`` … ``block L``; the last row is
-the model's output) and the top-k tokens of each as columns, every cell coloured by its
-probability; two more columns give the probability and rank of the token that actually comes
-next, when the text goes on. The query is the one selected in the token strip / attention map
-(the newest token by default: its row predicts the token about to be generated). Computed on
-the worker with the session's ablation (:func:`gptviz.analysis.logit_lens`; the ``"lens"``
-analysis, :class:`gptviz.analysis.live_lens.LogitLensAtQuery`).
+A table with one row per read-out point (``embed``, ``L0 out`` … ``L{L-1} out``, 0-based like
+the layers, and with "Mid points" also ``L{l} mid`` between each layer's attention and its
+feed-forward layer; the last row is the model's output) and the top-k tokens of each as
+columns, every cell coloured by its probability; two more columns give the probability and
+rank of the token that actually comes next, when the text goes on. The query is the one
+selected in the token strip / attention map (the newest token by default: its row predicts
+the token about to be generated). Computed on the worker with the session's ablation
+(:func:`gptviz.analysis.logit_lens`; the ``"lens"`` analysis,
+:class:`gptviz.analysis.live_lens.LogitLensAtQuery`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -57,9 +60,15 @@ class LensPanel(AnalysisPanel):
         self.k_box.setToolTip("Tokens shown per layer")
         self.k_box.valueChanged.connect(self.kChanged)
         self.k_box.valueChanged.connect(lambda _k: self.settingsChanged.emit())
+        self.mid_box = QCheckBox("Mid points")
+        self.mid_box.setToolTip("Also read the stream between each layer's attention and its "
+                                "feed-forward layer (resid_mid: after the attention's output "
+                                "is added)")
+        self.mid_box.toggled.connect(lambda _on: self.settingsChanged.emit())
         top = QHBoxLayout()
         top.setContentsMargins(4, 0, 4, 0)
         top.addWidget(self.header, 1)
+        top.addWidget(self.mid_box, 0, Qt.AlignmentFlag.AlignTop)
         top.addWidget(self.k_box, 0, Qt.AlignmentFlag.AlignTop)
         self.table = QTableWidget()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -67,10 +76,12 @@ class LensPanel(AnalysisPanel):
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        self.table.setToolTip("Rows: the residual stream after each layer, read through the "
+        self.table.setToolTip("Rows: the residual stream after each layer (0-based; 'mid': "
+                              "after its attention, before its feed-forward), read through the "
                               "final LayerNorm and the unembedding; the last row is the model's "
                               "output. Columns: the most probable tokens, coloured by probability"
-                              "; 'next p' and 'rank': the token that actually comes next.")
+                              "; 'p(t+1)' and 'rank': the token at position t + 1, the one "
+                              "that follows the query.")
         stack(self, top, self.table)
         self.lens: LensView | None = None
         self.apply_theme(self.theme)
@@ -92,7 +103,8 @@ class LensPanel(AnalysisPanel):
         self.header.setText("Logit lens: waiting for the model…")
 
     def requests(self, visible: bool) -> dict:
-        return {"lens": LensSettings(k=self.k)} if visible else {}
+        return ({"lens": LensSettings(k=self.k, mid=self.mid_box.isChecked())} if visible
+                else {})
 
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
         if "lens" in res.errors:
@@ -126,10 +138,10 @@ class LensPanel(AnalysisPanel):
             self.table.setColumnCount(cols)
         heads = [f"#{i + 1}" for i in range(k)]
         if has_t:
-            heads += ["next p", "rank"]
+            heads += ["p(t+1)", "rank"]
         self.table.setHorizontalHeaderLabels(heads)
         rows = list(lv.layers)
-        rows[-1] = rows[-1] + " = out"
+        rows[-1] = rows[-1] + " = model"
         self.table.setVerticalHeaderLabels(rows)
         cmap = colormap(th.colormap)
         base = QColor(th.panel)
@@ -149,8 +161,9 @@ class LensPanel(AnalysisPanel):
                 f = it.font()
                 f.setBold(bool(hit))
                 it.setFont(f)
+                at = f" — the token at position {lv.position + 1}" if hit else ""
                 it.setToolTip(f"{lv.layers[r]}: #{c + 1} {tok!r} (id {int(lv.top_ids[r, c])}) "
-                              f"p = {p:.4f}" + (" — the actual next token" if hit else ""))
+                              f"p = {p:.4f}{at}")
             if has_t:
                 tp = float(lv.target_probs[r])
                 rank = int(lv.target_ranks[r])
@@ -164,9 +177,11 @@ class LensPanel(AnalysisPanel):
                 it.setBackground(base)
                 it.setForeground(QColor(th.accent) if rank == 0 else QColor(th.text))
                 it.setToolTip(f"{lv.layers[r]}: {lv.target_token!r} ranks {rank + 1}")
-        nxt = (f" · actual next: <b style='color:{th.accent}'>{esc(lv.target_token)}</b>"
-               if lv.target_token is not None else " · next token not known yet")
+        nxt = (f" · token at position {lv.position + 1}: "
+               f"<b style='color:{th.accent}'>{esc(lv.target_token)}</b>"
+               if lv.target_token is not None else
+               f" · position {lv.position + 1} not generated yet")
         abl = f" · <span style='color:{ABLATED_COLOR}'>{lv.n_ablated} head(s) ablated</span>" \
             if lv.n_ablated else ""
-        self.header.setText(f"<b>Logit lens</b> at query {lv.position} {esc(lv.token)} "
-                            f"→ predicts position {lv.position + 1}{nxt}{abl}")
+        self.header.setText(f"<b>Logit lens</b> at query {lv.position} {esc(lv.token)}: the "
+                            f"prediction after position {lv.position}{nxt}{abl}")

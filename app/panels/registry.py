@@ -40,6 +40,15 @@ PANELS: dict[str, Any] = {
     "lens": "gptviz_app.panels.lens:LensPanel",
     "compare": "gptviz_app.panels.compare:ComparePanel",
     "rollout": "gptviz_app.panels.rollout:RolloutPanel",
+    "inside_head": "gptviz_app.panels.inside_head:InsideHeadPanel",
+    "embedding": "gptviz_app.panels.embedding:EmbeddingPanel",
+    "head_writes": "gptviz_app.panels.head_writes:HeadWritesPanel",
+    "neurons": "gptviz_app.panels.neurons:NeuronsPanel",
+    "saliency": "gptviz_app.panels.saliency:SaliencyPanel",
+    "block_diagram": "gptviz_app.panels.block_diagram:BlockDiagramPanel",
+    "timeline": "gptviz_app.panels.timeline:TimelinePanel",
+    "attribution": "gptviz_app.panels.attribution:AttributionPanel",
+    "patching": "gptviz_app.panels.patching:PatchingPanel",
 }
 
 

@@ -1,4 +1,5 @@
-"""Worker commands for files and sharing: sessions, trace export, sample prompts.
+"""Worker commands for files and sharing: sessions, trace export, sample prompts, and
+``open_model`` (a path or a cached model name, on a device, in a dtype, cancellable).
 
 No Qt widgets here: these handlers run on the worker thread (registered in
 :data:`gptviz_app.runtime.commands.COMMANDS`) and report back through the worker's signals
@@ -128,4 +129,58 @@ def sample_prompt(worker, req: Request, text: str, seed: int = 0, title: str = "
     s.set_prompt(expanded)
     worker.builder.note_jump()
     worker.resultReady.emit(req.gen, req.command, {"text": expanded, "title": title})
+    worker.emit_snapshot(req)
+
+
+@command("open_model")
+def open_model(worker, req: Request, spec: str | None = None, device: str = "auto",
+               dtype: str = "float32", prompt: str | None = None, cancel: Any = None) -> None:
+    """Open a model (a path, a name in the local Hugging Face cache, ``None``: the bundled
+    one) on ``device`` in ``dtype``, in stages that report progress and can be cancelled.
+
+    ``resultReady`` carries ``{"stage", "step", "steps"}`` before each stage, then
+    ``{"done": True, ...}`` or ``{"cancelled": True}``. ``cancel`` (a ``threading.Event``
+    set by the window) is looked at between the stages: the current model and session stay
+    until the new ones are complete, and a cancelled or failed load leaves them as they were.
+    """
+    from gptviz import load_model as load
+    from gptviz.engine.session import Session
+    from gptviz.io.device import place_model, resolve_device
+
+    dev = resolve_device(device)  # a device this machine lacks: said before reading anything
+    steps = ("Reading the model", f"Moving it to {dev} in {dtype}", "Running the prompt")
+
+    def stage(i: int) -> bool:
+        if cancel is not None and cancel.is_set():
+            worker.resultReady.emit(req.gen, req.command, {"cancelled": True, "spec": spec})
+            return False
+        worker.resultReady.emit(req.gen, req.command, {"stage": steps[i], "step": i,
+                                                       "steps": len(steps), "spec": spec})
+        return True
+
+    if not stage(0):
+        return
+    bundle = load(spec)
+    if not stage(1):
+        return
+    place_model(bundle, dev, dtype)
+    if not stage(2):
+        return
+    old = worker.session
+    text = prompt if prompt is not None else (old.prompt if old is not None
+                                              else "Once upon a time")
+    kwargs: dict[str, Any] = {"top_k_report": worker.top_k_report}
+    if old is not None:
+        kwargs["settings"] = old.settings
+    try:
+        session = Session(bundle, text, **kwargs)
+    except ValueError:  # the new tokenizer may not encode the old prompt
+        session = Session(bundle, "Once upon a time", **kwargs)
+    if cancel is not None and cancel.is_set():
+        worker.resultReady.emit(req.gen, req.command, {"cancelled": True, "spec": spec})
+        return
+    info = worker.install_session(req.gen, bundle, session)
+    worker.resultReady.emit(req.gen, req.command, {"done": True, "spec": spec,
+                                                   "model": info.name, "device": dev,
+                                                   "dtype": dtype, "source": bundle.source})
     worker.emit_snapshot(req)

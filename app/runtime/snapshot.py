@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 #: Thumbnail modes of the head grid.
-GRID_MODES = ("auto", "map", "row")
+GRID_MODES = ("auto", "map", "row", "value")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class ViewSpec:
     sqrt_scale
         Draw maps and thumbnails on a square-root colour scale, so that the small weights
         of long texts stay visible (the colour bar is labelled in true weights).
+    map_stage
+        What the attention map shows of the head (:data:`gptviz.analysis.stages.STAGES`):
+        ``"weights"``, ``"raw"`` scores, ``"masked"`` scores or ``"value"``-weighted.
     """
 
     layer: int = 0
@@ -45,6 +48,7 @@ class ViewSpec:
     query: int | None = None
     grid_mode: str = "auto"
     sqrt_scale: bool = True
+    map_stage: str = "weights"
 
 
 @dataclass
@@ -72,6 +76,7 @@ class ModelInfo:
     n_params: int
     class_names: tuple[str, ...] = ()
     prompt: str = ""
+    kv_heads: int = 0  # key/value heads (< n_head with grouped-query attention; 0: n_head)
 
 
 @dataclass
@@ -95,6 +100,9 @@ class Candidates:
     chosen_forced: bool = False
     chosen_greedy: bool = False  # the token was the most probable one by rule (greedy mode)
     step: int = 0              # 1-based number of the step these candidates belong to
+    #: gptviz.engine.knobs.KnobEffect at ``ids`` under the current sampling settings (None:
+    #: the settings change nothing, the bars are the distribution drawn from)
+    knobs: Any = None
 
 
 @dataclass
@@ -141,6 +149,10 @@ class Snapshot:
     greedy: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     #: what an export of this state says it shows (gptviz.io.provenance.ExportContext)
     context: Any = None
+    #: revision of ``ids``/``tokens`` (the same whenever they are), and the log of
+    #: ``(revision number, tokens kept)`` of the latest changes: see :func:`tokens_kept`
+    tokens_rev: Any = None
+    tokens_log: tuple = ()
 
     @property
     def n_tokens(self) -> int:
@@ -150,3 +162,17 @@ class Snapshot:
     def T(self) -> int:
         """Tokens in the model's window (side of :attr:`attn`)."""
         return self.n_tokens - self.window_start
+
+
+def tokens_kept(snap: Snapshot, rev: Any) -> int | None:
+    """How many leading tokens of ``snap`` are those of the snapshot whose ``tokens_rev`` was
+    ``rev``: ``snap.n_tokens`` when the same, ``None`` when it cannot tell (another session,
+    too long ago, no revision): then compare the tokens themselves."""
+    if rev is None or snap.tokens_rev is None or rev[0] != snap.tokens_rev[0]:
+        return None
+    if rev == snap.tokens_rev:
+        return snap.n_tokens
+    log = snap.tokens_log
+    if not log or log[0][0] > rev[1] + 1 or rev[1] > snap.tokens_rev[1]:
+        return None
+    return min([snap.n_tokens] + [kept for r, kept in log if r > rev[1]])

@@ -11,13 +11,26 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 
-from gptviz.analysis.maps import head_map, masked_map, upper_mask
+from gptviz.analysis.maps import (
+    head_map,
+    layer_windows,
+    mask_images,
+    mask_pooled,
+    mask_pooled_row,
+    mask_row,
+    masked_map,
+    upper_mask,
+)
+from gptviz.analysis.stages import StageMaps
 from gptviz.engine.candidates import include_token, next_token_candidates
 from gptviz.io.provenance import session_context
+from gptviz_app.runtime.knob_logits import candidate_knobs
 from gptviz_app.runtime.snapshot import Candidates, ModelInfo, Snapshot, ViewSpec
+from gptviz_app.runtime.token_columns import TokenColumns
 
 __all__ = ["AUTO_ROW_THRESHOLD", "GridMosaic", "SnapshotBuilder", "head_map", "masked_map",
            "upper_mask", "last_step_candidates"]
@@ -38,7 +51,7 @@ def last_step_candidates(session, logits, k: int | None = None) -> Candidates:
     return Candidates(kind="last", ids=ids, tokens=[s.display(i) for i in ids], probs=probs,
                       entropy=c.entropy, chosen=chosen, chosen_id=tok, chosen_prob=p_tok,
                       chosen_forced=bool(last.forced), chosen_greedy=_greedy(last),
-                      step=len(s.history))
+                      step=len(s.history), knobs=candidate_knobs(s, "last", ids, logits))
 
 
 def _greedy(step) -> bool:
@@ -60,8 +73,10 @@ class GridMosaic:
     whole cell, so every thumbnail fills its tile whatever the length.
     """
 
-    def __init__(self, n_layer: int, n_head: int, cell: int = 64, gap: int = 3) -> None:
+    def __init__(self, n_layer: int, n_head: int, cell: int = 64, gap: int = 3,
+                 windows: tuple[int | None, ...] | None = None) -> None:
         self.L, self.H, self.cell, self.gap = n_layer, n_head, cell, gap
+        self.windows = windows  # per layer: a local window (drawn masked) or None
         self.pitch = cell + gap
         self.data = np.full((n_layer * self.pitch, n_head * self.pitch), np.nan, np.float32)
         # [L, H, cell, cell] writable view onto the cells
@@ -88,7 +103,7 @@ class GridMosaic:
             return
         if kind == "up":
             img = att.repeat(f, axis=2).repeat(f, axis=3).astype(np.float32)  # [L, H, T*f, T*f]
-            img[:, :, upper_mask(T).repeat(f, 0).repeat(f, 1)] = np.nan
+            mask_images(img, T, f, self.windows)
             self.cells[:, :, :T * f, :T * f] = img
         else:
             n = math.ceil(T / f)
@@ -98,7 +113,7 @@ class GridMosaic:
             else:
                 pad = att
             pooled = pad.reshape(self.L, self.H, n, f, n, f).max(axis=(3, 5))  # [L, H, n, n]
-            pooled[:, :, upper_mask(n)] = np.nan
+            mask_pooled(pooled, T, f, self.windows)
             self.cells[:, :, :n, :n] = pooled
 
     def add_row(self, row: np.ndarray) -> bool:
@@ -112,8 +127,9 @@ class GridMosaic:
             return False
         kind, f = self.scale
         q = T - 1
-        if kind == "up":
-            self.cells[:, :, q * f:T * f, :T * f] = row.repeat(f, axis=-1)[:, :, None, :]
+        if kind == "up":  # NaN outside local windows
+            self.cells[:, :, q * f:T * f, :T * f] = mask_row(row, self.windows).repeat(
+                f, axis=-1)[:, :, None, :]
         else:
             n = math.ceil(T / f)
             r = q // f
@@ -122,6 +138,7 @@ class GridMosaic:
             pooled = padded.reshape(self.L, self.H, n, f).max(axis=-1)  # [L, H, n]
             target = self.cells[:, :, r, :n]
             self.cells[:, :, r, :n] = np.fmax(target, pooled)
+            mask_pooled_row(self.cells, T, f, self.windows)
         self.T = T
         return True
 
@@ -165,7 +182,7 @@ class GridMosaic:
     def extent(self) -> tuple[int, int]:
         """Pixels (rows, columns) of each cell that the last drawing filled."""
         c = self.cell
-        if self.mode == "map" and self.scale is not None and self.T > 0:
+        if self.mode in ("map", "value") and self.scale is not None and self.T > 0:
             kind, f = self.scale
             n = self.T * f if kind == "up" else math.ceil(self.T / f)
             return n, n
@@ -202,12 +219,14 @@ class SnapshotBuilder:
         self.session = session
         cfg = session.config
         self.L, self.H = cfg.n_layer, cfg.n_head
-        self.grid = GridMosaic(self.L, self.H, cell, gap)
+        self.grid = GridMosaic(self.L, self.H, cell, gap, layer_windows(cfg))
         self._grid_dirty = True
         self._jump = True
         self._steps = 0
         self._last_step_ms: float | None = None
         self._row_key: tuple | None = None
+        self.columns = TokenColumns()  # per-token arrays, updated where the tokens changed
+        self.stages = StageMaps()  # the map's other stages and the value-weighted thumbnails
 
     # ------------------------------------------------------------------ bookkeeping
     def note_step(self, result) -> None:
@@ -234,23 +253,30 @@ class SnapshotBuilder:
             n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
             block_size=cfg.block_size, vocab_size=cfg.vocab_size,
             n_params=int(bundle.model.num_params()), class_names=tuple(self.session.class_names),
-            prompt=self.session.prompt,
+            prompt=self.session.prompt, kv_heads=cfg.kv_heads,
         )
 
     # ------------------------------------------------------------------ build
     def _grid_mode(self, view: ViewSpec, T: int) -> str:
-        if view.grid_mode in ("map", "row"):
+        if view.grid_mode in ("map", "row", "value"):
             return view.grid_mode
         return "map" if T <= AUTO_ROW_THRESHOLD else "row"
 
-    def _update_grid(self, mode: str, att: np.ndarray, q_rel: int) -> None:
-        if mode == "map":
-            if self._grid_dirty or self.grid.mode != "map" or att.shape[-1] != self.grid.T:
-                self.grid.rebuild_maps(att)
+    def _update_grid(self, mode: str, T: int, q_rel: int) -> None:
+        # The session's attention is read only as far as a redraw needs (the whole window for
+        # a map rebuild, one query row in row mode): it is unpacked on every read.
+        if mode == "value":  # every head's value-weighted map, rows as shares (0..1)
+            key = ("value", T, self.session.window_start, id(self.session.device_ablation))
+            if self._grid_dirty or self.grid.mode != "value" or self._row_key != key:
+                self.grid.rebuild_maps(self.stages.grid_value(self.session))
+                self.grid.mode, self._row_key = "value", key
+        elif mode == "map":
+            if self._grid_dirty or self.grid.mode != "map" or T != self.grid.T:
+                self.grid.rebuild_maps(self.session.attention())
         else:
-            key = ("row", q_rel, att.shape[-1], self.session.window_start)
+            key = ("row", q_rel, T, self.session.window_start)
             if self._grid_dirty or self.grid.mode != "row" or self._row_key != key:
-                self.grid.draw_rows(att[:, :, q_rel, :q_rel + 1])
+                self.grid.draw_rows(self.session.attention_row(q_rel))
                 self._row_key = key
         self._grid_dirty = False
 
@@ -265,7 +291,7 @@ class SnapshotBuilder:
                               probs=probs, entropy=float(r.entropy), chosen=chosen,
                               chosen_id=int(r.token_id), chosen_prob=float(r.prob),
                               chosen_forced=bool(r.forced), chosen_greedy=_greedy(r),
-                              step=len(hist))
+                              step=len(hist), knobs=candidate_knobs(s, "last", ids))
         ids, probs, ent = s.next_distribution()
         chosen, chosen_id = -1, -1
         redo = s.redo_stack
@@ -277,42 +303,35 @@ class SnapshotBuilder:
         return Candidates(kind="next", ids=np.asarray(ids, np.int64),
                           tokens=[s.display(i) for i in ids],
                           probs=np.asarray(probs, np.float32), entropy=float(ent), chosen=chosen,
-                          chosen_id=chosen_id, step=0)
+                          chosen_id=chosen_id, step=0,
+                          knobs=candidate_knobs(s, "next", np.asarray(ids, np.int64)))
 
     def build(self, gen: int, command: str, view: ViewSpec) -> Snapshot:
         """The snapshot of the session as it is now, for ``view``."""
         t0 = time.perf_counter()
         s = self.session
-        ids = np.asarray(s.tokens, dtype=np.int64)
-        N = int(ids.shape[0])
+        self.columns.update(s)
+        N = s.n_tokens
         ws = int(s.window_start)
         T = N - ws
-        att = s.attention()  # read-only view [L, H, T, T]
         layer = min(max(0, view.layer), self.L - 1)
         head = min(max(0, view.head), self.H - 1)
         q = N - 1 if view.query is None else min(max(view.query, ws), N - 1)
         q_rel = q - ws
-        attn = masked_map(head_map(att, layer, head, view.average))
+        attn = masked_map(s.attention_layer(layer).mean(axis=0) if view.average
+                          else s.attention_head(layer, head), self.grid.windows[layer])
         mode = self._grid_mode(view, T)
-        self._update_grid(mode, att, q_rel)
-        hist = s.history
-        chosen_probs = np.full(N, np.nan, np.float32)
-        forced = np.zeros(N, bool)
-        greedy = np.zeros(N, bool)
+        self._update_grid(mode, T, q_rel)
         pl = s.prompt_len
-        for i, r in enumerate(hist):
-            chosen_probs[pl + i] = r.prob
-            forced[pl + i] = r.forced
-            greedy[pl + i] = _greedy(r)
         n_redo = len(s.redo_stack)
         cp = s.class_probs()
         snap = Snapshot(
             gen=gen, command=command, jump=self._jump or self._steps != 1,
-            ids=ids, tokens=s.display_tokens(), chosen_probs=chosen_probs, forced=forced,
+            **self.columns.arrays(),  # ids, tokens, chosen_probs, forced, greedy, tokens_rev/log
             prompt_len=pl, n_generated=s.n_generated, n_total=s.n_generated + n_redo,
             can_undo=s.can_undo or s.can_undo_reset, can_redo=s.can_redo, window_start=ws,
             block_size=s.block_size,
-            view=ViewSpec(layer, head, view.average, view.query, view.grid_mode, view.sqrt_scale),
+            view=replace(view, layer=layer, head=head),
             query=q,
             attn=attn, grid=self.grid.image(sqrt=view.sqrt_scale),
             grid_mode=mode, grid_cell=self.grid.cell,
@@ -321,9 +340,15 @@ class SnapshotBuilder:
             class_probs=None if cp is None else np.asarray(cp, np.float32).copy(),
             class_names=tuple(s.class_names), settings=s.settings,
             step_ms=self._last_step_ms, build_ms=0.0, prompt=s.prompt,
-            put_aside=s.n_put_aside if not s.can_undo else 0, greedy=greedy,
+            put_aside=s.n_put_aside if not s.can_undo else 0,
             context=session_context(s),
         )
+        if view.map_stage != "weights":  # the map's other stage: (stage, [T, T] float32)
+            try:
+                snap.extra["map_stage"] = (view.map_stage, self.stages.head(
+                    s, layer, head, view.average, view.map_stage))
+            except Exception as e:  # shown on the map instead of the stage, never raised
+                snap.extra["map_stage_error"] = f"{type(e).__name__}: {e}"
         self._jump, self._steps = False, 0
         snap.build_ms = (time.perf_counter() - t0) * 1e3
         return snap

@@ -6,6 +6,11 @@ outlined. Hovering a cell shows the head, query token, key token and weight (red
 the map changes under a still mouse: another head, a new step or prompt); clicking a row makes
 it the query. Plot items are created once; a snapshot only calls ``setImage`` and, when the
 tokens change, re-labels the axes.
+
+The stage selector (:data:`gptviz.analysis.stages.STAGES`; ``stageChanged(str)``) shows the
+head's weights, its raw scores q·k/√d (the future included), its masked scores (the future
+at -inf, drawn in a colour of its own) or its value-weighted attention ‖α v W_O‖; scores on a
+diverging colour scale centred on 0 with a colour bar in score units.
 """
 
 from __future__ import annotations
@@ -15,16 +20,29 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QWidget
 
+from gptviz.analysis.stages import STAGES
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.axes import pt_px, shorten, text_px, thin_ticks, tick_step
-from gptviz_app.views.panel_layout import controls_row, panel_layout, shrinkable_label
+from gptviz_app.views.panel_layout import (
+    choice_box,
+    controls_row,
+    panel_layout,
+    set_choice,
+    shrinkable_label,
+)
 from gptviz_app.views.plots import MapPlot, sqrt_ticks
-from gptviz_app.views.theme import DARK, Theme
+from gptviz_app.views.theme import DARK, Theme, colormap, diverging_colormap
 
 #: Characters of a token label on the map's axes.
 LABEL_CHARS = 10
+#: Colour of the masked (-inf) cells in the masked-scores stage.
+MINUS_INF_COLOR = "#b0307a"
+#: The colour bar's title per stage.
+STAGE_UNITS = {"weights": "weight", "raw": "score q·k·scale", "masked": "score (−∞ masked)",
+               "value": "‖α·v W_O‖"}
 
 
 class AttentionMapView(QWidget):
@@ -35,6 +53,7 @@ class AttentionMapView(QWidget):
     headChanged = Signal(int)
     queryClicked = Signal(int)
     scaleChanged = Signal(bool)
+    stageChanged = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -56,9 +75,18 @@ class AttentionMapView(QWidget):
         self.sqrt_box.setToolTip("Square-root colour scale: small weights (long texts) stay "
                                  "visible; the colour bar shows true weights")
         self.sqrt_box.toggled.connect(self.scaleChanged)
+        self.stage_box = choice_box(
+            STAGES, self.stageChanged.emit,
+            "What the map shows (Alt+1..4): the softmax weights; the raw scores q·k·scale, "
+            "future keys included; the masked scores (future keys at −∞, as before the "
+            "softmax); the value-weighted attention ‖α·v W_O‖")
+        # As wide as its longest item when there is room, down to a few letters when not: the
+        # map's minimum width (and so its near-square share at 1024 x 640) stays as it was.
+        self.stage_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.stage_box.setMinimumContentsLength(1)
         self.title = shrinkable_label("")
         top = controls_row(QLabel("Layer"), self.layer_box, 8, QLabel("Head"), self.head_box, 8,
-                           self.sqrt_box, 8, (self.title, 1))
+                           self.stage_box, 4, self.sqrt_box, 8, (self.title, 1))
 
         self.glw = pg.GraphicsLayoutWidget()
         # Not aspect-locked: the map fills the panel, so the axis labels sit right at its edges.
@@ -84,6 +112,8 @@ class AttentionMapView(QWidget):
         self.T = 0
         self.query_rel = -1
         self.data = np.zeros((0, 0), np.float32)
+        self.stage = "weights"  # what the image shows now (a stage that failed: weights)
+        self.levels = (0.0, 1.0)
         self.shown = "head 0 of layer 0"   # what the map shows, named in the hover readout
         self._hover: QPointF | None = None  # scene position of the mouse over the map
         self._labels_key = None
@@ -106,6 +136,8 @@ class AttentionMapView(QWidget):
         self.glw.setBackground(theme.plot_bg)
         # the colour bar's title ("weight") scales with presentation mode too
         self.map.apply_theme(theme)
+        if self.stage != "weights":
+            self._stage_look(self.stage)
         for name in ("left", "top"):
             self.plot.getAxis(name).label.setFont(theme.font(0.9))
         self.plot.setLabel("left", "query", color=theme.text_dim)
@@ -117,6 +149,9 @@ class AttentionMapView(QWidget):
         self._relabel()
 
     def _colorbar_ticks(self) -> None:
+        if self.stage != "weights":
+            self._stage_ticks()
+            return
         if self.sqrt_scale:
             ticks = sqrt_ticks((0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1))
         else:
@@ -127,6 +162,39 @@ class AttentionMapView(QWidget):
     def display_data(self, attn: np.ndarray) -> np.ndarray:
         """What the image shows for a map: the weights, or their square roots."""
         return np.sqrt(attn) if self.sqrt_scale else attn
+
+    # ------------------------------------------------------------------ stages
+    def _stage_ticks(self) -> None:
+        lo, hi = self.levels
+        # two digits: wider labels do not fit the bar's axis at presentation font sizes
+        ticks = [(float(v), f"{v:.2g}") for v in np.linspace(lo, hi, 5)]
+        self.colorbar.axis.setTicks([ticks])
+        self.colorbar.getAxis("left").setLabel(STAGE_UNITS[self.stage])
+
+    def _stage_look(self, stage: str) -> None:
+        """Colormap, masked-cell colour and colour-bar title of ``stage``."""
+        th = self.theme
+        cmap = diverging_colormap(th) if stage in ("raw", "masked") else colormap(th.colormap)
+        self.image.setColorMap(cmap)
+        self.colorbar.setColorMap(cmap)
+        if stage == "masked":  # -inf: a colour of its own, no hatching
+            self.map.backdrop.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+            self.map.backdrop_fill.setBrush(QBrush(QColor(MINUS_INF_COLOR)))
+        else:
+            self.map.backdrop.setBrush(QBrush(QColor(th.masked_hatch),
+                                              Qt.BrushStyle.BDiagPattern))
+            self.map.backdrop_fill.setBrush(QBrush(QColor(th.masked)))
+
+    def _stage_image(self, stage: str, m: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """What the image draws of a stage map ``m`` and its colour levels: scores centred on
+        0 (symmetric), -inf as NaN (the masked colour shows through); value-weighted from 0."""
+        finite = m[np.isfinite(m)]
+        top = float(np.abs(finite).max()) if finite.size else 1.0
+        top = top if top > 0 else 1.0
+        if stage == "value":
+            return m, (0.0, top)
+        shown = np.where(np.isneginf(m), np.nan, m).astype(np.float32)
+        return shown, (-top, top)
 
     # ------------------------------------------------------------------ model
     def set_model(self, info: ModelInfo) -> None:
@@ -163,7 +231,21 @@ class AttentionMapView(QWidget):
         if self.sqrt_box.isChecked() != v.sqrt_scale:
             with QSignalBlocker(self.sqrt_box):
                 self.sqrt_box.setChecked(v.sqrt_scale)
-        self.map.set_image(a, (0.0, 1.0), display=self.display_data(a))
+        stage, m = snap.extra.get("map_stage", ("weights", None))
+        if stage != self.stage:
+            self.stage = stage
+            self._stage_look(stage)
+        set_choice(self.stage_box, v.map_stage)
+        if m is None:
+            self.levels = (0.0, 1.0)
+            self.map.set_image(a, self.levels, display=self.display_data(a))
+        else:
+            self.data = m
+            shown, self.levels = self._stage_image(stage, m)
+            self.map.set_image(m, self.levels, display=shown)
+            self.colorbar.setLevels(self.levels)
+        self._colorbar_ticks()
+        err = snap.extra.get("map_stage_error")
         self.map.set_box(QRectF(0, self.query_rel, max(1, self.query_rel + 1), 1))
         for box, idx in ((self.layer_box, v.layer),
                          (self.head_box, self.head_box.count() - 1 if v.average else v.head)):
@@ -172,8 +254,14 @@ class AttentionMapView(QWidget):
                     box.setCurrentIndex(idx)
         who = "average of heads" if v.average else f"head {v.head}"
         self.shown = f"L{v.layer} " + ("average of heads" if v.average else f"H{v.head}")
-        self.title.setText(f"{T} tokens")
-        self.title.setToolTip(f"layer {v.layer}, {who}: {T} tokens in the model's window")
+        label = dict(STAGES).get(stage, stage).lower()
+        # the map shows the window only: say where it starts once it slid
+        slid = f" from position {snap.window_start}" if snap.window_start else ""
+        self.title.setText(f"{T} tokens{slid}" + ("" if stage == "weights" else f" · {label}")
+                           + (" · stage failed" if err else ""))
+        self.title.setToolTip(f"layer {v.layer}, {who}: {T} tokens in the model's window"
+                              f" (positions {snap.window_start}–{snap.window_start + T - 1})"
+                              + (f"\n{err}" if err else ""))
         if self._range_T != T and not self._user_range:
             self._fit()
         self._range_T = T
@@ -232,11 +320,19 @@ class AttentionMapView(QWidget):
         """The hover text of cell (query q, key k) in window positions."""
         ws = self.window_start
         qt, kt = self.tokens[ws + q], self.tokens[ws + k]
+        if k > q and self.stage == "raw":  # before the mask: the future has a score too
+            return (f"{self.shown} · query {ws + q} {qt!r} → key {ws + k} {kt!r}: score "
+                    f"{float(self.data[q, k]):.4f} (future token: set to −∞ by the mask)")
         if k > q:
             return (f"{self.shown} · query {ws + q} {qt!r} → key {ws + k} {kt!r}: masked "
-                    "(future token)")
+                    + ("−∞ " if self.stage == "masked" else "") + "(future token)")
         w = float(self.data[q, k])
-        return f"{self.shown} · query {ws + q} {qt!r} → key {ws + k} {kt!r}: weight {w:.4f}"
+        where = f"{self.shown} · query {ws + q} {qt!r} → key {ws + k} {kt!r}"
+        if self.stage in ("raw", "masked"):
+            return f"{where}: score {w:.4f}"
+        if self.stage == "value":
+            return f"{where}: ‖α·v W_O‖ {w:.4f}"
+        return f"{where}: weight {w:.4f}"
 
     def _on_move(self, pos) -> None:
         self._hover = QPointF(pos)

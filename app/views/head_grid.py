@@ -11,6 +11,7 @@ panel's shape.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
@@ -25,7 +26,9 @@ from gptviz_app.views.panel_layout import choice_box, controls_row, panel_layout
 from gptviz_app.views.plots import setup_map_plot, style_axis
 from gptviz_app.views.theme import DARK, Theme, colormap
 
-MODE_ITEMS = (("auto", "Auto"), ("map", "Whole maps"), ("row", "Query row"))
+# "Value-wtd": value-weighted maps (no wider than "Whole maps": the caption keeps its room)
+MODE_ITEMS = (("auto", "Auto"), ("map", "Whole maps"), ("row", "Query row"),
+              ("value", "Value-wtd"))
 
 
 class HeadGrid(QWidget):
@@ -39,7 +42,8 @@ class HeadGrid(QWidget):
         self.theme = DARK
         self.mode_box = choice_box(MODE_ITEMS, self.modeChanged.emit,
                                    "Auto: whole maps for short texts, the query's row "
-                                   "(wrapped like text) for long ones")
+                                   "(wrapped like text) for long ones · Value-wtd: "
+                                   "value-weighted maps ‖α·v W_O‖, rows as shares")
         self.caption = ElidedLabel("")
         top = controls_row(QLabel("Thumbnails"), self.mode_box, 8, (self.caption, 1))
         self.glw = pg.GraphicsLayoutWidget()
@@ -56,9 +60,13 @@ class HeadGrid(QWidget):
         self.plot.addItem(self.selection)
         self.readout = panel_layout(self, top, self.glw)
         self.L = self.H = 0
+        self.kv_heads = 0  # key/value heads (grouped-query attention), see set_model
         self.cell, self.gap = 64, 3
         self.layer = self.head = 0
         self.average = False
+        #: Optional ``(layer, head) -> str`` appended to the hover read-out (a panel sets it,
+        #: e.g. what the head writes at the query).
+        self.cell_note: Callable[[int, int], str] | None = None
         self.glw.scene().sigMouseClicked.connect(self._on_click)
         self.glw.scene().sigMouseMoved.connect(self._on_move)
         self.vb.sigResized.connect(self._fit)
@@ -132,6 +140,8 @@ class HeadGrid(QWidget):
     # ------------------------------------------------------------------ model
     def set_model(self, info: ModelInfo) -> None:
         self.L, self.H = info.n_layer, info.n_head
+        # Grouped-query attention: fewer key/value heads than query heads (0: one each).
+        self.kv_heads = getattr(info, "kv_heads", 0) or info.n_head
         p, c = self.pitch, self.cell
         self.plot.getAxis("left").setTicks(
             [thin_ticks([f"L{i}" for i in range(self.L)], 1, offset=c / 2, pitch=p)])
@@ -163,7 +173,12 @@ class HeadGrid(QWidget):
             self._place_selection()
         set_choice(self.mode_box, v.grid_mode)
         T = snap.T
-        if snap.grid_mode == "map":
+        if snap.grid_mode == "value":
+            txt = f"value-weighted, {T} tokens"
+            tip = ("Each thumbnail is a head's value-weighted map ‖α_ij·v_j W_O‖ (Kobayashi et "
+                   "al., 2020), each row divided by its sum: where the head's output at the "
+                   "query really comes from")
+        elif snap.grid_mode == "map":
             b = math.ceil(T / snap.grid_cell)
             txt = f"whole maps, {T} tokens" + (f", max of {b}×{b} blocks" if b > 1 else "")
             tip = ("Each thumbnail is a head's whole T×T map" +
@@ -175,6 +190,11 @@ class HeadGrid(QWidget):
                    f"keys, wrapped like text: {snap.grid_cell} keys per line, first key top left")
         if v.sqrt_scale:
             tip += " (square-root colour scale)"
+        kv = self.kv_heads or self.H
+        if kv < self.H:
+            g = self.H // kv
+            tip += (f". Grouped-query attention: {kv} key/value heads for {self.H} query heads; "
+                    f"heads 0–{g - 1} share key/value head 0, the next {g} head 1, …")
         self.caption.setText(txt)
         self.caption.setToolTip(tip)
 
@@ -201,6 +221,18 @@ class HeadGrid(QWidget):
         if c is not None:
             self.headSelected.emit(*c)
 
+    def kv_note(self, head: int) -> str:
+        """``" (key/value head 1, shared with heads 2–3)"`` under grouped-query attention
+        (query head ``h`` reads key/value head ``h // (n_head / kv_heads)``), else ``""``."""
+        kv = self.kv_heads or self.H
+        if kv >= self.H:
+            return ""
+        g = self.H // kv
+        k = head // g
+        return f" (key/value head {k}, shared with heads {k * g}–{k * g + g - 1})"
+
     def _on_move(self, pos) -> None:
         c = self.cell_at(pos)
-        self.readout.setText(f"layer {c[0]}, head {c[1]} — click to select" if c else " ")
+        text = f"layer {c[0]}, head {c[1]}{self.kv_note(c[1])} — click to select" if c else " "
+        note = self.cell_note(*c) if c and self.cell_note is not None else ""
+        self.readout.setText(f"{text} · {note}" if note else text)

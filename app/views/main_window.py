@@ -231,8 +231,8 @@ class MainWindow(QMainWindow):
         self.menus["generate"] = mb.addMenu("&Generate")
         self.menus["view"] = mb.addMenu("&View")
         self.menus["help"] = mb.addMenu("&Help")
-        self._action("open_model", "Open model folder…", self.choose_model_dir,
-                     "Ctrl+Shift+O", "file")  # Ctrl+O opens a session (issue 6)
+        self._action("open_model", "Open model…", lambda: self.features.models.show_dialog(),
+                     "Ctrl+Shift+O", "file")  # Ctrl+O opens a session
         self._action("open_ckpt", "Open nanoGPT checkpoint (.pt)…", self.choose_model_file,
                      None, "file")
         self.menus["file"].addSeparator()
@@ -325,7 +325,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ errors
     def _on_error(self, command: str, message: str) -> None:
-        if command == "load_model":
+        if command in ("load_model", "open_model"):
             title = "Could not open the model"
             text = (f"The model could not be loaded:\n\n{message}\n\n"
                     + ("The current model stays open." if self._model_loaded

@@ -7,6 +7,14 @@ forces it as the next token. The header is two short lines (the token, then its 
 and the entropy) that elide rather than wrap, and the chart shows only as many bars as stay
 readable at the current font size, and says so ("only 8 fit" beside the "top 12" box).
 Items are created once.
+
+Words, as in every panel: the chart shows the *prediction after position t* (the model's
+distribution over the token at t + 1); a generated token was *drawn from* the prediction after
+the position before it. When the sampling settings change the distribution (temperature,
+top-k, top-p, greedy), each row shows two bars: a thin grey one, the model's own probability
+(temperature 1), and beside it the distribution the token is drawn from (renormalised after
+the cuts); a token the cuts remove keeps only its grey bar and says "cut"
+(:mod:`gptviz.engine.knobs` computes the numbers on the worker).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from gptviz_app.views.elided_label import ElidedLabel
 from gptviz_app.views.panel_layout import controls_row, stack
 from gptviz_app.views.plots import set_label_ticks, style_axis
 from gptviz_app.views.theme import DARK, Theme
+from gptviz_app.views.token_strip import drawn_text
 
 #: Height of one bar's row in tick-font line heights: fewer bars are shown than asked for when
 #: the chart is too short for this (big fonts, a short panel).
@@ -34,15 +43,36 @@ TICK_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0)
 
 
 class NextTokenView(QWidget):
-    """``candidateClicked(token_id, replace_last)`` when a bar is clicked."""
+    """``candidateClicked(token_id, replace_last)`` when a bar is clicked;
+    ``compareChosen(token_id)`` (-1: none) when Shift+click or the right-click menu picks a
+    token to compare the chosen one with (the logit attribution's "target - other"), kept in
+    :attr:`compare_id`."""
 
     candidateClicked = Signal(int, bool)
+    compareChosen = Signal(int)
+    compare_id: int | None = None
 
     def __init__(self, parent: QWidget | None = None, shown: int = 12) -> None:
         super().__init__(parent)
         self.theme = DARK
-        self.header = ElidedLabel(" ")     # "Step 5: 'x'" / "Next token after the prompt"
+        self.header = ElidedLabel(" ")     # "Step 5: 'x', drawn from the prediction after …"
         self.detail = ElidedLabel(" ")     # "sampled, p = 0.123 · entropy 4.56 bits"
+        self.knob_note = ElidedLabel(" ")  # "T=0.5 · top-k 5: 5 tokens keep 93% of the mass"
+        self.knob_note.hide()
+        self.knob_note.setToolTip("Grey bars: the model's probabilities (temperature 1); "
+                                  "coloured: the distribution the token is drawn from after "
+                                  "temperature, top-k and top-p (renormalised)")
+        self.prompt_len = 0
+        self.n_tokens = 0
+        self.vocab_size = 0
+        # what was drawn last: a redraw only touches what changed (12 x 12 heads at 1,024
+        # tokens left a few ms per step for this panel)
+        self._brushes: dict[str, object] = {}
+        self._no_pen = pg.mkPen(None)
+        self._said: dict[int, tuple] = {}
+        self._texts: list[str] = []
+        self._raw_shown = False
+        self._in_redraw = False
         self.count = QSpinBox()
         self.count.setRange(MIN_ROWS, 20)
         self.count.setValue(shown)
@@ -55,6 +85,7 @@ class NextTokenView(QWidget):
         top.setSpacing(0)
         top.addWidget(self.header)
         top.addWidget(self.detail)
+        top.addWidget(self.knob_note)
         self.glw = pg.GraphicsLayoutWidget()
         self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
         self.plot.setMenuEnabled(False)
@@ -66,6 +97,9 @@ class NextTokenView(QWidget):
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.bars = pg.BarGraphItem(x0=[], y=[], height=0.75, width=[], brushes=[])
         self.plot.addItem(self.bars)
+        # the model's own probabilities (temperature 1) while the knobs change them
+        self.raw_bars = pg.BarGraphItem(x0=[], y=[], height=0.3, width=[], brushes=[])
+        self.plot.addItem(self.raw_bars)
         self.values: list[pg.TextItem] = []
         self.n_shown = 0
         self._drawn_width = 0.0  # view-box width the x extent was computed for
@@ -85,6 +119,8 @@ class NextTokenView(QWidget):
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
+        self._brushes.clear()
+        self._said.clear()
         self.glw.setBackground(theme.plot_bg)
         for name, font in (("left", theme.font(1.0, mono=True)), ("bottom", theme.font(0.85))):
             style_axis(self.plot.getAxis(name), theme, font)
@@ -93,6 +129,8 @@ class NextTokenView(QWidget):
         self.header.setFont(theme.font(1.0))
         self.detail.setFont(theme.font(0.9))
         self.detail.setStyleSheet(f"color: {theme.text_dim}")
+        self.knob_note.setFont(theme.font(0.9))
+        self.knob_note.setStyleSheet(f"color: {theme.text_dim}")
         self.hint.setStyleSheet(f"color: {theme.text_dim}")
         self.fit_note.setStyleSheet(f"color: {theme.accent}")
         for t in self.values:
@@ -106,11 +144,39 @@ class NextTokenView(QWidget):
 
     def set_model(self, info: ModelInfo) -> None:
         self.candidates = None
+        self.vocab_size = info.vocab_size
         self._redraw()
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         self.candidates = snap.candidates
+        self.prompt_len, self.n_tokens = snap.prompt_len, snap.n_tokens
         self._redraw()
+
+    def _brush(self, color: str):
+        b = self._brushes.get(color)
+        if b is None:
+            b = self._brushes[color] = pg.mkBrush(color)
+        return b
+
+    def _say(self, label: ElidedLabel, text: str, part: str | None = None,
+             bold: bool = False, tip: str | None = None) -> None:
+        """Set a header line (rich when ``part`` is given) only when it changed."""
+        key = (text, part, bold, tip)
+        if self._said.get(id(label)) == key:
+            return
+        self._said[id(label)] = key
+        if part is None and "<" not in text:
+            label.setText(text)
+        else:
+            label.set_rich(text, part or "", bold=bold)
+        if tip is not None:
+            label.setToolTip(tip)
+
+    def _no_raw_bars(self) -> None:
+        if self._raw_shown:
+            self.raw_bars.setOpts(x0=[], y=[], width=[], brushes=[])
+            self._raw_shown = False
+        self.knob_note.hide()
 
     def _ensure_values(self, n: int) -> None:
         while len(self.values) < n:
@@ -175,6 +241,8 @@ class NextTokenView(QWidget):
             self.fit_note.setVisible(bool(text))
 
     def _on_resize(self, *_) -> None:
+        if self._in_redraw:
+            return
         c = self.candidates
         if c is not None and (min(self.count.value(), len(c.ids), self.rows_that_fit())
                               != self.n_shown or abs(self.vb.width() - self._drawn_width) > 1):
@@ -185,12 +253,14 @@ class NextTokenView(QWidget):
         th = self.theme
         if c is None:
             self.bars.setOpts(x0=[], y=[], width=[], brushes=[])
+            self._no_raw_bars()
             for t in self.values:
                 t.setText("")
+            self._texts = []
             self.n_shown = 0
             self._show_fit(0, 0)
-            self.header.setText(" ")
-            self.detail.setText(" ")
+            self._say(self.header, " ")
+            self._say(self.detail, " ")
             return
         n = min(self.count.value(), len(c.ids), self.rows_that_fit())
         self.n_shown = n
@@ -200,42 +270,86 @@ class NextTokenView(QWidget):
         if c.chosen >= n:  # the chosen token ranks lower: show it as the last bar
             idx[-1] = c.chosen
         probs = np.asarray([float(c.probs[i]) for i in idx])
-        brushes = [pg.mkBrush(th.bar_chosen if i == c.chosen else th.bar) for i in idx]
+        brushes = [self._brush(th.bar_chosen if i == c.chosen else th.bar) for i in idx]
         ys = np.arange(n, dtype=float)
-        self.bars.setOpts(x0=np.zeros(n), y=ys, width=probs, height=0.75, brushes=brushes,
-                          pens=[pg.mkPen(None)] * n)
+        labels = [f"{p:.1%}" for p in probs]
+        ends = probs  # where each row's value label goes
+        if c.knobs is not None and len(c.knobs.final) == len(c.ids):
+            ends, labels = self._draw_knobs(c.knobs, idx, probs, brushes)
+        else:
+            self._no_raw_bars()
+            self.bars.setOpts(x0=np.zeros(n), y=ys, width=probs, height=0.75, brushes=brushes,
+                              pens=[self._no_pen] * n)
         ticks = []
         for row, i in enumerate(idx):
             rank = f"#{i + 1}" if i >= n - 1 and i == c.chosen and c.chosen >= n else ""
-            ticks.append((row, f"{c.tokens[i]!r}{(' ' + rank) if rank else ''}"))
-        set_label_ticks(self.plot, "left", ticks)  # widened first: no label left out
+            ticks.append((row, f"{drawn_text(c.tokens[i])!r}{(' ' + rank) if rank else ''}"))
+        # widened first: no label left out; the resize that causes is this redraw's own
+        self._in_redraw = True
+        try:
+            set_label_ticks(self.plot, "left", ticks)
+        finally:
+            self._in_redraw = False
+        self._drawn_width = self.vb.width()
         self._ensure_values(n)  # grows only
-        labels = [f"{p:.1%}" for p in probs]
-        xmax = self._x_extent(float(probs.max()) if n else 1.0, labels)
+        xmax = self._x_extent(float(ends.max()) if n else 1.0, labels)
+        texts = labels + [""] * (len(self.values) - n)
         for row, t in enumerate(self.values):
+            if row >= len(self._texts) or self._texts[row] != texts[row]:
+                t.setText(texts[row])
             if row < n:
-                t.setText(labels[row])
-                t.setPos(float(probs[row]) + xmax * 0.01, row)
-            else:
-                t.setText("")
+                t.setPos(float(ends[row]) + xmax * 0.01, row)
+        self._texts = texts
         self._space_x_ticks(xmax)
         self.vb.setRange(xRange=(0, xmax), yRange=(-0.6, n - 0.4), padding=0)
         token = f"<span style='color:{th.bar_chosen}'><b>{{}}</b></span>"
         if c.kind == "last":
             how = "forced" if c.chosen_forced else "greedy" if c.chosen_greedy else "sampled"
-            self.header.set_rich(f"<b>Step {c.step}</b>: {token}",
-                                 repr(c.tokens[c.chosen]) if c.chosen >= 0 else "?", bold=True)
-            self.detail.set_rich(f"{how}, p = {c.chosen_prob:.3f} · entropy "
-                                 f"<b>{c.entropy:.2f}</b> bits")
-            self.hint.setText("Click a bar to take that token instead (branch).")
+            pos = self.prompt_len + c.step - 2  # the newest token is at pos + 1
+            # short enough for a narrow column; the tooltip says it in the panels' words
+            self._say(self.header, f"<b>Step {c.step}</b>: {token} · after position {pos}",
+                      repr(c.tokens[c.chosen]) if c.chosen >= 0 else "?", bold=True,
+                      tip=f"Step {c.step}'s token (position {pos + 1}) was "
+                      + ("forced in place of a token drawn from" if c.chosen_forced
+                         else "drawn from") + f" the prediction after position {pos}: the "
+                      "distribution below")
+            self._say(self.detail, f"{how}, p = {c.chosen_prob:.3f} · entropy "
+                                   f"<b>{c.entropy:.2f}</b> bits")
+            self._say(self.hint, "Click a bar to take that token instead (branch).")
         else:
-            self.header.set_rich("<b>Next token</b> after the prompt")
+            pos = self.n_tokens - 1
+            self._say(self.header, f"<b>Prediction after position {pos}</b> (the prompt's end)",
+                      tip=f"The prediction after position {pos}: the distribution the token at "
+                      f"position {pos + 1} will be drawn from")
             if c.chosen >= 0:
-                self.detail.set_rich(f"entropy <b>{c.entropy:.2f}</b> bits · taken next: {token}",
-                                     repr(c.tokens[c.chosen]), bold=True)
+                self._say(self.detail, f"entropy <b>{c.entropy:.2f}</b> bits · token at "
+                          f"position {pos + 1}: {token}", repr(c.tokens[c.chosen]), bold=True)
             else:
-                self.detail.set_rich(f"entropy <b>{c.entropy:.2f}</b> bits")
-            self.hint.setText("Click a bar to force that token as the next one.")
+                self._say(self.detail, f"entropy <b>{c.entropy:.2f}</b> bits")
+            self._say(self.hint, "Click a bar to force that token as the next one.")
+
+    def _draw_knobs(self, k, idx: list[int], probs: np.ndarray,
+                    brushes: list) -> tuple[np.ndarray, list[str]]:
+        """Two bars per row: the model's probability (thin, grey, above) and the renormalised
+        distribution the token is drawn from (below it; none for a cut token). Returns where
+        each row's label goes and the labels ("12.3% → 30.1%", "4.0% · cut")."""
+        th = self.theme
+        n = len(idx)
+        final = np.asarray([float(k.final[i]) for i in idx])
+        kept = [bool(k.kept[i]) for i in idx]
+        ys = np.arange(n, dtype=float)
+        grey = self._brush(th.text_dim)
+        self.raw_bars.setOpts(x0=np.zeros(n), y=ys - 0.22, width=probs, height=0.3,
+                              brushes=[grey] * n, pens=[self._no_pen] * n)
+        self._raw_shown = True
+        self.bars.setOpts(x0=np.zeros(n), y=ys + 0.12, width=final, height=0.5,
+                          brushes=brushes, pens=[self._no_pen] * n)
+        labels = [f"{p:.1%} → {f:.1%}" if on else f"{p:.1%} · cut"
+                  for p, f, on in zip(probs, final, kept, strict=True)]
+        self.knob_note.setText(k.describe(self.vocab_size or None)
+                               + " (grey: the model, T = 1)")
+        self.knob_note.show()
+        return np.maximum(probs, final), labels
 
     def row_position(self, row: int):
         """Scene position of the middle of bar ``row`` (tests click there)."""
@@ -243,8 +357,25 @@ class NextTokenView(QWidget):
         p = float(c.probs[row]) / 2 if c is not None and row < len(c.probs) else 0.01
         return self.vb.mapViewToScene(pg.Point(max(p, 0.002), row))
 
+    def set_compare(self, token_id: int | None) -> None:
+        """Compare the chosen token with ``token_id`` (``None``: stop comparing)."""
+        self.compare_id = token_id
+        self.compareChosen.emit(-1 if token_id is None else int(token_id))
+
+    def _compare_menu(self, token_id: int, token: str, screen_pos) -> None:
+        from PySide6.QtWidgets import QMenu
+
+        menu = QMenu(self)
+        menu.addAction(f"Compare the chosen token with {token!r} (logit attribution)",
+                       lambda: self.set_compare(token_id))
+        if self.compare_id is not None:
+            menu.addAction("Stop comparing", lambda: self.set_compare(None))
+        self.last_menu = menu
+        menu.popup(screen_pos.toPoint())
+
     def _on_click(self, ev) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton or self.candidates is None:
+        right = ev.button() == Qt.MouseButton.RightButton
+        if not (right or ev.button() == Qt.MouseButton.LeftButton) or self.candidates is None:
             return
         if not self.vb.sceneBoundingRect().contains(ev.scenePos()):
             return
@@ -254,5 +385,10 @@ class NextTokenView(QWidget):
         if not 0 <= row < n:
             return
         i = c.chosen if (row == n - 1 and c.chosen >= n) else row
-        self.candidateClicked.emit(int(c.ids[i]), c.kind == "last")
+        if right:
+            self._compare_menu(int(c.ids[i]), c.tokens[i], ev.screenPos())
+        elif ev.modifiers() & Qt.KeyboardModifier.ShiftModifier:  # toggles the comparison
+            self.set_compare(None if self.compare_id == int(c.ids[i]) else int(c.ids[i]))
+        else:
+            self.candidateClicked.emit(int(c.ids[i]), c.kind == "last")
 

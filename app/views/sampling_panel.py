@@ -2,6 +2,8 @@
 
 Temperature 0 means greedy: typing it turns Greedy on (the box keeps the last temperature for
 when Greedy goes off again). A value out of a box's range is clamped, and the note says to what.
+The tokens drawn change from the next step, but the next-token chart shows what the settings do
+at once: the model's probabilities in grey beside the distribution a token is drawn from.
 """
 
 from __future__ import annotations
@@ -32,17 +34,20 @@ class SamplingPanel(QWidget):
         self.temperature.setSingleStep(0.1)
         self.temperature.setDecimals(2)
         self.temperature.setValue(1.0)
-        self.temperature.setToolTip("Divides the logits: < 1 sharper, > 1 flatter; 0 = greedy")
+        self.temperature.setToolTip("Divides the logits: < 1 sharper, > 1 flatter; 0 = greedy. "
+                                    "The next-token chart shows the effect at once")
         self.top_k = ClampingSpinBox()
         self.top_k.setRange(0, 100000)
         self.top_k.setSpecialValueText("off")
-        self.top_k.setToolTip("Keep only the k most probable tokens (0 = off)")
+        self.top_k.setToolTip("Keep only the k most probable tokens (0 = off); the chart marks "
+                              "the others \"cut\"")
         self.top_p = ClampingDoubleSpinBox()
         self.top_p.setRange(0.01, 1.0)
         self.top_p.setSingleStep(0.05)
         self.top_p.setDecimals(2)
         self.top_p.setValue(1.0)
-        self.top_p.setToolTip("Nucleus: keep the most probable tokens up to this mass (1 = off)")
+        self.top_p.setToolTip("Nucleus: keep the most probable tokens up to this mass (1 = off); "
+                              "the chart marks the others \"cut\" and renormalises the rest")
         self.seed = ClampingSpinBox()
         self.seed.setRange(0, 2**31 - 1)
         self.seed.setToolTip("Random seed: the same seed and settings give the same tokens")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import bisect
 import html
 
 import numpy as np
@@ -27,12 +28,26 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.runtime.snapshot import ModelInfo, Snapshot, tokens_kept
 from gptviz_app.views.panel_layout import controls_row, stack
 from gptviz_app.views.theme import DARK, Theme, luma
 
 #: Whole lines of chips the strip always shows (the newest line and the one before it).
 MIN_LINES = 2
+
+#: Marks drawn in place of the tokenizer's: its carriage return "␍" has no glyph in common
+#: fonts (an empty box), and must not look like the line feed "↵": CR is drawn "⇤" (back to
+#: the line's start), LF stays "↵"; the tooltips name both.
+DRAWN_MARKS = {"␍": "⇤"}
+_MARK_NAMES = (("␍", "CR (carriage return, \\r)"), ("↵", "LF (line feed, \\n)"),
+               ("⇥", "tab (\\t)"))
+
+
+def drawn_text(token: str) -> str:
+    """How a token's display string is drawn on its chip (see :data:`DRAWN_MARKS`)."""
+    for mark, drawn in DRAWN_MARKS.items():
+        token = token.replace(mark, drawn)
+    return token
 
 
 class ChipCanvas(QWidget):
@@ -59,6 +74,10 @@ class ChipCanvas(QWidget):
         self.weight_max = 0.0
         self.weights_label = ""  # what the shading shows, for the tooltips
         self.rects: list[QRect] = []
+        self._ys: list[int] = []  # top of every rect, for finding chips by position
+        self._tokens_rev = None  # revision of `tokens` (Snapshot.tokens_rev)
+        self.found: list[int] = []   # positions the find bar matched, in order
+        self.found_current = -1      # the one the find bar is on
         self._widths: dict[str, int] = {}
         self._layout_width = -1
         self._content_height = 40
@@ -72,7 +91,13 @@ class ChipCanvas(QWidget):
         self._relayout()
 
     def set_data(self, snap: Snapshot) -> None:
-        tokens_changed = snap.tokens != self.tokens
+        # Lay out only the chips after the tokens that stayed (a step: one chip); the
+        # snapshot's revision says how many did, without comparing 400,000 strings.
+        kept = tokens_kept(snap, self._tokens_rev)
+        if kept is None:
+            kept = _common_prefix(snap.tokens, self.tokens)
+        tokens_changed = kept < len(self.tokens) or kept < len(snap.tokens)
+        self._tokens_rev = snap.tokens_rev
         self.tokens = snap.tokens
         self.ids = snap.ids
         self.chosen_probs = snap.chosen_probs
@@ -86,7 +111,7 @@ class ChipCanvas(QWidget):
         self._set_weights(np.nan_to_num(row[:q_rel + 1], nan=0.0),
                           f"attention from query {snap.query}")
         if tokens_changed:
-            self._relayout()
+            self._relayout(kept)
         self.update()
 
     def set_weights(self, weights: np.ndarray, label: str) -> None:
@@ -104,7 +129,7 @@ class ChipCanvas(QWidget):
     def _chip_width(self, fm: QFontMetrics, text: str) -> int:
         w = self._widths.get(text)
         if w is None:
-            w = fm.horizontalAdvance(text or " ") + 2 * self.PAD_X
+            w = fm.horizontalAdvance(drawn_text(text) or " ") + 2 * self.PAD_X
             self._widths[text] = w
         return w
 
@@ -116,19 +141,28 @@ class ChipCanvas(QWidget):
         """Viewport height that shows exactly ``n`` whole lines of chips (margins included)."""
         return n * self.chip_height() + (n - 1) * self.GAP_Y + 2 * self.MARGIN
 
-    def _relayout(self) -> None:
+    def _relayout(self, keep: int = 0) -> None:
+        """Place the chips; the first ``keep`` stay where they are when the width did not
+        change (the chips after them are placed from there on)."""
         fm = QFontMetrics(self.font())
         h = self.chip_height()
         width = max(100, self.width())
+        if width != self._layout_width or not 0 < keep <= len(self.rects):
+            keep = 0
+        rects, ys = self.rects, self._ys
+        del rects[keep:], ys[keep:]  # in place: a copy of 400,000 rects costs more than a step
         x, y = self.MARGIN, self.MARGIN
-        rects = []
-        for t in self.tokens:
+        if rects:
+            last = rects[-1]
+            x, y = last.x() + last.width() + self.GAP_X, last.y()
+        for t in self.tokens[keep:]:
             w = min(self._chip_width(fm, t), width - 2 * self.MARGIN)
             if x + w > width - self.MARGIN and x > self.MARGIN:
                 x, y = self.MARGIN, y + h + self.GAP_Y
             rects.append(QRect(x, y, w, h))
+            ys.append(y)
             x += w + self.GAP_X
-        self.rects = rects
+        self.rects, self._ys = rects, ys
         self._layout_width = width
         content = (y + h + self.MARGIN) if rects else h + 2 * self.MARGIN
         if content != self._content_height:
@@ -149,9 +183,7 @@ class ChipCanvas(QWidget):
         if not self.rects:
             return -1
         # rows are sorted: binary search on y, then scan the row
-        ys = [r.y() for r in self.rects]
-        import bisect
-
+        ys = self._ys
         i = bisect.bisect_right(ys, pos.y()) - 1
         if i < 0:
             return -1
@@ -178,7 +210,12 @@ class ChipCanvas(QWidget):
         query_pen = QPen(QColor(th.accent), 3.0)
         ws, q, pl = self.window_start, self.query, self.prompt_len
         nw = self.weights.shape[0]
-        for i, r in enumerate(self.rects):
+        # Only the chips in the clip (rows are sorted by y): a long text has 100,000s.
+        h = self.rects[0].height() if self.rects else 0
+        first = bisect.bisect_left(self._ys, clip.top() - h)
+        last = bisect.bisect_right(self._ys, clip.bottom())
+        for i in range(first, last):
+            r = self.rects[i]
             if r.bottom() < clip.top() or r.top() > clip.bottom():
                 continue
             bg = QColor(gen_bg if i >= pl else prompt_bg)
@@ -202,8 +239,36 @@ class ChipCanvas(QWidget):
             else:
                 p.setPen(QColor("#000000") if luma(bg) > 150 else text_c)
             p.drawText(r.adjusted(self.PAD_X, 0, -self.PAD_X + 1, 0),
-                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, self.tokens[i])
+                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                       drawn_text(self.tokens[i]))
+        self._paint_marks(p, clip)
         p.end()
+
+    def _paint_marks(self, p: QPainter, clip: QRect) -> None:
+        """The window's start (a bar before its first chip, once the window slid) and the
+        find bar's matches (underlined; the current one boxed)."""
+        th = self.theme
+        ws = self.window_start
+        if 0 < ws < len(self.rects):
+            r = self.rects[ws]
+            x = r.left() - (self.GAP_X + 1) // 2
+            p.setPen(QPen(QColor(th.accent), 2.0))
+            p.drawLine(x, r.top() - 2, x, r.bottom() + 2)
+        if not self.found:
+            return
+        mark = QPen(QColor(th.accent), 2.0)
+        for i in self.found:
+            if i >= len(self.rects):
+                break
+            r = self.rects[i]
+            if r.bottom() < clip.top() or r.top() > clip.bottom():
+                continue
+            p.setPen(mark)
+            p.drawLine(r.left() + 2, r.bottom() + 2, r.right() - 2, r.bottom() + 2)
+            if i == self.found_current:
+                p.setBrush(Qt.BrushStyle.NoBrush)
+                p.setPen(QPen(QColor(th.accent), 1.5, Qt.PenStyle.DotLine))
+                p.drawRoundedRect(QRectF(r).adjusted(-2, -2, 2, 2), 5, 5)
 
     # ------------------------------------------------------------------ events
     def mousePressEvent(self, e) -> None:  # noqa: N802 - Qt name
@@ -217,7 +282,10 @@ class ChipCanvas(QWidget):
     def tooltip_text(self, i: int) -> str:
         """What hovering chip ``i`` shows."""
         tok = self.tokens[i]
-        lines = [f"position {i} · id {int(self.ids[i])}", f"token  {tok!r}"]
+        lines = [f"position {i} · id {int(self.ids[i])}", f"token  {drawn_text(tok)!r}"]
+        marks = [name for mark, name in _MARK_NAMES if mark in tok]
+        if marks:
+            lines.append("holds " + ", ".join(marks))
         if i < self.prompt_len:
             lines.append("prompt token")
         else:
@@ -228,6 +296,8 @@ class ChipCanvas(QWidget):
         k = i - self.window_start
         if i < self.window_start:
             lines.append("outside the model's window")
+        elif i == self.window_start > 0:
+            lines.append("the model's window starts here (the window slid)")
         elif 0 <= k < self.weights.shape[0]:
             lines.append(f"{self.weights_label}: {float(self.weights[k]):.4f}")
         return "\n".join(lines)
@@ -244,6 +314,21 @@ class ChipCanvas(QWidget):
                 e.ignore()
             return True
         return super().event(e)
+
+
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    """Length of the common prefix of two token lists (equal lists: their length)."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def _mix(a: QColor, b: QColor, t: float) -> QColor:
@@ -339,6 +424,10 @@ class TokenStrip(QWidget):
             self.follow.setChecked(False)
         self.queryChosen.emit(i)
 
+    def choose_query(self, i: int) -> None:
+        """Make the token at position ``i`` the query, as a click on its chip does."""
+        self._on_chip(i)
+
     def _on_follow(self, on: bool) -> None:
         if on:
             self.followLatest.emit()
@@ -367,7 +456,9 @@ class TokenStrip(QWidget):
             f"<span style='background:{th.generated_chip}; color:{th.generated_edge}'>"
             f"&nbsp;generated&nbsp;</span> "
             f"<span style='color:{th.forced_edge}'>forced</span> "
-            f"<span style='color:{th.accent}'>▣ query</span>{extra}")
+            f"<span style='color:{th.accent}'>▣ query</span>"
+            + (f" <span style='color:{th.accent}'>┃</span> window from token {snap.window_start}"
+               if snap is not None and snap.window_start else "") + extra)
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         grew = snap.n_tokens > self._n
@@ -381,6 +472,14 @@ class TokenStrip(QWidget):
         if self._stick_bottom and grew:
             bar = self.scroll.verticalScrollBar()
             bar.setValue(bar.maximum())
+
+    def reveal(self, i: int) -> None:
+        """Scroll chip ``i`` into view (the strip stops following the newest line)."""
+        c = self.canvas
+        if 0 <= i < len(c.rects):
+            self._stick_bottom = False
+            r = c.rects[i]
+            self.scroll.ensureVisible(r.center().x(), r.center().y(), 0, r.height())
 
     def _on_range(self, lo: int, hi: int) -> None:
         # The canvas grows after layout; keep the newest line in view while following.

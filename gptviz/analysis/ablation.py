@@ -5,9 +5,11 @@ is replaced by
 
 * ``"zero"``: zeros, so the head adds nothing but ``c_proj``'s bias share, which it never
   owned (the bias is added once per layer, whatever the heads do);
-* ``"mean"``: the head's output averaged over the positions of the current text, measured on
-  the clean (un-ablated) model — the head keeps its average contribution, loses what depends on
-  the position.
+* ``"mean"``: the head's output averaged over positions, measured on the clean (un-ablated)
+  model — the head keeps its average contribution, loses what depends on the position. The
+  means are *causal*: over the positions up to the one whose prediction is compared
+  (``0 .. position``), so that a later token never changes the effect at an earlier position;
+  or over a reference text the caller picks (``means=head_output_means(model, reference)``).
 
 Re-running after a change only needs the layers from the first ablated one on: the keys and
 values of every layer up to and including it depend only on the residual stream before it,
@@ -62,8 +64,8 @@ def _check_heads(config: GPTConfig, heads: Iterable[tuple[int, int]]) -> list[tu
 
 
 @torch.no_grad()
-def head_output_means(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor
-                      ) -> torch.Tensor:
+def head_output_means(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor,
+                      upto: int | None = None) -> torch.Tensor:
     """Every head's output averaged over the positions of a text, on the clean model.
 
     Parameters
@@ -72,6 +74,9 @@ def head_output_means(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor
         The GPT.
     ids
         ``[T]`` token ids.
+    upto
+        Average over positions ``0 .. upto`` only (negative counts from the end; default
+        all): the causal means of the prediction after ``upto``. Only those positions run.
 
     Returns
     -------
@@ -79,7 +84,14 @@ def head_output_means(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor
         ``[n_layer, n_head, head_dim]`` on the model's device and dtype.
     """
     device = next(model.parameters()).device
-    out = model(_ids_tensor(ids, device), return_head_out=True, last_only=True)
+    x = _ids_tensor(ids, device)  # [1, T]
+    if upto is not None:
+        t = x.shape[1]
+        end = upto + t if upto < 0 else upto
+        if not 0 <= end < t:
+            raise ValueError(f"position {upto} is outside the text of {t} tokens")
+        x = x[:, :end + 1]
+    out = model(x, return_head_out=True, last_only=True)
     return torch.stack([z[0].mean(dim=1) for z in out.head_outputs], dim=0)  # [L, H, hd]
 
 
@@ -412,7 +424,8 @@ def ablation_effect(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor,
     heads
         ``(layer, head)`` pairs to remove.
     mode
-        ``"zero"`` or ``"mean"`` (means over ``ids`` on the clean model, unless ``means``).
+        ``"zero"`` or ``"mean"`` (causal means: over ``ids[:position + 1]`` on the clean
+        model, unless ``means`` are given, e.g. over a reference text).
     chosen
         The token actually chosen after ``position``; default ``ids[position + 1]`` when the
         text goes on, else none.
@@ -441,8 +454,9 @@ def ablation_effect(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor,
     if chosen is None and pos + 1 < t:
         chosen = int(x[0, pos + 1])
     heads = _check_heads(model.config, heads)
-    ablation = make_ablation(model.config, heads, mode, model=model, ids=x[0], means=means)
-    prefix = x[:, : pos + 1]
+    prefix = x[:, : pos + 1]  # the model is causal: nothing after pos is read
+    ablation = make_ablation(model.config, heads, mode, model=model, ids=prefix[0],
+                             means=means)
     before = model(prefix, last_only=True).logits[0, -1].double().log_softmax(-1)  # [V]
     after = model(prefix, ablation=ablation, last_only=True).logits[0, -1]
     after = after.double().log_softmax(-1)  # [V]

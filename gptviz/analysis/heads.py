@@ -28,6 +28,16 @@ precise text, with the corner cases, is in ``docs/analysis.md``):
 :func:`induction_scores` is the probe version used for training reports: random distinct
 tokens repeated twice, run through the model, mean attention from each token of the second
 copy to the token right after its first occurrence.
+
+``convention="transformer_lens"`` (:func:`head_scores`) computes ``prev_token``,
+``duplicate_token`` and ``induction`` as TransformerLens' ``detect_head`` does (its defaults,
+``error_measure="mul"``, no excluded positions): ``sum(att * pattern) / sum(att)`` over the
+whole ``[T, T]`` map, i.e. the attention mass on the pattern averaged over *all* ``T`` queries
+(a query without a target counts 0; row 0 counts for the previous-token score), with TL's
+patterns: previous token ``k = i - 1``; duplicate ``k < i``, same token; induction the
+duplicate pattern shifted one key to the right, ``k = j + 1`` for an earlier copy ``j < i``,
+so ``k = i`` (when ``ids[i-1] == ids[i]``) and ``k = i - 1`` count too. ``first_token`` and
+``entropy`` have no TransformerLens detector and are the same in both conventions.
 """
 
 from __future__ import annotations
@@ -48,7 +58,11 @@ __all__ = [
     "duplicate_token_scores", "attention_entropy", "mean_attention_entropy",
     "induction_target_mask", "duplicate_token_mask",
     "repeated_random_tokens", "induction_scores", "probe_induction_from_attention",
+    "CONVENTIONS", "previous_token_mask", "tl_induction_mask", "pattern_fraction",
 ]
+
+#: The score conventions of :func:`head_scores` (see the module docstring).
+CONVENTIONS: tuple[str, ...] = ("gptviz", "transformer_lens")
 
 #: Names of the per-head scores, in display order (the fields of :class:`HeadScores`).
 SCORE_NAMES: tuple[str, ...] = ("prev_token", "first_token", "induction", "duplicate_token",
@@ -173,6 +187,31 @@ def duplicate_token_mask(ids: Sequence[int] | np.ndarray) -> np.ndarray:
     ids = np.asarray(ids).reshape(-1)
     t = ids.shape[0]
     return (ids[:, None] == ids[None, :]) & np.tri(t, t, -1, dtype=bool)
+
+
+def previous_token_mask(t: int) -> np.ndarray:
+    """``[T, T]`` bool: ``M[i, i - 1]`` true for ``i >= 1``."""
+    return np.eye(t, t, -1, dtype=bool)
+
+
+def tl_induction_mask(ids: Sequence[int] | np.ndarray) -> np.ndarray:
+    """TransformerLens' induction pattern: the duplicate-token pattern shifted one key to the
+    right, ``M[i, k]`` true when ``k >= 1``, ``ids[k-1] == ids[i]`` and ``k - 1 < i``
+    (``k <= i``: unlike :func:`induction_target_mask`, the previous token and the query itself
+    can be targets)."""
+    ids = np.asarray(ids).reshape(-1)
+    t = ids.shape[0]
+    mask = np.zeros((t, t), dtype=bool)
+    mask[:, 1:] = duplicate_token_mask(ids)[:, :-1]  # M[i, k] = dup[i, k - 1]
+    return mask
+
+
+def pattern_fraction(att: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """TransformerLens' score: ``sum(att * mask) / sum(att)`` over the last two axes, ``[...]``
+    float64 (the mass on the pattern averaged over all queries, each row summing to 1)."""
+    att = _as_float(att)
+    total = att.sum(axis=(-2, -1), dtype=np.float64)
+    return _mask_mass(att, mask) / np.where(total > 0, total, np.nan)
 
 
 # ---------------------------------------------------------------------------- scores
@@ -341,6 +380,8 @@ class HeadScores:
         How many queries the induction / duplicate-token means are over (0 -> NaN scores).
     probe_induction
         ``[L, H]`` probe induction scores (:func:`induction_scores`), when computed.
+    convention
+        ``"gptviz"`` or ``"transformer_lens"`` (:func:`head_scores`).
     """
 
     prev_token: np.ndarray
@@ -352,6 +393,7 @@ class HeadScores:
     induction_queries: int = 0
     duplicate_queries: int = 0
     probe_induction: np.ndarray | None = None
+    convention: str = "gptviz"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -384,6 +426,7 @@ class HeadScores:
         with NaN written as ``None``."""
         return {
             "n_tokens": int(self.n_tokens),
+            "convention": self.convention,
             "induction_queries": int(self.induction_queries),
             "duplicate_queries": int(self.duplicate_queries),
             "scores": {name: _json_grid(getattr(self, name)) for name in SCORE_NAMES},
@@ -392,7 +435,8 @@ class HeadScores:
 
 
 def head_scores(att: np.ndarray, ids: Sequence[int] | np.ndarray, causal: bool = True,
-                probe_induction: np.ndarray | None = None) -> HeadScores:
+                probe_induction: np.ndarray | None = None,
+                convention: str = "gptviz") -> HeadScores:
     """Every per-head score of one text.
 
     Parameters
@@ -406,26 +450,41 @@ def head_scores(att: np.ndarray, ids: Sequence[int] | np.ndarray, causal: bool =
         ``att`` is zero above the diagonal (see :func:`attention_entropy`).
     probe_induction
         Optional ``[L, H]`` probe scores to carry along (from :func:`induction_scores`).
+    convention
+        ``"gptviz"`` (means over the queries a score is defined for) or
+        ``"transformer_lens"`` (TransformerLens' ``detect_head``: over all queries, its
+        induction pattern); see the module docstring.
 
     Returns
     -------
     HeadScores
     """
+    if convention not in CONVENTIONS:
+        raise ValueError(f"score convention must be one of {', '.join(CONVENTIONS)} "
+                         f"(got {convention!r})")
     att = _as_float(att)
     t = att.shape[-1]
     ids = _as_ids(ids, t)
-    ind_mask = induction_target_mask(ids)  # [T, T]
+    tl = convention == "transformer_lens"
+    ind_mask = tl_induction_mask(ids) if tl else induction_target_mask(ids)  # [T, T]
     dup_mask = duplicate_token_mask(ids)  # [T, T]
+    if tl:
+        prev = pattern_fraction(att, previous_token_mask(t))
+        ind, dup = pattern_fraction(att, ind_mask), pattern_fraction(att, dup_mask)
+    else:
+        prev = previous_token_scores(att)
+        ind, dup = _masked_mean(att, ind_mask), _masked_mean(att, dup_mask)
     return HeadScores(
-        prev_token=previous_token_scores(att),
+        prev_token=prev,
         first_token=first_token_scores(att),
-        induction=_masked_mean(att, ind_mask),
-        duplicate_token=_masked_mean(att, dup_mask),
+        induction=ind,
+        duplicate_token=dup,
         entropy=mean_attention_entropy(att, causal=causal),
         n_tokens=int(t),
         induction_queries=int(ind_mask.any(axis=1).sum()),
         duplicate_queries=int(dup_mask.any(axis=1).sum()),
         probe_induction=probe_induction,
+        convention=convention,
     )
 
 

@@ -9,6 +9,15 @@ after every block) and each is pushed through the model's own output head:
 ``ln_f`` = identity, and every block's output is then already the output of a LayerNorm, so it
 is read directly; only the embedding point (``h_0 = W_e[u] + W_p``) is un-normalised there.
 For the last point this is exactly the model's output distribution.
+
+With ``mid=True`` the lens also reads the points between each block's attention and its
+feed-forward layer (TransformerLens' ``resid_mid``): the stream after the attention's output
+is added, ``h_l + attn_l(LN_1(h_l))`` (a parallel block: the same sum, before the
+feed-forward's output is added; post-LN: ``LN_1(h_l + attn_l(h_l))``, which is what the
+feed-forward layer reads), read out the same way.
+
+The points are named 0-based like the layers: ``"embed"``, then per layer ``l``
+``"L{l} mid"`` (with ``mid``) and ``"L{l} out"`` (the block's output; the last is the model's).
 """
 
 from __future__ import annotations
@@ -20,18 +29,38 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from gptviz.analysis.query_run import blocks, capture_inputs
 from gptviz.model.gpt import Ablation
 
 if TYPE_CHECKING:
     from gptviz.io.tokenizer import Tokenizer
     from gptviz.model.gpt import GPT
 
-__all__ = ["LensResult", "logit_lens", "lens_readout", "layer_names"]
+__all__ = ["LensResult", "logit_lens", "lens_readout", "layer_names", "with_mid_points"]
 
 
-def layer_names(n_layer: int) -> list[str]:
-    """Names of the ``n_layer + 1`` read-out points: ``"embed"``, ``"block 1"``, ..."""
-    return ["embed"] + [f"block {i}" for i in range(1, n_layer + 1)]
+def layer_names(n_layer: int, mid: bool = False) -> list[str]:
+    """Names of the read-out points: ``"embed"``, ``"L0 out"``, ..., ``"L{n_layer-1} out"``
+    (``n_layer + 1``); with ``mid`` ``"L{l} mid"`` before each ``"L{l} out"``
+    (``2 n_layer + 1``)."""
+    names = ["embed"]
+    for i in range(n_layer):
+        names += [f"L{i} mid", f"L{i} out"] if mid else [f"L{i} out"]
+    return names
+
+
+def with_mid_points(model: GPT, resid: Sequence[torch.Tensor],
+                    attn_out: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The read-out points with the ``resid_mid`` ones interleaved: ``resid`` the
+    ``n_layer + 1`` residual vectors ``[C]`` (embedding, every block's output), ``attn_out``
+    each block's attention output ``[C]`` (after ``c_proj``) -> ``[2 n_layer + 1, C]``."""
+    points = [resid[0]]
+    for layer, block in enumerate(blocks(model)):
+        mid = resid[layer] + attn_out[layer]
+        if model.config.ln_placement != "pre":  # post-LN: the feed-forward reads LN_1(x + a)
+            mid = block.ln_1(mid)
+        points += [mid, resid[layer + 1]]
+    return torch.stack(points)
 
 
 @dataclass
@@ -45,17 +74,18 @@ class LensResult:
     token
         The token id at that position.
     layers
-        Names of the ``n_layer + 1`` read-out points (:func:`layer_names`).
+        Names of the read-out points (:func:`layer_names`): ``n_layer + 1``, or
+        ``2 n_layer + 1`` with the ``resid_mid`` points; ``P`` below.
     top_ids
-        ``[n_layer + 1, k]`` int64: the top-k token ids after each point, most probable first.
+        ``[P, k]`` int64: the top-k token ids after each point, most probable first.
     top_probs
-        ``[n_layer + 1, k]`` float32: their probabilities.
+        ``[P, k]`` float32: their probabilities.
     target
         The actually-next token (``ids[position + 1]``) or the one passed in, else ``None``.
     target_probs
-        ``[n_layer + 1]`` float32: its probability after each point (``None`` without target).
+        ``[P]`` float32: its probability after each point (``None`` without target).
     target_ranks
-        ``[n_layer + 1]`` int64: its rank after each point (0 = top), or ``None``.
+        ``[P]`` int64: its rank after each point (0 = top), or ``None``.
     """
 
     position: int
@@ -133,7 +163,7 @@ def lens_readout(model: GPT, resid: torch.Tensor, k: int = 10, target: int | Non
 @torch.no_grad()
 def logit_lens(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor, position: int = -1,
                k: int = 10, ablation: Ablation | None = None,
-               target: int | None = None) -> LensResult:
+               target: int | None = None, mid: bool = False) -> LensResult:
     """Top-k predictions after the embedding and after every block, at one position.
 
     Parameters
@@ -152,6 +182,8 @@ def logit_lens(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor, posit
     target
         The token whose probability is tracked; default ``ids[position + 1]`` when the text
         goes on, else none.
+    mid
+        Also read the points between attention and feed-forward (module docstring).
 
     Returns
     -------
@@ -167,10 +199,15 @@ def logit_lens(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor, posit
     if target is None and pos + 1 < t:
         target = int(ids_t[pos + 1])
     device = next(model.parameters()).device
-    out = model(ids_t[None, : pos + 1].to(device), return_resid=True, ablation=ablation,
-                last_only=True)
-    resid = torch.stack([r[0, -1] for r in out.residuals], dim=0)  # [n_layer + 1, C]
+    with capture_inputs([b.attn for b in blocks(model)] if mid else [], outputs=True) as got:
+        out = model(ids_t[None, : pos + 1].to(device), return_resid=True, ablation=ablation,
+                    last_only=True)
+    assert out.residuals is not None
+    vectors = [r[0, -1] for r in out.residuals]  # n_layer + 1 of [C]
+    resid = (with_mid_points(model, vectors, [g[-1][0, -1] for g in got]) if mid
+             else torch.stack(vectors, dim=0))  # [points, C]
     top_i, top_p, t_probs, t_ranks = lens_readout(model, resid, k=k, target=target)
     return LensResult(position=pos, token=int(ids_t[pos]),
-                      layers=layer_names(model.config.n_layer), top_ids=top_i, top_probs=top_p,
-                      target=target, target_probs=t_probs, target_ranks=t_ranks)
+                      layers=layer_names(model.config.n_layer, mid), top_ids=top_i,
+                      top_probs=top_p, target=target, target_probs=t_probs,
+                      target_ranks=t_ranks)

@@ -17,7 +17,7 @@ import numpy as np
 from gptviz.analysis import attention_array
 from gptviz.analysis.compare import attention_difference
 from gptviz.analysis.live import AnalysisInputs, LiveAnalysis, LRUCache
-from gptviz.analysis.maps import head_map, masked_map
+from gptviz.analysis.maps import head_map, layer_windows, masked_map
 
 __all__ = ["COMPARE_SOURCES", "ALIGNS", "CompareSettings", "CompareView", "HeadComparison"]
 
@@ -91,6 +91,7 @@ class HeadComparison(LiveAnalysis):
     def compute(self, inputs: AnalysisInputs, settings: CompareSettings) -> CompareView:
         s, wids, abl = inputs.session, inputs.ids, inputs.ablation
         layer, head, average = inputs.layer, inputs.head, inputs.average
+        win = layer_windows(s.config)[layer]  # a local layer's cells outside its window: masked
         cv = CompareView(source=settings.source, align=settings.align, layer=layer,
                          head=head, average=average)
         toks = s.display_tokens()[s.window_start:]
@@ -112,7 +113,7 @@ class HeadComparison(LiveAnalysis):
                 return cv
             if pinned is None:
                 cv.message = "Pin a state as A first (Pin current as A), then change the text."
-                cv.b = masked_map(head_map(cur, layer, head, average))
+                cv.b = masked_map(head_map(cur, layer, head, average), win)
                 cv.tokens_b = toks
                 cv.label_b = "current"
                 return cv
@@ -123,8 +124,8 @@ class HeadComparison(LiveAnalysis):
         a = head_map(a_att, layer, head, average)
         b = head_map(cur, layer, head, average)
         diff, n = attention_difference(a, ids_a, b, wids, align=settings.align)
-        cv.a, cv.b = masked_map(a), masked_map(b)
-        cv.diff, cv.n = masked_map(diff.astype(np.float32)), int(n)
+        cv.a, cv.b = masked_map(a, win), masked_map(b, win)
+        cv.diff, cv.n = masked_map(diff.astype(np.float32), win), int(n)
         cv.tokens_a, cv.tokens_b = list(toks_a), toks
         if n == 0 and not cv.message:
             cv.message = ("No aligned positions: the texts differ from the first token "

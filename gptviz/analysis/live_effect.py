@@ -3,8 +3,11 @@
 The next-token distribution the next-token panel shows (the one the newest token was drawn
 from once tokens were generated, else the one after the prompt), with and without the ablated
 heads: :func:`~gptviz.analysis.ablation.effect_from_logprobs`, the numbers of
-:func:`~gptviz.analysis.ablation.ablation_effect`. The ablated logits are read from the
-session's own final activations (no forward pass), the clean ones come from
+:func:`~gptviz.analysis.ablation.ablation_effect` (mean-ablation with causal means, or a
+reference text's). The ablated logits are read from the session's own final activations (no
+forward pass) unless the means should be other ones than the session's
+(:meth:`~gptviz.analysis.live_ablation.HeadAblation.ablated_logits_at`), the clean ones come
+from
 :meth:`~gptviz.analysis.live_ablation.HeadAblation.clean_logits_at` (kept from the moment
 the ablation was switched on, then one step of a clean KV cache per new step).
 """
@@ -16,7 +19,7 @@ from typing import Any
 
 from gptviz.analysis.ablation import effect_from_logprobs
 from gptviz.analysis.live import AnalysisInputs, LiveAnalysis, LRUCache
-from gptviz.analysis.live_ablation import effect_position, logits_at
+from gptviz.analysis.live_ablation import effect_position
 
 __all__ = ["EffectSettings", "AblationEffectAtStep", "step_effect"]
 
@@ -47,7 +50,7 @@ def step_effect(inputs: AnalysisInputs, k: int = 10) -> dict[str, Any]:
         if redo:
             chosen = int(redo[0].token_id)
     before = abl.clean_logits_at(s, inputs.text_key, wids, p).log_softmax(-1)  # [V] float64
-    after = logits_at(s, p).log_softmax(-1)  # [V] float64
+    after = abl.ablated_logits_at(s, inputs.text_key, wids, p).log_softmax(-1)  # [V] float64
     out = effect_from_logprobs(before, after, abl.heads, abl.active_mode or abl.mode,
                                inputs.window_start + p, chosen=chosen, k=k)
     for d in out["top_before"] + out["top_after"]:

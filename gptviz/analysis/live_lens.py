@@ -13,17 +13,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from gptviz.analysis.lens import LensResult, layer_names, logit_lens
+from gptviz.analysis.lens import LensResult, layer_names, logit_lens, with_mid_points
 from gptviz.analysis.live import AnalysisInputs, LiveAnalysis, LRUCache
+from gptviz.analysis.query_run import blocks, capture_inputs
 
 __all__ = ["LensSettings", "LensView", "LogitLensAtQuery", "lens_from_cache"]
 
 
 @dataclass(frozen=True)
 class LensSettings:
-    """``k``: how many top tokens per layer."""
+    """``k``: how many top tokens per layer; ``mid``: also the points between attention and
+    feed-forward (``resid_mid``)."""
 
     k: int = 5
+    mid: bool = False
 
 
 @dataclass
@@ -33,7 +36,7 @@ class LensView:
 
     position: int                  # global position of the query
     token: str                     # its display string
-    layers: list[str]              # n_layer + 1 names
+    layers: list[str]              # n_layer + 1 names (2 n_layer + 1 with mid points)
     top_ids: np.ndarray            # int64 [L+1, k]
     top_probs: np.ndarray          # float32 [L+1, k]
     top_tokens: list[list[str]]
@@ -44,7 +47,8 @@ class LensView:
     n_ablated: int = 0
 
 
-def lens_from_cache(s: Any, wids: np.ndarray, q_rel: int, k: int) -> LensResult | None:
+def lens_from_cache(s: Any, wids: np.ndarray, q_rel: int, k: int, mid: bool = False
+                    ) -> LensResult | None:
     """The logit lens at window position ``q_rel`` from one single-token forward pass over a
     copy of the session's KV cache up to that position (the keys/values of the earlier
     positions, under the session's ablation), instead of running the whole prefix: the cost
@@ -59,13 +63,18 @@ def lens_from_cache(s: Any, wids: np.ndarray, q_rel: int, k: int) -> LensResult 
         except ValueError:
             return None
         idx = torch.tensor([[int(wids[q_rel])]], dtype=torch.long, device=cache.k.device)
-        out = s.model(idx, cache, return_resid=True, ablation=s.device_ablation,
-                      last_only=True)
-        resid = torch.stack([r[0, -1] for r in out.residuals], dim=0)  # [L+1, C]
+        attn = [b.attn for b in blocks(s.model)] if mid else []
+        with capture_inputs(attn, outputs=True) as got:
+            out = s.model(idx, cache, return_resid=True, ablation=s.device_ablation,
+                          last_only=True)
+        vectors = [r[0, -1] for r in out.residuals]  # L+1 of [C]
+        resid = (with_mid_points(s.model, vectors, [g[-1][0, -1] for g in got]) if mid
+                 else torch.stack(vectors, dim=0))  # [points, C]
         top_i, top_p, t_probs, t_ranks = lens.lens_readout(s.model, resid, k=k, target=target)
     return LensResult(position=q_rel, token=int(wids[q_rel]),
-                      layers=layer_names(s.config.n_layer), top_ids=top_i, top_probs=top_p,
-                      target=target, target_probs=t_probs, target_ranks=t_ranks)
+                      layers=layer_names(s.config.n_layer, mid), top_ids=top_i,
+                      top_probs=top_p, target=target, target_probs=t_probs,
+                      target_ranks=t_ranks)
 
 
 class LogitLensAtQuery(LiveAnalysis):
@@ -80,12 +89,14 @@ class LogitLensAtQuery(LiveAnalysis):
     def compute(self, inputs: AnalysisInputs, settings: LensSettings) -> LensView:
         s, wids, q_rel = inputs.session, inputs.ids, inputs.query
         k = max(1, min(int(settings.k), s.config.vocab_size))
-        key = (inputs.text_key, q_rel, k, inputs.ablation.key)
+        mid = bool(settings.mid)
+        key = (inputs.text_key, q_rel, k, inputs.ablation.key, mid)
         lv = self._views.get(key)
         if lv is None:
-            r = lens_from_cache(s, wids, q_rel, k)
+            r = lens_from_cache(s, wids, q_rel, k, mid)
             if r is None:  # no usable cache: run the prefix (one forward pass)
-                r = logit_lens(s.model, wids, position=q_rel, k=k, ablation=s.device_ablation)
+                r = logit_lens(s.model, wids, position=q_rel, k=k, ablation=s.device_ablation,
+                               mid=mid)
             lv = LensView(
                 position=inputs.window_start + q_rel, token=s.display(int(wids[q_rel])),
                 layers=list(r.layers), top_ids=r.top_ids,

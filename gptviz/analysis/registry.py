@@ -39,6 +39,14 @@ _BUILTIN: dict[str, str] = {
     "lens": "gptviz.analysis.live_lens:LogitLensAtQuery",
     "compare": "gptviz.analysis.live_compare:HeadComparison",
     "rollout": "gptviz.analysis.live_rollout:WindowRollout",
+    "head_writes": "gptviz.analysis.live_head_writes:HeadWritesAtQuery",
+    "neurons": "gptviz.analysis.live_neurons:NeuronsAtQuery",
+    "saliency": "gptviz.analysis.live_saliency:SaliencyAtQuery",
+    "inside_head": "gptviz.analysis.live_inside_head:InsideHeadAtQuery",
+    "embedding": "gptviz.analysis.live_embedding:EmbeddingAtQuery",
+    "attribution": "gptviz.analysis.live_attribution:LogitAttributionAtQuery",
+    "architecture": "gptviz.analysis.live_architecture:ModelArchitecture",
+    "timeline": "gptviz.analysis.live_timeline:TrainingTimeline",
 }
 
 

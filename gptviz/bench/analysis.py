@@ -160,6 +160,37 @@ def _time_ablated_step(result: dict[str, Any], run: _CleanRun, abl_cache: KVCach
     result["ablated_step_ms"] = _median_ms(ablated_step, max(5, model_repeats))
 
 
+def _time_attribution(result: dict[str, Any], run: _CleanRun, model_repeats: int) -> None:
+    """Direct logit attribution of the newest position, as the live analysis computes it
+    after a step: head outputs from the step's attention rows and the cached values, then
+    the pieces through the frozen final norm; and activation patching of every head on a
+    20-token prompt pair (one batched run per layer)."""
+    import torch
+
+    from gptviz.analysis.attribution import attribute_parts
+    from gptviz.analysis.live_attribution import head_outputs
+    from gptviz.analysis.patching import activation_patching
+
+    model, cfg = run.model, run.cfg
+    S = run.context + 1
+    run.cache.length = run.context
+    model.decode_step(int(run.next_token[0, 0]), run.cache, attn_out=run.rows,
+                      resid_out=run.resid)
+    att = run.rows[:, :, :S].numpy()  # (L, H, S)
+
+    def attribute() -> Any:
+        z = head_outputs(cfg, att, run.cache.v[:, 0, :, :S])  # (L, H, hd)
+        return attribute_parts(model, run.resid, z, target=1, vs=2)
+
+    result["dla_ms"] = _median_ms(attribute, max(5, model_repeats))
+    gen = torch.Generator().manual_seed(1)
+    clean, corrupt = (torch.randint(0, cfg.vocab_size, (20,), generator=gen).tolist()
+                      for _ in range(2))
+    t0 = time.perf_counter()
+    activation_patching(model, clean, corrupt, 1, 2, heads=True, resid=False)
+    result["patch_heads_20_ms"] = (time.perf_counter() - t0) * 1e3
+
+
 def _add_ratios(result: dict[str, Any], from_layer: dict[int, float]) -> None:
     s = result["step_ms"]
     result["ratio_full_rerun_to_step"] = result["ablated_full_rerun_ms"] / s
@@ -193,7 +224,10 @@ def _time_model(result: dict[str, Any], context: int, model_repeats: int, seed: 
         run = _time_clean(result, model, cfg, tokens, context, model_repeats)
         from_layer, abl_cache = _time_reruns(result, run, model_repeats)
         _time_ablated_step(result, run, abl_cache, model_repeats)
+        _time_attribution(result, run, model_repeats)
     _add_ratios(result, from_layer)
+    result["ratio_dla_to_step"] = result["dla_ms"] / result["step_ms"]
+    result["ratio_patch_heads_20_to_prefill"] = result["patch_heads_20_ms"] / result["prefill_ms"]
 
 
 def bench_analysis(repeats: int = 5, context: int = 512, model_repeats: int = 3,
@@ -242,6 +276,12 @@ def bench_analysis(repeats: int = 5, context: int = 512, model_repeats: int = 3,
           ablated step);
         * ``ratio_rerun_from_layer_to_prefill``: each toggle's exact re-run divided by the
           un-ablated forward over the same window (``prefill_ms``);
+        * ``dla_ms``, ``ratio_dla_to_step``: direct logit attribution of the newest position
+          as the live analysis computes it after a step (target ratio ≤ 0.5);
+        * ``patch_heads_20_ms``: activation patching of every head on a 20-token prompt
+          pair (one run; target ≤ 10 s at GPT-2 small on 2 cores), and
+          ``ratio_patch_heads_20_to_prefill`` against ``prefill_ms`` (steadier on a busy
+          machine);
         * ``torch_threads``, ``context``, ``model`` (the shape timed).
     """
     result: dict[str, Any] = {"context": context}

@@ -26,6 +26,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("evaluate", "loss per token and bits per character of a model on text files"),
     "heads": ("heads", "per-head diagnostic scores (previous-token, sink, induction, ...)"),
     "lens": ("lens", "logit lens: top predictions after every layer"),
+    "saliency": ("saliency", "gradient saliency (input x gradient, integrated gradients) "
+                 "of a next-token log-probability per input token"),
+    "attribute": ("attribute", "direct logit attribution: each head's and layer's share of a "
+                  "logit"),
+    "patch": ("patch", "activation patching: clean heads and residuals into a corrupted run"),
 }
 
 

@@ -12,7 +12,13 @@ import re
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["UsageError", "OneLineParser", "whole_number", "text"]
+__all__ = ["UsageError", "OneLineParser", "whole_number", "text", "MODEL_HELP", "device_name",
+           "add_device_args"]
+
+#: What ``--model`` takes, in every command and in the app.
+MODEL_HELP = ("model folder, nanoGPT .pt file, or the name of a model in the local Hugging Face "
+              "cache (gpt2, org/name, org/name@revision; never downloaded) (default: the "
+              "bundled model)")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -62,3 +68,27 @@ def text(s: str) -> str:
             f"not valid Unicode text (a lone surrogate U+{ord(m.group()):04X} at character "
             f"{m.start()})")
     return s
+
+
+def device_name(s: str) -> str:
+    """An argparse type: ``auto``, ``cpu``, ``cuda`` (``cuda:N``) or ``mps``, and one this
+    machine has (``auto`` is returned as the device it chose)."""
+    from gptviz.io.device import resolve_device
+
+    try:
+        return resolve_device(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--dtype``, as every command that loads a model takes them."""
+    from gptviz.io.device import DEVICES, DTYPES
+
+    p.add_argument("--device", type=device_name, default="auto", metavar="|".join(DEVICES),
+                   help="where the model runs (default auto: CUDA or MPS when present, else "
+                        "the CPU)")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
+                   help="precision of the weights and activations (default float32; bfloat16 "
+                        "and float16 halve the memory, see the README for how far they move "
+                        "the numbers)")

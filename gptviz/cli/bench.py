@@ -1,8 +1,10 @@
-"""``python -m gptviz bench``: ms per generated token with full attention capture.
+"""``python -m gptviz bench``: ms per generated token with full attention capture, and memory.
 
 See :mod:`gptviz.bench.speed` for what is measured and how. ``--analysis`` adds the head-score and
 ablation timings (:func:`gptviz.bench.analysis.bench_analysis`); ``--gui`` runs the window
 offscreen in a child process (``python -m gptviz_app.bench_gui``) so that the core never imports Qt.
+Every run also reports each shape's session memory (:func:`gptviz.bench.memory.session_memory`);
+``--soak N`` runs only the soak test (:func:`gptviz.bench.memory.soak`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="also time head scores (12x12 heads, 512 tokens) and ablated re-runs")
     p.add_argument("--gui", action="store_true",
                    help="only the GUI benchmark: ms per view update and tokens/s under Play")
+    p.add_argument("--soak", type=int, default=None, metavar="N",
+                   help="only the soak test: N sampled steps of one session, resident memory "
+                        "(RSS) every 1,000 steps")
+    p.add_argument("--soak-shape", choices=("bundled", "gpt2-small"), default="bundled",
+                   help="the model of --soak: the bundled one, or a random GPT-2-small shape")
 
 
 def _run_gui(as_json: bool) -> int:
@@ -49,13 +56,30 @@ def _run_gui(as_json: bool) -> int:
     return subprocess.run([sys.executable, "-m", "gptviz_app.bench_gui", *flags]).returncode
 
 
+def _soak_table(out: dict) -> str:
+    """The soak results as plain text."""
+    rss = ", ".join(f"{v:.0f}" for v in out["rss_mb"])
+    return (f"{out['steps']} steps of {out['model']} ({out['ms_per_step']:.2f} ms a step)\n"
+            f"RSS every {out['every']} steps (MB): {rss}\n"
+            f"growth after the first window (step {out['first_window_step']}): "
+            f"{out['growth_mb']:.1f} MB, {out['growth_mb_per_1000']:.2f} MB per 1,000 steps")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; progress goes to stderr, the table or JSON to stdout."""
     if args.gui:
         return _run_gui(args.json)
+    from gptviz.bench.memory import session_memory, soak
     from gptviz.bench.speed import dumps, format_table, run_bench
 
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if args.soak is not None:
+        import torch
+
+        torch.set_num_threads(args.threads or 1)  # memory, not speed: one thread, less noise
+        out = soak(args.soak, args.soak_shape, log=log)
+        print(dumps(out) if args.json else _soak_table(out))
+        return 0
     res = run_bench(quick=args.quick, steps=args.steps, reps=args.reps,
                     use_hf=False if args.no_hf else None, threads=args.threads, log=log)
     if args.analysis:
@@ -64,10 +88,14 @@ def run(args: argparse.Namespace) -> int:
         log("timing head scores and ablated re-runs (GPT-2-small shape, 512 tokens)")
         res["analysis"] = bench_analysis(repeats=3 if args.quick else 5,
                                          model_repeats=2 if args.quick else 3)
+    res["memory"] = session_memory(log=log)
     if args.json:
         print(dumps(res))
     else:
         print(format_table(res))
+        print("\nsession memory at 1,024 tokens (MB): " + ", ".join(
+            f"{k} {v['total_mb']:.0f} (attention {v['attention_mb']:.0f})"
+            for k, v in res["memory"].items()))
         if "analysis" in res:
             print("\nanalysis (ms): " + json.dumps(
                 {k: v for k, v in res["analysis"].items() if k != "model"}, default=float))

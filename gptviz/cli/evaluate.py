@@ -6,12 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+from gptviz.cli.arguments import MODEL_HELP, add_device_args
 from gptviz.io.files import file_problem
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the evaluation options."""
-    p.add_argument("--model", default=None, help="model path (default: the bundled model)")
+    p.add_argument("--model", default=None, metavar="PATH|NAME", help=MODEL_HELP)
+    add_device_args(p)
     p.add_argument("--text", nargs="+", required=True, metavar="FILE", help="UTF-8 text files")
 
 
@@ -24,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
         problem = file_problem(name, allow_streams=True)  # a pipe or /dev/stdin is read too
         if problem is not None:
             raise ValueError(f"--text {name}: {problem}")
-    bundle = load_model(args.model)
+    bundle = load_model(args.model, device=args.device, dtype=args.dtype)
     per_file = {}
     for name in args.text:
         path = Path(name)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gptviz.cli.arguments import text
+from gptviz.cli.arguments import MODEL_HELP, add_device_args, text
 from gptviz.engine.sampling import add_sampling_args
 
 
 def add_generation_args(p: argparse.ArgumentParser, default_steps: int) -> None:
     """``--model``, ``--prompt``, ``--steps`` and the sampling flags (shared with ``trace``)."""
-    p.add_argument("--model", default=None, metavar="PATH",
-                   help="model directory or nanoGPT .pt file (default: the bundled model)")
+    p.add_argument("--model", default=None, metavar="PATH|NAME", help=MODEL_HELP)
+    add_device_args(p)
     p.add_argument("--prompt", required=True, type=text,
                    help="prompt text (must encode to >= 1 token)")
     p.add_argument("--steps", type=int, default=default_steps,
@@ -29,7 +29,8 @@ def run_session(args: argparse.Namespace):
     if args.steps < 0:
         raise ValueError(f"--steps must be >= 0 (got {args.steps})")
     settings = settings_from_args(args)  # checked before the (slow) model load
-    session = Session(load_model(args.model), args.prompt, settings)
+    bundle = load_model(args.model, device=args.device, dtype=args.dtype)
+    session = Session(bundle, args.prompt, settings)
     session.generate(args.steps)
     return session
 

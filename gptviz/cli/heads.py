@@ -21,7 +21,7 @@ import json
 import sys
 from typing import Any
 
-from gptviz.cli.arguments import text, whole_number
+from gptviz.cli.arguments import MODEL_HELP, add_device_args, text, whole_number
 from gptviz.engine.sampling import MAX_SEED
 from gptviz.io.files import read_text_input
 
@@ -31,8 +31,8 @@ MAX_PROBE_BATCH = 256
 
 def add_model_prompt_args(p: argparse.ArgumentParser) -> None:
     """``--model`` and ``--prompt`` / ``--prompt-file`` (shared with ``lens``)."""
-    p.add_argument("--model", default=None,
-                   help="checkpoint directory or nanoGPT .pt (default: the bundled model)")
+    p.add_argument("--model", default=None, metavar="PATH|NAME", help=MODEL_HELP)
+    add_device_args(p)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", type=text, help="the text to analyse")
     src.add_argument("--prompt-file", help="read the text from this file (UTF-8; a pipe or "
@@ -45,7 +45,7 @@ def load_prompt(args: argparse.Namespace) -> tuple[Any, list[int]]:
 
     prompt = (args.prompt if args.prompt is not None
               else read_text_input(args.prompt_file, f"--prompt-file {args.prompt_file}"))
-    bundle = load_model(args.model)
+    bundle = load_model(args.model, device=args.device, dtype=args.dtype)
     ids = bundle.tokenizer.encode(prompt)
     if not ids:
         raise ValueError("the prompt encodes to no tokens")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from gptviz.cli.arguments import MODEL_HELP, add_device_args
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the ``info`` options."""
-    p.add_argument("--model", default=None, metavar="PATH",
-                   help="model directory or nanoGPT .pt file (default: the bundled model)")
+    p.add_argument("--model", default=None, metavar="PATH|NAME", help=MODEL_HELP)
+    add_device_args(p)
 
 
 def model_info(bundle) -> dict:
@@ -30,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
     """Print the model description as JSON."""
     from gptviz.families import load_model
 
-    print(json.dumps(model_info(load_model(args.model)), indent=2, default=str))
+    bundle = load_model(args.model, device=args.device, dtype=args.dtype)
+    print(json.dumps(model_info(bundle), indent=2, default=str))
     return 0

@@ -24,6 +24,12 @@ ablation        unicode scalar              ``null``, or JSON ``{"mode": "zero" 
                                             removed when the trace was computed
 description     unicode scalar              the above in words, one line each (model, step,
                                             sampling, forced tokens, ablation)
+scores          float32 ``[L, H, T, T]``    with ``--scores`` only: the raw scores q·k times
+                                            the family's scale (1/√d), -inf where masked
+                                            (above the diagonal): softmax over the last axis
+                                            is ``attention``
+value_weighted  float32 ``[L, H, T, T]``    with ``--value-weighted`` only: ‖α_ij · v_j W_O^h‖
+                                            (Kobayashi et al., 2020), 0 where masked
 ==============  ==========================  ==============================================
 
 The keys from ``model`` on were added later: older files lack them, and a reader of the
@@ -40,6 +46,7 @@ import os
 import sys
 from pathlib import Path
 
+from gptviz.analysis.scores import trace_extras
 from gptviz.cli.generate import add_generation_args, run_session
 from gptviz.io.export import check_target, write_trace_npz
 from gptviz.io.provenance import trace_file_arrays
@@ -50,6 +57,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_generation_args(p, default_steps=20)
     p.add_argument("--out", required=True, metavar="FILE.npz",
                    help="NPZ file to write (a pipe or /dev/stdout is written into)")
+    p.add_argument("--scores", action="store_true",
+                   help="also save the raw scores q·k/√d, -inf where masked (key 'scores')")
+    p.add_argument("--value-weighted", action="store_true",
+                   help="also save the value-weighted attention ‖α·v W_O‖ "
+                        "(key 'value_weighted')")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out}: {e.strerror or e}") from None
     session = run_session(args)
     arrays = trace_file_arrays(session)
+    arrays.update(trace_extras(session, scores=bool(getattr(args, "scores", False)),
+                               value_weighted=bool(getattr(args, "value_weighted", False))))
     try:
         write_trace_npz(out, arrays)  # the one writer of the format (atomic)
     except OSError as e:

@@ -1,19 +1,37 @@
-"""``python -m gptviz train``: reproduce the bundled model (see :mod:`gptviz.train.stages`)."""
+"""``python -m gptviz train``: reproduce the bundled model (see :mod:`gptviz.train.stages`),
+or train a run whose snapshots the app shows as a timeline (:mod:`gptviz.train.snapshots`)."""
 
 from __future__ import annotations
 
 import argparse
 
+from gptviz.cli.arguments import whole_number
+
+
+def _iterations(text: str) -> str:
+    """An argparse type: a comma-separated list of iterations (checked, kept as text)."""
+    from gptviz.train.snapshots import parse_iterations
+
+    try:
+        parse_iterations(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     """Add the training options."""
     p.add_argument("--stage", default="all",
-                   choices=["pretrain", "induct", "anneal", "finetune", "report", "all"])
+                   choices=["pretrain", "induct", "anneal", "finetune", "report", "all",
+                            "pretrain+finetune"],
+                   help="pretrain+finetune: the two stages of the reference, no report (the "
+                        "timeline run)")
     p.add_argument("--run-dir", default="runs/shakespeare", help="work folder (resumable state)")
     p.add_argument("--out", default="resources/model", help="where the report stage writes the "
                    "shipped checkpoint")
     p.add_argument("--corpus", default=None, help="folder of *_gut.txt works (default: the "
-                   "installed shakespeare package)")
+                   "installed shakespeare package), or builtin:tales for the synthetic tales "
+                   "that need nothing installed")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--n-layer", type=int, default=4)
@@ -21,6 +39,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-embd", type=int, default=256)
     p.add_argument("--block-size", type=int, default=256)
     p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--positions", default="learned", choices=["learned", "rotary"],
+                   help="learned: h_0 = U W_e + W_p (GPT); rotary: q and k rotated by position")
     p.add_argument("--iters", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -61,6 +81,14 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="tokens per held-out passage when measuring genre accuracy")
     p.add_argument("--lam", type=float, default=0.5, help="lambda in L3 = L2 + lambda * L1")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    p.add_argument("--snapshot-dir", default=None,
+                   help="where snapshots go, one folder per iteration (default: "
+                        "<run dir>/snapshots)")
+    p.add_argument("--snapshot-every", type=whole_number(0), default=0,
+                   help="save a float16 snapshot every N iterations (counted over the whole "
+                        "run), and at the end of every stage")
+    p.add_argument("--snapshots", type=_iterations, default=None,
+                   help="save snapshots at these iterations too, e.g. 0,50,100")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,13 +100,13 @@ def run(args: argparse.Namespace) -> int:
     from gptviz.train import stages
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
-    if args.stage in ("pretrain", "all"):
+    if args.stage in ("pretrain", "all", "pretrain+finetune"):
         stages.pretrain(args)
     if args.stage == "induct" or (args.stage == "all" and args.induct_iters > 0):
         stages.induct(args)
     if args.stage == "anneal" or (args.stage == "all" and args.anneal_iters > 0):
         stages.anneal(args)
-    if args.stage in ("finetune", "all"):
+    if args.stage in ("finetune", "all", "pretrain+finetune"):
         stages.finetune(args)
     if args.stage in ("report", "all"):
         stages.report(args)

@@ -17,14 +17,21 @@ generator seeded from ``(seed, t)``
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from gptviz.engine.rows import RowSource
 from gptviz.engine.sampling import SamplingSettings
 
 __all__ = ["PutAside", "StepResult", "Timeline"]
+
+#: Changes of the token list a :class:`Timeline` remembers (:meth:`Timeline.changed_since`).
+CHANGE_LOG = 512
+_TIMELINES = itertools.count(1)
 
 
 @dataclass(eq=False)  # holds arrays: compare fields, not results
@@ -49,8 +56,10 @@ class StepResult:
     entropy
         Entropy of that distribution in bits.
     attention_row
-        ``(L, H, S)`` float32: the new token's attention over the keys of its window,
-        ``S = index - window_start + 1`` (computed when the token is fed into the model).
+        ``(L, H, S)`` float32 (a property): the new token's attention over the keys of its
+        window, ``S = index - window_start + 1``, as computed when the token was fed into the
+        model. Not stored with the step: read from the window's attention history while it
+        holds the row, else recomputed (:mod:`gptviz.engine.rows`).
     window_start
         Global position of the window's first token after this step.
     slid
@@ -60,6 +69,14 @@ class StepResult:
     settings
         The :class:`~gptviz.engine.sampling.SamplingSettings` in force when the token was chosen
         (for a forced token: the settings in force at that step; ``None`` when unknown).
+    source
+        Where :attr:`attention_row` is read from (:class:`~gptviz.engine.rows.RowSource`;
+        ``None``: the step has no row, e.g. one built by hand).
+
+    Notes
+    -----
+    A step keeps only these few numbers (about 1 KB with ``k = 20``), so that long runs stay
+    small; the session's window holds the attention.
     """
 
     index: int
@@ -70,11 +87,19 @@ class StepResult:
     topk_ids: np.ndarray
     topk_probs: np.ndarray
     entropy: float
-    attention_row: np.ndarray
     window_start: int
     slid: bool
     elapsed_ms: float
     settings: SamplingSettings | None = None
+    source: RowSource | None = field(default=None, repr=False)
+
+    @property
+    def attention_row(self) -> np.ndarray:
+        """``(L, H, S)`` float32, a new array (see the class notes); ``ValueError`` when the
+        step has no :attr:`source`."""
+        if self.source is None:
+            raise ValueError("this step has no attention row (it was not computed by a session)")
+        return self.source.row(self.index, self.window_start)
 
     @property
     def window_pos(self) -> int:
@@ -103,6 +128,10 @@ class Timeline:
     ``tokens[i]`` for ``i >= len(tokens) - len(steps)`` is ``steps[j].token_id`` of the
     matching step; the earlier tokens are the prompt. ``undone`` is a stack: the next step to
     redo is its LAST element.
+
+    Every change of :attr:`tokens` gets a new :attr:`version` and is logged with the first
+    position it touched, so that a reader (a view of a 400,000-token text) can ask what changed
+    since the version it last saw (:meth:`changed_since`) instead of comparing everything.
     """
 
     def __init__(self) -> None:
@@ -111,17 +140,46 @@ class Timeline:
         self.undone: list[StepResult] = []
         #: What the last :meth:`put_aside` took off, until a new step or prompt (``None``).
         self.aside: PutAside | None = None
+        #: ``(timeline id, change count)``: different whenever :attr:`tokens` changed.
+        self.version: tuple[int, int] = (next(_TIMELINES), 0)
+        self._changes: deque[tuple[int, int]] = deque(maxlen=CHANGE_LOG)  # (count, position)
+
+    def _changed(self, position: int) -> None:
+        """The tokens from ``position`` on changed (or were removed)."""
+        tid, n = self.version
+        self.version = (tid, n + 1)
+        self._changes.append((n + 1, position))
+
+    def changed_since(self, version: tuple[int, int] | None) -> int:
+        """How many leading tokens are the same as at ``version`` (a :attr:`version` read
+        earlier): ``len(tokens)`` when nothing changed, 0 when unknown (another timeline, or
+        older than the last :data:`CHANGE_LOG` changes)."""
+        if version is None or version[0] != self.version[0]:
+            return 0
+        n = version[1]
+        if n == self.version[1]:
+            return len(self.tokens)
+        if not self._changes or self._changes[0][0] > n + 1:
+            return 0
+        return min([len(self.tokens)] + [p for c, p in self._changes if c > n])
 
     def start(self, ids: list[int]) -> None:
         """Begin again from the prompt ``ids``: no steps, nothing to redo."""
         self.tokens = ids
+        self._changed(0)
         self.steps.clear()
         self.undone.clear()
         self.aside = None
 
     def append(self, token: int) -> None:
         """Put a new token after the cursor (its step is recorded with :meth:`record`)."""
+        self._changed(len(self.tokens))
         self.tokens.append(token)
+
+    def drop_last(self) -> None:
+        """Take the newest token back (it was appended, but its step could not be taken)."""
+        self.tokens.pop()
+        self._changed(len(self.tokens))
 
     def record(self, step: StepResult) -> None:
         """Record the step that produced the newest token."""
@@ -133,6 +191,8 @@ class Timeline:
         for _ in range(k):
             self.undone.append(self.steps.pop())
             self.tokens.pop()
+        if k:
+            self._changed(len(self.tokens))
         return k
 
     def pop_undone(self) -> StepResult:
@@ -141,6 +201,7 @@ class Timeline:
 
     def put_back(self, step: StepResult) -> None:
         """Redo ``step`` as it was recorded: its token and its result come back."""
+        self._changed(len(self.tokens))
         self.tokens.append(step.token_id)
         self.steps.append(step)
 
@@ -156,6 +217,8 @@ class Timeline:
         nothing to put aside, an earlier :attr:`aside` stays."""
         if self.steps or self.undone:
             self.aside = PutAside(list(self.steps), list(self.undone), extra)
+        if keep < len(self.tokens):
+            self._changed(keep)
         del self.tokens[keep:]
         self.steps.clear()
         self.undone.clear()
@@ -173,5 +236,7 @@ class Timeline:
     def truncate(self, keep: int) -> None:
         """Keep the first ``keep`` tokens (the prompt) and no steps; the undone stack stays
         (the caller decides whether it still applies)."""
+        if keep < len(self.tokens):
+            self._changed(keep)
         del self.tokens[keep:]
         self.steps.clear()

@@ -26,37 +26,60 @@ from gptviz.engine.validation import check_int
 from gptviz.engine.window import ContextWindow
 from gptviz.model.gpt import Ablation, KVCache
 
-__all__ = ["attention", "attention_head", "final_hidden", "kv_cache_snapshot", "class_probs",
+__all__ = ["attention", "attention_head", "attention_layer", "attention_row",
+           "final_hidden", "kv_cache_snapshot", "class_probs",
            "trace_arrays"]
 
 
 def attention(window: ContextWindow, copy: bool = False) -> np.ndarray:
-    """Attention of the window ``(L, H, T, T)`` float32: a read-only view unless ``copy``."""
-    T = window.length
-    view = window.attn[:, :, :T, :T]
-    if copy:
-        return view.copy()
-    view.flags.writeable = False
-    return view
+    """Attention of the window ``(L, H, T, T)`` float32, unpacked from the window's history:
+    a new array, read-only unless ``copy`` (then the caller's to change)."""
+    out = window.attention_maps()
+    if not copy:
+        out.flags.writeable = False
+    return out
+
+
+def _check_layer(window: ContextWindow, layer: int, head: int = 0) -> tuple[int, int]:
+    cfg = window.model.config
+    layer, head = check_int(layer, "layer"), check_int(head, "head")
+    if not 0 <= layer < cfg.n_layer or not 0 <= head < cfg.n_head:
+        raise ValueError(f"no head ({layer}, {head}): the model has {cfg.n_layer} layers "
+                         f"of {cfg.n_head} heads")
+    return layer, head
 
 
 def attention_head(window: ContextWindow, layer: int, head: int) -> np.ndarray:
-    """Attention of one head over the window ``(T, T)`` (a read-only view).
+    """Attention of one head over the window ``(T, T)`` float32 (read-only).
 
     Raises
     ------
     ValueError
         No such layer or head.
     """
-    cfg = window.model.config
-    layer, head = check_int(layer, "layer"), check_int(head, "head")
-    if not 0 <= layer < cfg.n_layer or not 0 <= head < cfg.n_head:
-        raise ValueError(f"no head ({layer}, {head}): the model has {cfg.n_layer} layers "
-                         f"of {cfg.n_head} heads")
+    layer, head = _check_layer(window, layer, head)
+    out = window.attention_maps(layer, head)
+    out.flags.writeable = False
+    return out
+
+
+def attention_layer(window: ContextWindow, layer: int) -> np.ndarray:
+    """Attention of every head of one layer over the window ``(H, T, T)`` float32
+    (read-only); ``ValueError`` when there is no such layer."""
+    layer, _ = _check_layer(window, layer)
+    out = window.attention_maps(layer)
+    out.flags.writeable = False
+    return out
+
+
+def attention_row(window: ContextWindow, pos: int | None = None) -> np.ndarray:
+    """Attention of the query at window position ``pos`` (default: the newest) in every layer
+    and head, ``(L, H, pos + 1)`` float32; ``ValueError`` outside the window."""
     T = window.length
-    view = window.attn[layer, head, :T, :T]
-    view.flags.writeable = False
-    return view
+    q = T - 1 if pos is None else check_int(pos, "query position")
+    if not 0 <= q < T:
+        raise ValueError(f"query position {q} is outside the window (0..{T - 1})")
+    return window.attention_row(q)
 
 
 def final_hidden(window: ContextWindow, copy: bool = False) -> torch.Tensor:

@@ -40,6 +40,7 @@ import torch
 import gptviz.engine.readout as readout
 from gptviz.engine.history import StepResult, Timeline
 from gptviz.engine.reruns import device_ablation, rerun_window
+from gptviz.engine.rows import StepRows, TokenPath, prompt_path
 from gptviz.engine.sampling import SamplingSettings, choose
 from gptviz.engine.validation import check_int, check_settings, check_token, encode_prompt
 from gptviz.engine.window import ContextWindow, window_start_for
@@ -50,6 +51,9 @@ from gptviz.model.gpt import Ablation, KVCache
 __all__ = ["StepResult", "Session", "window_start_for"]
 
 _DEFAULT_SETTINGS = SamplingSettings()
+#: What a StepResult keeps besides its top-k arrays, in bytes (measured with sys.getsizeof:
+#: the object, its floats, strings, arrays' headers, token path and row source).
+_STEP_BYTES = 900
 
 
 class Session:
@@ -66,11 +70,17 @@ class Session:
     top_k_report
         How many of the most probable tokens each :class:`StepResult` reports (>= 1;
         clipped to the vocabulary size).
+    attention_dtype
+        How the attention history is stored (``numpy.float16`` or ``numpy.float32``;
+        default: float16 for models whose full window would take over 64 MB in float32,
+        :func:`gptviz.engine.attention_store.history_dtype`). Reads are float32 either way.
 
     Raises
     ------
     ValueError
-        Empty prompt, token ids outside the vocabulary, bad settings or ``top_k_report``.
+        Empty prompt, token ids outside the vocabulary, bad settings or ``top_k_report``;
+        :class:`~gptviz.engine.memory.NotEnoughMemory` (a ``ValueError``) when the prompt's
+        window would not fit in memory (also from :meth:`step` and the others that grow it).
 
     Notes
     -----
@@ -81,7 +91,8 @@ class Session:
     """
 
     def __init__(self, bundle: ModelBundle, prompt: str | Sequence[int],
-                 settings: SamplingSettings = _DEFAULT_SETTINGS, top_k_report: int = 20) -> None:
+                 settings: SamplingSettings = _DEFAULT_SETTINGS, top_k_report: int = 20,
+                 *, attention_dtype: np.dtype | type | None = None) -> None:
         self.bundle = bundle
         self.model = bundle.model
         self.tokenizer = bundle.tokenizer
@@ -104,7 +115,9 @@ class Session:
         #: (session files restore the ablation at this point, see gptviz.io.session_file).
         self.ablation_applied_at: int | None = None
         self._timeline = Timeline()
-        self._window = ContextWindow(self.model)
+        self._window = ContextWindow(self.model, attention_dtype)
+        self._rows = StepRows(self._window)  # where the steps read their attention rows
+        self._root: TokenPath = prompt_path([])
         self.prompt = ""
         self.prompt_len = 0
         self.set_prompt(prompt)
@@ -124,6 +137,21 @@ class Session:
     def tokens(self) -> list[int]:
         """All token ids up to the cursor (prompt + generated), a copy."""
         return list(self._timeline.tokens)
+
+    @property
+    def token_version(self) -> tuple[int, int]:
+        """Changes whenever :attr:`tokens` change (compare with :meth:`tokens_same_since`)."""
+        return self._timeline.version
+
+    def tokens_same_since(self, version: tuple[int, int] | None) -> int:
+        """How many leading :attr:`tokens` are what they were at ``version`` (a
+        :attr:`token_version` read earlier; 0 when unknown): a view of a long text updates
+        only what follows."""
+        return self._timeline.changed_since(version)
+
+    def tokens_from(self, start: int) -> list[int]:
+        """Token ids from global position ``start`` to the cursor (a copy)."""
+        return self._timeline.tokens[max(0, int(start)):]
 
     @property
     def n_tokens(self) -> int:
@@ -238,7 +266,9 @@ class Session:
         """
         text, ids = encode_prompt(prompt, self.tokenizer, self.n_choosable,
                                   self.config.vocab_size)
+        self._window.check_room(len(ids))
         self.prompt = text
+        self._root = prompt_path(ids)
         self.prompt_len = len(ids)
         self._timeline.start(ids)
         if self._ablation is not None:  # the new prompt is prefilled with the heads removed
@@ -283,6 +313,7 @@ class Session:
         else:
             logits = self._window.next_logits()[:self.n_choosable]
             token = choose(logits, self._settings, len(self._timeline.tokens))
+        self._window.check_room(len(self._timeline.tokens) + 1)
         self._branch()
         flag = (force is not None) if forced is None else bool(forced)
         result = self._advance(token, flag, t0)
@@ -299,6 +330,7 @@ class Session:
         token = check_token(token_id, self.n_choosable, "replayed token id")
         if settings is not None:
             check_settings(settings)
+        self._window.check_room(len(self._timeline.tokens) + 1)
         self._branch()
         result = self._advance(token, bool(forced), t0, settings)
         self._timeline.record(result)
@@ -332,8 +364,10 @@ class Session:
             raise ValueError(f"redo count must be >= 0 (got {n})")
         k = min(n, len(self._timeline.undone))
         for _ in range(k):
-            r = self._timeline.pop_undone()
             m = len(self._timeline.tokens) + 1
+            if not self._window.holds(m):  # refused before the step leaves the redo stack
+                self._window.check_room(m)
+            r = self._timeline.pop_undone()
             if self._window.holds(m):
                 self._timeline.put_back(r)
                 self._window.move_to(m)
@@ -401,14 +435,22 @@ class Session:
         """Feed ``token`` after the cursor; the redo stack is the caller's business."""
         nxt = self._window.next_candidates(self.top_k_report)  # what `token` was chosen from
         n = len(self._timeline.tokens)  # index of the new token
+        steps = self._timeline.steps
+        parent = steps[-1].source if steps else None
+        path: TokenPath = (parent.path if parent is not None else self._root, token)
         self._timeline.append(token)
-        row, slid = self._window.advance(self._timeline.tokens, self._ablation_t)
+        try:
+            slid = self._window.advance(self._timeline.tokens, self._ablation_t, owner=path)
+        except BaseException:
+            self._timeline.drop_last()  # the window did not take it: nor does the timeline
+            raise
         return StepResult(
             index=n, token_id=token, token=self.display(token), forced=forced,
             prob=nxt.prob(token), topk_ids=nxt.ids, topk_probs=nxt.probs, entropy=nxt.entropy,
-            attention_row=row, window_start=self._window.start, slid=slid,
+            window_start=self._window.start, slid=slid,
             elapsed_ms=(time.perf_counter() - t0) * 1e3,
             settings=self._settings if settings is None else settings,
+            source=self._rows.source(path, self._ablation_t),
         )
 
     # ------------------------------------------------------------------ ablation
@@ -446,14 +488,35 @@ class Session:
     def attention(self, copy: bool = False) -> np.ndarray:
         """Attention of the window ``(L, H, T, T)`` float32, lower-triangular.
 
-        A read-only view into the session's buffer unless ``copy``; the view is valid until
-        the next call that changes the session (step, undo, ...).
+        Unpacked from the window's compact history (:mod:`gptviz.engine.attention_store`):
+        a new array each call, read-only unless ``copy``. To read less, use
+        :meth:`attention_head`, :meth:`attention_layer` or :meth:`attention_row`.
         """
         return readout.attention(self._window, copy)
 
     def attention_head(self, layer: int, head: int) -> np.ndarray:
-        """Attention of one head over the window ``(T, T)`` (a read-only view)."""
+        """Attention of one head over the window ``(T, T)`` float32 (read-only)."""
         return readout.attention_head(self._window, layer, head)
+
+    def attention_layer(self, layer: int) -> np.ndarray:
+        """Attention of every head of ``layer`` over the window ``(H, T, T)`` float32
+        (read-only)."""
+        return readout.attention_layer(self._window, layer)
+
+    def attention_row(self, query: int | None = None) -> np.ndarray:
+        """The attention of the query at window position ``query`` (default: the newest)
+        in every layer and head, ``(L, H, query + 1)`` float32."""
+        return readout.attention_row(self._window, query)
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes the session's buffers hold: ``attention`` (the history, in CPU memory),
+        ``kv_cache``, ``residuals``, ``hidden`` (on the model's device), and ``steps``, an
+        estimate of what the recorded steps keep (history, redo stack, put aside)."""
+        out = self._window.nbytes()
+        tl = self._timeline
+        n = len(tl.steps) + len(tl.undone) + (tl.aside.n_tokens if tl.aside else 0)
+        out["steps"] = n * (_STEP_BYTES + 12 * self.top_k_report)
+        return out
 
     def final_hidden(self, copy: bool = False) -> torch.Tensor:
         """The final activations of the window ``(T, C)`` on the model's device: the logits of

@@ -16,35 +16,59 @@ of the target length (values then agree with the incremental ones to float round
 Buffers
 -------
 Because the model is causal, the attention rows of earlier positions never change when tokens
-are appended. :class:`ContextWindow` keeps one lower-triangular buffer ``(L, H, cap, cap)``
-that gets one row per step (``cap`` doubles up to ``block_size``), so the whole
-``(L, H, T, T)`` attention of any moment is available without recomputation. Beside it: the
-KV cache, the final activation and the residual stream entering every block, per window
-position, and the next-token logits at the cursor. Rows past the cursor stay valid for the
-undone steps (``valid``), which is what makes a redo free.
+are appended. :class:`ContextWindow` keeps them all in an
+:class:`~gptviz.engine.attention_store.AttentionHistory` (packed lower-triangular rows, float16
+for big models, read back as float32) that gets one row per step, so the whole
+``(L, H, T, T)`` attention of any moment is available without recomputation
+(:meth:`ContextWindow.attention_maps`, :meth:`ContextWindow.attention_row`). Beside it: the KV
+cache, the final activation and the residual stream entering every block, per window position,
+and the next-token logits at the cursor. All of them have room for ``capacity`` positions,
+which doubles as the window grows (up to ``block_size``: nothing is allocated for the positions
+a text has not reached); each growth first checks that the new buffers fit in the memory
+available (:mod:`gptviz.engine.memory`). Rows past the cursor stay valid for the undone steps
+(``valid``), which is what makes a redo free. A long window is computed a block of queries at
+a time (:func:`chunk_rows`), so that the forward's own ``(H, T, T)`` maps stay small.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
+from gptviz.engine.attention_store import AttentionHistory, history_dtype
 from gptviz.engine.candidates import NextTokenCandidates, next_token_candidates
-from gptviz.model.gpt import GPT, Ablation
+from gptviz.engine.memory import NotEnoughMemory, available_bytes, format_bytes
+from gptviz.model.gpt import GPT, Ablation, KVCache
 
-__all__ = ["ContextWindow", "window_start_for"]
+__all__ = ["ContextWindow", "chunk_rows", "window_start_for"]
+
+#: Bytes the attention maps of one forward (all layers, returned together) may take.
+FORWARD_BUDGET = 256 * 2 ** 20
+#: Positions the buffers have room for at first.
+FIRST_CAPACITY = 64
 
 
-def window_start_for(n: int, block_size: int) -> int:
+def window_start_for(n: int, block_size: int, stride: int | None = None) -> int:
     """First token of the model's window when the session holds ``n`` tokens.
 
-    ``0`` while ``n <= block_size``, else ``ceil((n - B) / S) * S`` with ``S = B // 2``
-    (at least 1), so the window always holds between ``B - S + 1`` and ``B`` tokens.
+    ``0`` while ``n <= block_size``, else ``ceil((n - B) / S) * S`` with the stride ``S``
+    (default ``B // 2``; clipped to ``[1, B]``), so the window always holds between
+    ``B - S + 1`` and ``B`` tokens. A smaller stride keeps more context after a slide and
+    slides more often (each slide is one forward over the new window).
     """
     if n <= block_size:
         return 0
-    stride = max(1, block_size // 2)
+    stride = max(1, min(block_size, block_size // 2 if stride is None else int(stride)))
     return -(-(n - block_size) // stride) * stride
+
+
+def chunk_rows(n_layer: int, n_head: int, T: int, budget: int = FORWARD_BUDGET) -> int:
+    """Queries per forward over a window of ``T`` tokens, so that the ``(H, c, T)`` float32
+    maps of all ``L`` layers stay within ``budget`` bytes (at least 16; ``T``: one forward)."""
+    per_query = n_layer * n_head * T * 4
+    return max(1, min(T, max(16, budget // max(1, per_query))))
 
 
 class ContextWindow:
@@ -63,34 +87,48 @@ class ContextWindow:
         Window positions whose rows (cache, attention, hidden, residuals) are valid for the
         tokens up to the cursor followed by the undone steps (after a reset: by the steps it
         put aside); ``>= length``.
+    capacity
+        Positions every buffer has room for (grows up to ``block_size``).
+    ids, owners
+        Per valid position: the token id the rows were computed for, and the step (the
+        caller's token-path object) that put it there, ``None`` when unknown.
+    ablation
+        The ablation the valid rows were computed with.
     cache
-        The :class:`~gptviz.model.gpt.KVCache` (batch 1, ``block_size`` positions).
+        The :class:`~gptviz.model.gpt.KVCache` (batch 1, ``capacity`` positions).
     attn
-        ``(L, H, cap, cap)`` float32 numpy: row ``t`` is the attention of window position
-        ``t``; ``cap`` grows with the window.
+        The :class:`~gptviz.engine.attention_store.AttentionHistory`: row ``t`` is the
+        attention of window position ``t``.
     hidden
-        ``(block_size, C)``: the final activation of every window position.
+        ``(capacity, C)``: the final activation of every window position.
     resid
-        ``(L + 1, block_size, C)``: the residual stream entering every block (and after the
+        ``(L + 1, capacity, C)``: the residual stream entering every block (and after the
         last), so that a change in layer ``l`` re-runs only the blocks from ``l`` on.
     """
 
-    def __init__(self, model: GPT) -> None:
+    def __init__(self, model: GPT, attn_dtype: np.dtype | type | None = None) -> None:
         cfg = model.config
         param = model.wte.weight
         self.model = model
         self.block_size = cfg.block_size
+        self.stride: int | None = None  # of the window's slides (None: block_size // 2)
         self.device = param.device
-        with torch.inference_mode():
-            self.cache = model.new_cache()
-            self.hidden = torch.zeros(cfg.block_size, cfg.n_embd, device=param.device,
-                                      dtype=param.dtype)  # (B, C)
-            self.resid = torch.zeros(cfg.n_layer + 1, cfg.block_size, cfg.n_embd,
-                                     device=param.device, dtype=param.dtype)  # (L+1, B, C)
-        self.attn = np.zeros((cfg.n_layer, cfg.n_head, 0, 0), dtype=np.float32)  # (L, H, 0, 0)
+        self.capacity = 0
+        self.cache = KVCache(cfg, batch=1, device=param.device, dtype=param.dtype,
+                             capacity=min(cfg.block_size, FIRST_CAPACITY))
+        self.hidden = torch.zeros(0, cfg.n_embd, device=param.device, dtype=param.dtype)
+        self.resid = torch.zeros(cfg.n_layer + 1, 0, cfg.n_embd, device=param.device,
+                                 dtype=param.dtype)
+        dtype = history_dtype(cfg.n_layer, cfg.n_head, cfg.block_size) if attn_dtype is None \
+            else attn_dtype
+        self.attn = AttentionHistory(cfg.n_layer, cfg.n_head, dtype)
+        self._grow(min(cfg.block_size, FIRST_CAPACITY))
         self.start = 0
         self.length = 0
         self.valid = 0
+        self.ids: list[int] = []
+        self.owners: list[Any] = []
+        self.ablation: Ablation | None = None
         self._next_logits: torch.Tensor | None = None  # (V,) at the cursor, None = stale
         self._next: NextTokenCandidates | None = None
 
@@ -98,7 +136,7 @@ class ContextWindow:
     def holds(self, n: int) -> bool:
         """Whether the buffers already hold the window of the first ``n`` tokens (same window
         start, rows valid): moving there needs no forward."""
-        start = window_start_for(n, self.block_size)
+        start = window_start_for(n, self.block_size, self.stride)
         return start == self.start and n - start <= self.valid
 
     def move_to(self, n: int) -> None:
@@ -122,59 +160,73 @@ class ContextWindow:
     # ------------------------------------------------------------------ forwards
     @torch.inference_mode()
     def refill(self, tokens: list[int], ablation: Ablation | None) -> None:
-        """One full forward over the window of ``tokens``: cache, attention, hidden, residuals."""
+        """A full forward over the window of ``tokens`` (a block of queries at a time):
+        cache, attention, hidden, residuals.
+
+        Raises
+        ------
+        NotEnoughMemory
+            The window's buffers would not fit (nothing changed).
+        """
         n = len(tokens)
-        start = window_start_for(n, self.block_size)
+        start = window_start_for(n, self.block_size, self.stride)
         window = tokens[start:]
         T = len(window)
-        idx = torch.tensor([window], dtype=torch.long, device=self.device)  # (1, T)
-        self.cache.length = 0
-        out = self.model(idx, self.cache, return_attn=True, return_resid=True,
-                         ablation=ablation, last_only=True)
-        assert out.residuals is not None and out.attentions is not None
-        self.resid[:, :T] = torch.stack(out.residuals)[:, 0]  # (L+1, T, C)
         # Room to grow a little before the first doubling, so steps rarely reallocate.
-        self._ensure_capacity(min(self.block_size, T + 16))
-        self._store_attention(0, out.attentions, T)
-        self.hidden[:T] = out.hidden[0]
+        self.reserve(T, min(self.block_size, T + 16))
+        self.cache.length = 0
+        c = chunk_rows(self.model.config.n_layer, self.model.config.n_head, T)
+        for p0 in range(0, T, c):
+            p1 = min(T, p0 + c)
+            idx = torch.tensor([window[p0:p1]], dtype=torch.long, device=self.device)  # (1, c)
+            out = self.model(idx, self.cache, return_attn=True, return_resid=True,
+                             ablation=ablation, last_only=True)
+            self._store(0, out, p0, p1)
         self.start = start
         self.length = T
         self.valid = T
+        self.ids = list(window)
+        self.owners = [None] * T
+        self.ablation = ablation
         self.stale_next()
         self._next_logits = out.logits[0, -1]  # (V,)
 
     @torch.inference_mode()
-    def advance(self, tokens: list[int], ablation: Ablation | None) -> tuple[np.ndarray, bool]:
-        """Feed the newest of ``tokens`` (one more than the buffers hold) into the model.
+    def advance(self, tokens: list[int], ablation: Ablation | None, owner: Any = None) -> bool:
+        """Feed the newest of ``tokens`` (one more than the buffers hold) into the model;
+        ``owner`` is recorded as the step of that position (:attr:`owners`).
 
-        Returns its attention row ``(L, H, S)`` (a copy) and whether the window slid: a slide
-        recomputes the new window, else one KV-cache step.
+        Returns whether the window slid: a slide recomputes the new window, else one
+        KV-cache step writes the new attention rows into the history in place.
         """
         n = len(tokens) - 1  # index of the new token
-        if window_start_for(n + 1, self.block_size) != self.start:
+        if window_start_for(n + 1, self.block_size, self.stride) != self.start:
             self.refill(tokens, ablation)
-            T = n + 1 - self.start
-            return self.attn[:, :, T - 1, :T].copy(), True  # (L, H, T)
+            self.owners[-1] = owner
+            return True
         pos = n - self.start
         T = pos + 1
+        self.reserve(T)
         self.cache.length = pos
-        self._ensure_capacity(T)
         on_cpu = self.device.type == "cpu"
         # On the CPU the step writes its attention rows straight into the history buffer.
-        rows = (torch.from_numpy(self.attn)[:, :, pos] if on_cpu  # (L, H, cap) view
-                else torch.empty(self.attn.shape[:2] + (T,), device=self.device))
+        rows = (self.attn.row_tensor(pos) if on_cpu  # (L, H, T) view
+                else torch.empty((self.attn.L, self.attn.H, T), device=self.device))
         logits, hidden = self.model.decode_step(tokens[-1], self.cache, attn_out=rows,
                                                 resid_out=self.resid[:, pos],
                                                 ablation=ablation)
         if not on_cpu:
-            self.attn[:, :, pos, :T] = rows.cpu().numpy()
-        row = self.attn[:, :, pos, :T].copy()  # (L, H, T)
+            self.attn.write_row(pos, rows)
         self.hidden[pos] = hidden
+        del self.ids[pos:], self.owners[pos:]
+        self.ids.append(tokens[-1])
+        self.owners.append(owner)
+        self.ablation = ablation
         self.length = T
         self.valid = T
         self.stale_next()
         self._next_logits = logits  # (V,)
-        return row, False
+        return False
 
     @torch.inference_mode()
     def rerun_from(self, layer: int, ablation: Ablation | None) -> None:
@@ -182,17 +234,31 @@ class ContextWindow:
         blocks below, their keys and values stay as they are. The caller makes sure the
         blocks below run the same way under ``ablation`` as they did."""
         T = self.length
-        x = self.resid[layer, :T].unsqueeze(0)  # (1, T, C) entering block `layer`
-        out = self.model.forward_from(x, layer, self.cache, return_attn=True,
-                                      return_resid=True, ablation=ablation, last_only=True)
-        assert out.residuals is not None and out.attentions is not None
-        for i, r in enumerate(out.residuals[1:], start=layer + 1):
-            self.resid[i, :T] = r[0]
-        self._store_attention(layer, out.attentions, T)
-        self.hidden[:T] = out.hidden[0]
+        c = chunk_rows(self.model.config.n_layer - layer, self.model.config.n_head, T)
+        for p0 in range(0, T, c):
+            p1 = min(T, p0 + c)
+            x = self.resid[layer, p0:p1].unsqueeze(0)  # (1, c, C) entering block `layer`
+            out = self.model.forward_from(x, layer, self.cache, p0, return_attn=True,
+                                          return_resid=True, ablation=ablation,
+                                          last_only=True)
+            self._store(layer, out, p0, p1)
         self.valid = T
+        self.ablation = ablation
         self.stale_next()
         self._next_logits = out.logits[0, -1]  # (V,)
+
+    def _store(self, layer: int, out: Any, p0: int, p1: int) -> None:
+        """Copy what a forward of positions ``p0 .. p1 - 1`` from block ``layer`` on gave
+        (attention ``(1, H, c, p1)`` per layer, residuals, final activation) into the
+        buffers, one layer at a time (no stacked intermediate)."""
+        assert out.residuals is not None and out.attentions is not None
+        for i, r in enumerate(out.residuals[1:], start=layer + 1):
+            self.resid[i, p0:p1] = r[0]
+        if layer == 0:
+            self.resid[0, p0:p1] = out.residuals[0][0]
+        for i, att in enumerate(out.attentions, start=layer):
+            self.attn.write_block(i, att[0], p0)  # (H, c, p1), to the history's dtype
+        self.hidden[p0:p1] = out.hidden[0]
 
     # ------------------------------------------------------------------ next token
     def stale_next(self) -> None:
@@ -217,21 +283,93 @@ class ContextWindow:
             self._next = next_token_candidates(self.next_logits(), k)
         return self._next
 
-    # ------------------------------------------------------------------ buffers
-    def _ensure_capacity(self, T: int) -> None:
-        cap = self.attn.shape[-1]
-        if cap >= T:
-            return
-        new = min(self.block_size, max(64, 2 * cap, 1 << (T - 1).bit_length()))
-        L, H = self.attn.shape[:2]
-        buf = np.zeros((L, H, new, new), dtype=np.float32)  # (L, H, cap, cap)
-        buf[:, :, :cap, :cap] = self.attn
-        self.attn = buf
+    # ------------------------------------------------------------------ reading
+    def attention_maps(self, layers: slice | int = slice(None),
+                       heads: slice | int = slice(None)) -> np.ndarray:
+        """The window's ``(T, T)`` attention maps of ``layers`` x ``heads`` up to the cursor
+        (``(L, H, T, T)`` by default; an int drops its axis), float32, a new array."""
+        return self.attn.maps(self.length, layers, heads)
 
-    def _store_attention(self, first: int, attentions: list[torch.Tensor], T: int) -> None:
-        """Copy layers ``first ..`` of a forward's attention, each ``(1, H, T, T)``, into the
-        history buffer: one copy per layer, no stacked intermediate (at 12 x 12 heads and
-        512 tokens the stack alone was 150 MB)."""
-        buf = torch.from_numpy(self.attn)  # (L, H, cap, cap) view of the numpy buffer
-        for i, att in enumerate(attentions, start=first):
-            buf[i, :, :T, :T] = att[0]  # (H, T, T), to float32 on the CPU
+    def attention_row(self, pos: int) -> np.ndarray:
+        """``(L, H, pos + 1)`` float32: the attention of window position ``pos`` (a valid
+        row, ``0 <= pos < valid``), a new array."""
+        if not 0 <= pos < self.valid:
+            raise ValueError(f"window position {pos} is outside 0..{self.valid - 1}")
+        return self.attn.row(pos)
+
+    # ------------------------------------------------------------------ buffers
+    def nbytes(self) -> dict[str, int]:
+        """Bytes each buffer holds now: ``attention`` (CPU), ``kv_cache``, ``residuals``
+        and ``hidden`` (the model's device)."""
+        def size(t: torch.Tensor) -> int:
+            return t.numel() * t.element_size()
+
+        return {"attention": self.attn.nbytes,
+                "kv_cache": size(self.cache.k) + size(self.cache.v),
+                "residuals": size(self.resid), "hidden": size(self.hidden)}
+
+    def bytes_for(self, rows: int) -> dict[str, int]:
+        """What :meth:`nbytes` would say with room for ``rows`` positions."""
+        cfg = self.model.config
+        item = self.model.wte.weight.element_size()
+        kv = 2 * cfg.n_layer * cfg.kv_heads * cfg.head_dim * rows * item
+        return {"attention": self.attn.bytes_for(rows), "kv_cache": kv,
+                "residuals": (cfg.n_layer + 1) * rows * cfg.n_embd * item,
+                "hidden": rows * cfg.n_embd * item}
+
+    def _grown(self, T: int) -> int:
+        """Capacity after growing to hold ``T`` positions (doubling, at most ``block_size``)."""
+        if self.capacity >= T:
+            return self.capacity
+        return min(self.block_size, max(FIRST_CAPACITY, 2 * self.capacity,
+                                        1 << (T - 1).bit_length()))
+
+    def check_room(self, n: int) -> None:
+        """Refuse (:class:`~gptviz.engine.memory.NotEnoughMemory`) when holding the window
+        of ``n`` tokens would need buffers that do not fit in the memory available."""
+        T = n - window_start_for(n, self.block_size, self.stride)
+        self._check(self._grown(T), T)
+
+    def _check(self, rows: int, T: int) -> None:
+        if rows <= self.capacity:
+            return
+        need = self.bytes_for(rows)
+        on_cpu = self.device.type == "cpu"
+        host = sum(need.values()) if on_cpu else need["attention"]
+        free = available_bytes()
+        if free is not None and host > free:
+            parts = ", ".join(f"{format_bytes(v)} {k.replace('_', ' ')}"
+                              for k, v in need.items() if on_cpu or k == "attention")
+            raise NotEnoughMemory(
+                f"a window of {T} tokens needs {format_bytes(host)} of memory ({parts}); "
+                f"only {format_bytes(free)} is available")
+
+    def reserve(self, T: int, want: int | None = None) -> None:
+        """Room for ``T`` positions (growing to ``want`` or the next doubling); checks the
+        memory first and changes nothing when it does not fit."""
+        if self.capacity >= T:
+            return
+        rows = max(self._grown(T), min(self.block_size, want or 0))
+        self._check(rows, T)
+        self._grow(rows)
+
+    def _grow(self, rows: int) -> None:
+        """Every buffer to ``rows`` positions, what they hold copied over."""
+        old = self.capacity
+        cfg = self.model.config
+        p = self.model.wte.weight
+        with torch.inference_mode():
+            if self.cache.block_size < rows:
+                cache = KVCache(cfg, batch=1, device=p.device, dtype=p.dtype, capacity=rows)
+                cache.k[:, :, :, :old] = self.cache.k[:, :, :, :old]
+                cache.v[:, :, :, :old] = self.cache.v[:, :, :, :old]
+                cache.length = self.cache.length
+                self.cache = cache
+            hidden = torch.zeros(rows, cfg.n_embd, device=p.device, dtype=p.dtype)  # (cap, C)
+            hidden[:old] = self.hidden[:old]
+            resid = torch.zeros(cfg.n_layer + 1, rows, cfg.n_embd, device=p.device,
+                                dtype=p.dtype)  # (L+1, cap, C)
+            resid[:, :old] = self.resid[:, :old]
+        self.hidden, self.resid = hidden, resid
+        self.attn.reserve(rows)
+        self.capacity = rows

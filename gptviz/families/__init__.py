@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from gptviz.families import gpt2, nanogpt, native, openai_gpt
+from gptviz.families import gpt2, gpt_neo, hub, llama, nanogpt, native, neox, openai_gpt
 from gptviz.families.gpt2 import load_hf_gpt2
 from gptviz.families.nanogpt import load_nanogpt, to_nanogpt_state_dict
 from gptviz.families.openai_gpt import load_hf_openai_gpt
 from gptviz.io.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, ModelBundle, read_json
+from gptviz.io.device import place_model, resolve_device, resolve_dtype
 from gptviz.io.files import file_problem
 
 __all__ = ["Family", "register_family", "unregister_family", "families", "find_family",
@@ -69,6 +70,9 @@ _BUILTIN = (
     Family("hf-gpt2", "Hugging Face GPT-2", gpt2.recognises, load_hf_gpt2),
     Family("hf-openai-gpt", "Hugging Face GPT-1", openai_gpt.recognises, load_hf_openai_gpt),
     Family("nanogpt", "nanoGPT ckpt.pt", nanogpt.recognises, load_nanogpt),
+    Family("hf-gpt-neo", "Hugging Face GPT-Neo", gpt_neo.recognises, gpt_neo.load_hf_gpt_neo),
+    Family("hf-gpt-neox", "Hugging Face GPT-NeoX", neox.recognises, neox.load_hf_neox),
+    Family("hf-llama", "Hugging Face Llama / Qwen2", llama.recognises, llama.load_hf_llama),
 )
 
 
@@ -152,13 +156,19 @@ def find_family(path: str | Path) -> Family | None:
     return None
 
 
-def load_model(path: str | Path | None = None) -> ModelBundle:
+def load_model(path: str | Path | None = None, *, device: str | None = None,
+               dtype: str | None = None) -> ModelBundle:
     """Open a model in any registered format.
 
     Parameters
     ----------
     path
-        A model folder or file (a nanoGPT ``.pt``); ``None`` opens the bundled model.
+        A model folder or file (a nanoGPT ``.pt``), or the name of a model in the local
+        Hugging Face cache (``gpt2``, ``org/name@revision``; see :mod:`gptviz.families.hub`;
+        an existing path always wins); ``None`` opens the bundled model.
+    device, dtype
+        Where to run it (``auto``, ``cpu``, ``cuda``, ``mps``; default the CPU) and its
+        precision (``float32``, ``bfloat16``, ``float16``); see :mod:`gptviz.io.device`.
 
     Returns
     -------
@@ -170,7 +180,11 @@ def load_model(path: str | Path | None = None) -> ModelBundle:
         When the path is missing, of a kind no family recognises, or its files are broken;
         the message names the file and what is wrong.
     """
+    resolve_device(device)  # a device this machine lacks: said before anything is read
+    resolve_dtype(dtype)
     p = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if path is not None and not os.path.lexists(p) and hub.parse_name(str(path)) is not None:
+        p = hub.resolve_name(str(path))  # the local cache only; a local path always wins
     if not p.exists():
         problem = file_problem(p)  # a dangling link is not "missing"
         raise CheckpointError(f"{p}: " + (problem if problem and "link" in problem
@@ -182,7 +196,8 @@ def load_model(path: str | Path | None = None) -> ModelBundle:
                                   "nanoGPT .pt checkpoint")
     family = find_family(p)
     if family is not None:
-        return family.load(p)
+        bundle = hub.name_from_cache(family.load(p), p)
+        return bundle if device is None and dtype is None else place_model(bundle, device, dtype)
     raise CheckpointError(_unrecognised(p))
 
 

@@ -42,8 +42,11 @@ def load_hf_gpt2(directory: str | Path) -> ModelBundle:
     Reads ``config.json``, weights from ``model.safetensors`` (preferred) or
     ``pytorch_model.bin`` (``weights_only``), and ``tokenizer.json`` or ``vocab.json`` +
     ``merges.txt``. Keys may carry the ``transformer.`` prefix or not; the tied ``lm_head``
-    is ignored. ``scale_attn_by_inverse_layer_idx`` and ``scale_attn_weights=False`` are
-    supported by folding the extra factor into the query projection;
+    is ignored, an untied one (``tie_word_embeddings: false``, a head that differs from
+    ``wte``) becomes our ``unembed.weight``; sharded weights
+    (``model.safetensors.index.json``) are read shard by shard.
+    ``scale_attn_by_inverse_layer_idx`` and ``scale_attn_weights=False`` are supported by
+    folding the extra factor into the query projection;
     ``reorder_and_upcast_attn`` only changes mixed-precision numerics and is the same
     function in float32. Cross-attention variants are refused.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -112,6 +113,36 @@ def require_dir(directory: str | Path) -> Path:
     return d
 
 
+def untie_head(config: GPTConfig, state: dict[str, torch.Tensor], weights_path: Path,
+               tie_word_embeddings: bool) -> tuple[GPTConfig, dict[str, torch.Tensor]]:
+    """The config and state for the output head ``lm_head.weight`` (already renamed state).
+
+    Tied (``tie_word_embeddings`` true, what GPT-2 does): ``lm_head`` is W_e and is dropped,
+    as ``transformers`` ties it on load. Untied: a head equal to W_e is dropped too (the same
+    function, half the memory); one that differs becomes our ``unembed.weight`` with
+    ``tie_word_embeddings=False``.
+
+    Raises
+    ------
+    CheckpointError
+        Untied, but the file has no ``lm_head.weight``, or one of another shape than W_e.
+    """
+    head = state.pop("lm_head.weight", None)
+    if tie_word_embeddings:
+        return config, state
+    wte = state.get("wte.weight")
+    if head is None:
+        raise CheckpointError(f"{weights_path}: tie_word_embeddings is false but the file has "
+                              "no lm_head.weight (the untied output head)")
+    if wte is not None and head.shape != wte.shape:
+        raise CheckpointError(f"{weights_path}: lm_head.weight has shape {tuple(head.shape)}, "
+                              f"the token embedding {tuple(wte.shape)}; they must match")
+    if wte is not None and torch.equal(head, wte):
+        return config, state
+    state["unembed.weight"] = head
+    return replace(config, tie_word_embeddings=False), state
+
+
 def hf_model(config: GPTConfig, state: dict[str, torch.Tensor], weights_path: Path,
              rename: dict[str, str], tie_word_embeddings: bool,
              q_scale: Callable[[int], float] | None = None,
@@ -125,13 +156,7 @@ def hf_model(config: GPTConfig, state: dict[str, torch.Tensor], weights_path: Pa
              if not _MASK_BUFFER.match(k) and k != "position_ids"
              and not k.startswith("multiple_choice_head.")}
     state = {rename.get(k, k): v for k, v in state.items()}
-    head = state.pop("lm_head.weight", None)
-    if not tie_word_embeddings:
-        wte = state.get("wte.weight")
-        if head is None or wte is None or head.shape != wte.shape or not torch.equal(head, wte):
-            raise CheckpointError(f"{weights_path}: the output head is not tied to the token "
-                                  "embedding (tie_word_embeddings is false); gptviz models always "
-                                  "use the tied head h·W_e^T")
+    config, state = untie_head(config, state, weights_path, tie_word_embeddings)
     for k in list(state):
         if _CONV1D.match(k):
             if state[k].dim() != 2:

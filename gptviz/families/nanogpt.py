@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from gptviz.families.hf_common import config_int, make_config
+from gptviz.families.hf_common import config_int, make_config, untie_head
 from gptviz.io.checkpoint import CheckpointError, ModelBundle, load_state
 from gptviz.io.config_checks import check_finite, check_model_size, tensor_shapes
 from gptviz.io.tensor_files import strip_prefixes, torch_load_tensors
@@ -59,6 +59,8 @@ def to_nanogpt_state_dict(model: GPT) -> dict[str, torch.Tensor]:
         problems.append("nanoGPT's output head is tied to wte")
     if c.positional_embedding_type != "learned":
         problems.append("nanoGPT learns its position embedding (wpe)")
+    if any(kind == "local" for kind in c.attention_layers or ()):
+        problems.append("nanoGPT attends globally in every layer (no local windows)")
     if c.norm_type != "layernorm" or c.mlp_type != "standard" or c.parallel_attn:
         problems.append("nanoGPT's blocks are LayerNorm, attention, then a plain feed-forward "
                         "layer")
@@ -119,8 +121,10 @@ def load_nanogpt(path: str | Path) -> ModelBundle:
 
     Loaded with ``torch.load(..., weights_only=True)``; a file that needs arbitrary pickled
     objects is refused. Pre-LN, final LN, exact GELU, bias per ``model_args``; the
-    ``_orig_mod.`` prefix of ``torch.compile`` is removed. ``iter_num``, ``best_val_loss`` and
-    the training ``config`` go into the metadata. Tokenizer: see the module docstring.
+    ``_orig_mod.`` prefix of ``torch.compile`` is removed; an ``lm_head.weight`` that differs
+    from ``wte`` (a nanoGPT modified to untie them) becomes our untied ``unembed.weight``.
+    ``iter_num``, ``best_val_loss`` and the training ``config`` go into the metadata.
+    Tokenizer: see the module docstring.
 
     Raises
     ------
@@ -158,12 +162,9 @@ def load_nanogpt(path: str | Path) -> ModelBundle:
                             ("_orig_mod.", "module.", "transformer."))
     state = {k: v for k, v in state.items() if not re.fullmatch(r"h\.\d+\.attn\.bias", k)}
     check_finite(state, path)  # before comparing the head with wte: NaN never equals NaN
-    head = state.pop("lm_head.weight", None)
-    wte = state.get("wte.weight")
-    if head is not None and wte is not None and (head.shape != wte.shape
-                                                 or not torch.equal(head, wte)):
-        raise CheckpointError(f"{path}: lm_head.weight differs from transformer.wte.weight; "
-                              "gptviz models use the tied head h·W_e^T")
+    # nanoGPT ties lm_head to wte; a modified one that unties it gets our unembed.weight.
+    config, state = untie_head(config, state, path,
+                               tie_word_embeddings="lm_head.weight" not in state)
     check_model_size(config, tensor_shapes(state), path, path)  # before anything is built
     model = GPT(config)
     load_state(model, state, path)

@@ -40,10 +40,10 @@ __all__ = ["LIMITS", "check_config_fields", "check_model_size", "check_finite",
 LIMITS = {
     "n_layer": 1024, "n_head": 4096, "n_kv_head": 4096, "n_embd": 65536,
     "block_size": 1 << 20, "vocab_size": 1 << 22, "n_inner": 1 << 20, "n_classes": 1 << 16,
-    "rotary_dim": 65536,
+    "rotary_dim": 65536, "window_size": 1 << 20,
 }
 _POSITIVE = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size", "n_inner", "n_kv_head",
-             "rotary_dim")
+             "rotary_dim", "window_size")
 _MATRICES_PER_LAYER = 4  # attention in and out, feed-forward in and out: in every variant
 _SLACK, _SLACK_VALUES = 4, 1 << 20  # a config may ask for 4x the file's values + 1M
 
@@ -83,9 +83,15 @@ def _type_problem(v: Any, hint: Any) -> str | None:
         return None if ok else "must be a finite number"
     if hint is str:
         return None if isinstance(v, str) else "must be a string"
-    if origin is tuple and args and args[0] is str:
+    if origin is tuple and args and (args[0] is str or typing.get_origin(args[0]) is
+                                     typing.Literal):  # which words: GPTConfig's own check
         ok = isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
         return None if ok else "must be a list of strings"
+    if dataclasses.is_dataclass(hint):  # a nested object such as rope_scaling
+        if not isinstance(v, dict):
+            return "must be an object"
+        bad = [k for k, x in v.items() if isinstance(x, float) and not _finite(x)]
+        return f"must hold finite numbers ({bad[0]!r:.40} does not)" if bad else None
     return None
 
 

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "atomic_write", "check_target", "attention_csv", "next_token_csv", "trace_npz",
-    "write_trace_npz", "TRACE_KEYS", "TRACE_DATA_KEYS",
+    "write_trace_npz", "TRACE_KEYS", "TRACE_DATA_KEYS", "TRACE_EXTRA_KEYS",
 ]
 
 #: Keys every trace NPZ file has (see :mod:`gptviz.cli.trace`); the writer requires them.
@@ -66,6 +66,9 @@ TRACE_DATA_KEYS = ("token_ids", "tokens", "attention", "probs", "prompt_len", "w
 #: files find the data keys as they were.
 TRACE_KEYS = TRACE_DATA_KEYS + ("model", "model_source", "step", "settings", "forced",
                                 "ablation", "description")
+#: Optional keys of a trace file, each float32 ``[L, H, T, T]`` like ``attention``: the raw
+#: scores (``trace --scores``) and the value-weighted attention (``trace --value-weighted``).
+TRACE_EXTRA_KEYS = ("scores", "value_weighted")
 
 
 # ---------------------------------------------------------------------- atomic writes
@@ -485,6 +488,11 @@ def write_trace_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarra
     bad = [k for k, v in arrs.items() if v.dtype.hasobject]
     if bad:
         raise ValueError(f"trace arrays {', '.join(bad)} have object dtype (would need pickle)")
+    shape = arrs["attention"].shape
+    odd = [k for k in TRACE_EXTRA_KEYS if k in arrs and arrs[k].shape != shape]
+    if odd:
+        raise ValueError(f"trace arrays {', '.join(odd)} must have the attention's shape "
+                         f"{list(shape)}")
     # A file object: numpy then keeps the name as given (no ".npz" appended).
     return atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrs))
 

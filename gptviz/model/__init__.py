@@ -4,10 +4,11 @@
 model (``forward``) and its bit-identical one-token path (``decode_step``).
 """
 
-from gptviz.model.config import GPTConfig
-from gptviz.model.gpt import GPT, Ablation, GPTOutput, KVCache
+from gptviz.model.config import GPTConfig, RopeScaling
+from gptviz.model.gpt import GPT, Ablation, GPTOutput, KVCache, attention_mask, key_window
 
-__all__ = ["GPT", "GPTConfig", "GPTOutput", "KVCache", "Ablation"]
+__all__ = ["GPT", "GPTConfig", "GPTOutput", "KVCache", "Ablation", "RopeScaling", "attention_mask",
+           "key_window"]
 
 
 def __getattr__(name: str) -> object:

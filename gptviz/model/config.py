@@ -10,8 +10,10 @@ The same fields reproduce three families exactly:
 Further fields, whose defaults are the GPT-2 choices, describe later decoder-only families:
 an untied output head, rotary or no position embedding, RMSNorm, a gated feed-forward
 layer, grouped-query attention, parallel attention and feed-forward, another attention
-scale (e.g. Llama: rotary, RMSNorm, gated SiLU, grouped-query; GPT-NeoX: partial rotary,
-parallel block; GPT-Neo: attention unscaled).
+scale, biases on q/k/v alone, local attention windows on some layers, and rotary
+frequencies rescaled for long contexts (e.g. Llama: rotary, RMSNorm, gated SiLU,
+grouped-query, ``rope_scaling``; Qwen2: the same with q/k/v biases; GPT-NeoX: partial rotary,
+parallel block; GPT-Neo: attention unscaled, local windows on every other layer).
 """
 
 from __future__ import annotations
@@ -28,12 +30,78 @@ Activation = Literal["gelu", "gelu_tanh", "relu", "silu"]
 PositionalEmbedding = Literal["learned", "rotary", "none"]
 NormType = Literal["layernorm", "rmsnorm"]
 MLPType = Literal["standard", "gated"]
+AttentionKind = Literal["global", "local"]
+RopeType = Literal["linear", "dynamic", "llama3"]
 
 
 def _positive_number(x: Any) -> bool:
     """A finite number > 0 (not a bool, not a string)."""
     return (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
             and x > 0)
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """How the rotary frequencies are rescaled, as ``rope_scaling`` in a Llama ``config.json``
+    (and ``transformers``' ``ROPE_INIT_FUNCTIONS``).
+
+    Parameters
+    ----------
+    rope_type
+        ``"linear"``: every frequency divided by ``factor`` (position interpolation).
+        ``"dynamic"``: dynamic NTK, which changes the base only past the context the model
+        was trained on (``max_position_embeddings``, our ``block_size``): inside it the
+        frequencies are the unscaled ones. ``"llama3"``: low frequencies (wavelength above
+        ``original_max_position_embeddings / low_freq_factor``) divided by ``factor``, high
+        ones (below ``... / high_freq_factor``) kept, the band between interpolated.
+    factor
+        The scaling factor (> 0).
+    low_freq_factor, high_freq_factor, original_max_position_embeddings
+        Llama 3 only (required there; ``high_freq_factor > low_freq_factor``).
+    """
+
+    rope_type: RopeType
+    factor: float
+    low_freq_factor: float | None = None
+    high_freq_factor: float | None = None
+    original_max_position_embeddings: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: Any) -> RopeScaling:
+        """From a ``rope_scaling`` object; ``type`` (older configs) names ``rope_type`` too,
+        other keys are ignored. Raises ValueError when ``d`` is not an object."""
+        if isinstance(d, RopeScaling):
+            return d
+        if not isinstance(d, dict):
+            raise ValueError(f"rope_scaling must be an object or null (got {d!r:.60})")
+        kwargs = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d}
+        if "rope_type" not in kwargs and "type" in d:
+            kwargs["rope_type"] = d["type"]
+        if "rope_type" not in kwargs or "factor" not in kwargs:
+            raise ValueError("rope_scaling needs 'rope_type' and 'factor'")
+        return cls(**kwargs)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these values (empty: nothing)."""
+        if self.rope_type not in ("linear", "dynamic", "llama3"):
+            return [f"rope_scaling type {self.rope_type!r} is not supported (supported: "
+                    "'linear', 'dynamic', 'llama3')"]
+        if not _positive_number(self.factor):
+            return [f"rope_scaling factor must be a positive number (got {self.factor!r})"]
+        if self.rope_type != "llama3":
+            return []
+        low, high = self.low_freq_factor, self.high_freq_factor
+        old = self.original_max_position_embeddings
+        if low is None or high is None or not (_positive_number(low) and _positive_number(high)):
+            return ["rope_scaling 'llama3' needs positive low_freq_factor and high_freq_factor "
+                    f"(got {low!r}, {high!r})"]
+        if not high > low:
+            return [f"rope_scaling high_freq_factor ({high!r}) must exceed low_freq_factor "
+                    f"({low!r})"]
+        if isinstance(old, bool) or not isinstance(old, int) or old <= 0:
+            return ["rope_scaling 'llama3' needs original_max_position_embeddings, a positive "
+                    f"whole number (got {old!r})"]
+        return []
 
 
 @dataclass(frozen=True)
@@ -98,6 +166,18 @@ class GPTConfig:
         steps; pre-LN only.
     attn_scale
         Factor applied to q·k before the softmax; ``None`` = 1/sqrt(head_dim) (GPT-Neo: 1.0).
+    qkv_bias
+        Whether the q/k/v projection ``c_attn`` has a bias; ``None`` follows ``bias``
+        (Qwen2: true with ``bias`` false; GPT-Neo: false with ``bias`` true).
+    attention_layers
+        Per layer ``"global"`` (every earlier key) or ``"local"`` (query i sees key j only
+        when i - window_size < j <= i; GPT-Neo); empty = every layer global.
+    window_size
+        Keys a local layer's query sees (itself included); set exactly when a layer is
+        local. :func:`gptviz.model.gpt.key_window` reads the two fields.
+    rope_scaling
+        With rotary: a :class:`RopeScaling` (or its dict) folded into the rotary tables;
+        ``None`` = unscaled.
     """
 
     n_layer: int = 4
@@ -124,6 +204,10 @@ class GPTConfig:
     n_kv_head: int | None = None
     parallel_attn: bool = False
     attn_scale: float | None = None
+    qkv_bias: bool | None = None
+    attention_layers: tuple[AttentionKind, ...] = field(default_factory=tuple)
+    window_size: int | None = None
+    rope_scaling: RopeScaling | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -139,6 +223,7 @@ class GPTConfig:
         if self.activation not in ("gelu", "gelu_tanh", "relu", "silu"):
             problems.append(f"unknown activation {self.activation!r}")
         problems += self._family_problems()
+        problems += self._attention_problems()
         if self.n_classes < 0:
             problems.append("n_classes must be >= 0")
         if self.class_names and len(self.class_names) != self.n_classes:
@@ -149,6 +234,45 @@ class GPTConfig:
             raise ValueError("invalid GPTConfig: " + "; ".join(problems))
         # Keep class_names a tuple even when built from JSON lists (frozen: use object.__setattr__).
         object.__setattr__(self, "class_names", tuple(self.class_names))
+
+    def _attention_problems(self) -> list[str]:
+        """What is wrong with qkv_bias, the local windows and rope_scaling; normalises
+        ``attention_layers`` to a tuple and ``rope_scaling`` to a :class:`RopeScaling`."""
+        problems = []
+        if self.qkv_bias is not None and not isinstance(self.qkv_bias, bool):
+            problems.append(f"qkv_bias must be true, false or None (got {self.qkv_bias!r})")
+        kinds = self.attention_layers
+        if isinstance(kinds, str) or not isinstance(kinds, (list, tuple)):
+            problems.append(f"attention_layers must be a list of 'global'/'local' "
+                            f"(got {kinds!r:.60})")
+            kinds = ()
+        object.__setattr__(self, "attention_layers", tuple(kinds))
+        bad = [k for k in kinds if k not in ("global", "local")]
+        if bad:
+            problems.append(f"attention_layers may hold only 'global' and 'local' "
+                            f"(got {bad[0]!r:.40})")
+        elif kinds and len(kinds) != self.n_layer:
+            problems.append(f"attention_layers names {len(kinds)} layers but n_layer is "
+                            f"{self.n_layer}")
+        w = self.window_size
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w <= 0):
+            problems.append(f"window_size must be a positive whole number (got {w!r})")
+        elif "local" in kinds and w is None:
+            problems.append("attention_layers has local layers but window_size is not set")
+        elif w is not None and "local" not in kinds:
+            problems.append(f"window_size is set ({w}) but no layer of attention_layers is "
+                            "'local'")
+        if self.rope_scaling is not None:
+            try:
+                scaling = RopeScaling.from_dict(self.rope_scaling)
+            except (TypeError, ValueError) as e:
+                return problems + [str(e)]
+            object.__setattr__(self, "rope_scaling", scaling)
+            problems += scaling.problems()
+            if self.positional_embedding_type != "rotary":
+                problems.append("rope_scaling is set but positional_embedding_type is "
+                                f"{self.positional_embedding_type!r}")
+        return problems
 
     def _family_problems(self) -> list[str]:
         """What is wrong with the fields that later families added (see the class doc)."""
@@ -213,6 +337,11 @@ class GPTConfig:
         return 1.0 / math.sqrt(self.head_dim) if self.attn_scale is None else self.attn_scale
 
     @property
+    def has_qkv_bias(self) -> bool:
+        """Whether ``c_attn`` has a bias: ``qkv_bias``, or ``bias`` when it is ``None``."""
+        return self.bias if self.qkv_bias is None else self.qkv_bias
+
+    @property
     def d_ff(self) -> int:
         """Hidden width of the feed-forward layer."""
         return self.n_inner if self.n_inner is not None else 4 * self.n_embd
@@ -221,6 +350,7 @@ class GPTConfig:
         """Plain-JSON form (what ``config.json`` holds)."""
         d = dataclasses.asdict(self)
         d["class_names"] = list(self.class_names)
+        d["attention_layers"] = list(self.attention_layers)
         return d
 
     @classmethod
@@ -230,7 +360,7 @@ class GPTConfig:
         kwargs = {k: v for k, v in d.items() if k in known}
         if "class_names" in kwargs:
             kwargs["class_names"] = tuple(kwargs["class_names"])
-        return cls(**kwargs)
+        return cls(**kwargs)  # attention_layers and rope_scaling are normalised there
 
     def to_json(self) -> str:
         """JSON string of :meth:`to_dict`."""

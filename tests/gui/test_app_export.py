@@ -211,7 +211,8 @@ def test_export_dialog(qtbot, window, tmp_path, monkeypatch):
 
     window.activateWindow()
     window.attention.glw.setFocus()
-    qtbot.keyClick(window.attention.glw, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(window.attention.glw, Qt.Key.Key_E,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     dlg = window.features.exporter.dialog
     qtbot.waitUntil(lambda: dlg is not None and dlg.isVisible(), timeout=TIMEOUT)
     keys = [dlg.what.itemData(i) for i in range(dlg.what.count())]

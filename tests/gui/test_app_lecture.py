@@ -30,12 +30,14 @@ def press(qtbot, widget, keys: str):
 
 
 # ---------------------------------------------------------------------- keyboard
-def test_every_listed_shortcut_triggers_its_action(qtbot, window, monkeypatch):
+def test_every_listed_shortcut_triggers_its_action(qtbot, window, monkeypatch, tmp_path):
     """Each row of Help ▸ Keyboard shortcuts, pressed on the focused attention map, fires
-    the action it names (file dialogs answer "cancel")."""
+    the action it names (file dialogs answer "cancel"; Ctrl+E writes into tmp_path)."""
     from PySide6.QtWidgets import QFileDialog
 
     from gptviz_app.actions.shortcuts import _all_actions, shortcut_rows
+
+    window.features.exporter.directory = str(tmp_path)
 
     for name in ("getSaveFileName", "getOpenFileName"):
         monkeypatch.setattr(QFileDialog, name, staticmethod(lambda *a, **k: ("", "")))
@@ -73,7 +75,8 @@ def test_every_listed_shortcut_triggers_its_action(qtbot, window, monkeypatch):
             c.set_playing(False)
         if window.features.presentation.active:
             window.features.presentation.set_active(False)
-        for dlg in (window.features.exporter.dialog, window.features.shortcuts_dialog):
+        for dlg in (window.features.exporter.dialog, window.features.shortcuts_dialog,
+                    window.features.models.dialog):
             if dlg is not None and dlg.isVisible():
                 dlg.close()
         if not window.isActiveWindow():       # offscreen: nobody gives activation back

@@ -1,0 +1,120 @@
+"""The window's training timeline and block diagram: the slider, the iteration it says and
+the map it draws agree with a fresh forward of that snapshot; a click on the diagram selects
+the layer in the Controller's view."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gptviz.io.checkpoint import load_gptviz_checkpoint
+from gptviz.train.snapshots import save_snapshot
+
+from .conftest import TIMEOUT, close_window, settle, show_window
+
+pytest.importorskip("pytestqt")
+
+ITERATIONS = ((0, "pretrain"), (10, "pretrain"), (25, "finetune"))
+
+
+@pytest.fixture
+def series(tmp_path, tiny_bundle_factory):
+    """Three snapshots of different random models (smaller than the window's model)."""
+    for seed, (it, stage) in enumerate(ITERATIONS):
+        b = tiny_bundle_factory(seed=seed + 5, n_layer=1, n_head=2, n_embd=16)
+        save_snapshot(tmp_path, b.model, b.tokenizer, it, stage)
+    return tmp_path
+
+
+def _show(qtbot, win, key):
+    win.analysis.reveal(key)
+    qtbot.waitUntil(lambda: win.analysis.visible[key], timeout=TIMEOUT)
+    return settle(qtbot, win)
+
+
+def _fresh_map(path, prompt, layer, head):
+    bundle = load_gptviz_checkpoint(path)
+    x = torch.tensor([bundle.tokenizer.encode(prompt)])
+    with torch.no_grad():
+        att = bundle.model(x, return_attn=True).attentions
+    layer = min(layer, len(att) - 1)
+    a = att[layer][0, min(head, att[layer].shape[1] - 1)].numpy()  # (T, T)
+    return np.where(np.tri(*a.shape, dtype=bool), a, np.nan)
+
+
+def test_slider_label_and_map_show_the_same_snapshot(qtbot, tiny_bundle, series):
+    from PySide6.QtCore import Qt
+
+    win = show_window(qtbot, tiny_bundle)
+    panel = win.analysis.panels["timeline"]
+    win.controller.select_head(1, 3)  # the snapshots have one layer of two heads: clamped
+    _show(qtbot, win, "timeline")
+    panel.open_directory(str(series))
+    qtbot.waitUntil(lambda: panel.view is not None
+                    and panel.view.directory == str(series), timeout=TIMEOUT)
+    assert panel.slider.maximum() == len(ITERATIONS) - 1
+    assert panel.slider.value() == len(ITERATIONS) - 1  # opens on the last snapshot
+    for index in (0, 1, 2, 1):
+        panel.slider.setValue(index)
+        qtbot.waitUntil(lambda i=index: panel.view.frame.index == i, timeout=TIMEOUT)
+        settle(qtbot, win)
+        it, stage = ITERATIONS[index]
+        assert panel.view.frame.iteration == it
+        assert panel.iteration_label.text().startswith(f"iteration {it:,} ·")
+        want = _fresh_map(series / f"{it:06d}", panel.prompt.text(), 1, 3)
+        np.testing.assert_allclose(panel.map.data, want, atol=1e-6)
+    # the keyboard moves the slider too, without the window's stepping keys (← back, Home
+    # reset): PgUp/PgDn, Ctrl+Home, End
+    settle(qtbot, win, win.controller.step(3))
+    panel.slider.setFocus()
+    qtbot.keyClick(panel.slider, Qt.Key.Key_End)
+    qtbot.waitUntil(lambda: panel.view.frame.index == 2, timeout=TIMEOUT)
+    qtbot.keyClick(panel.slider, Qt.Key.Key_PageDown)
+    qtbot.waitUntil(lambda: panel.view.frame.index == 1, timeout=TIMEOUT)
+    qtbot.keyClick(panel.slider, Qt.Key.Key_Home, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: panel.view.frame.index == 0, timeout=TIMEOUT)
+    qtbot.keyClick(panel.slider, Qt.Key.Key_PageUp)
+    qtbot.waitUntil(lambda: panel.view.frame.index == 1, timeout=TIMEOUT)
+    qtbot.keyClick(panel.slider, Qt.Key.Key_Right, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: panel.view.frame.index == 2, timeout=TIMEOUT)
+    assert settle(qtbot, win).n_generated == 3
+    close_window(win)
+
+
+def test_a_bad_run_folder_is_said_in_the_panel(qtbot, tiny_bundle, tmp_path):
+    win = show_window(qtbot, tiny_bundle)
+    panel = win.analysis.panels["timeline"]
+    _show(qtbot, win, "timeline")
+    panel.open_directory(str(tmp_path))
+    qtbot.waitUntil(lambda: "no snapshot folders" in panel.readout.text(), timeout=TIMEOUT)
+    close_window(win)
+
+
+def test_clicking_the_block_diagram_selects_the_layer(qtbot, tiny_bundle):
+    from PySide6.QtCore import Qt
+
+    win = show_window(qtbot, tiny_bundle)
+    panel = win.analysis.panels["block_diagram"]
+    _show(qtbot, win, "block_diagram")
+    view = panel.view
+    qtbot.waitUntil(lambda: view.diagram is not None, timeout=TIMEOUT)
+    assert view.diagram.n_layer == tiny_bundle.config.n_layer
+    view.grab()  # lay out the click regions
+    hit = next(h for h in view.hits if h.layer == 1 and h.head < 0)
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=hit.rect.center().toPoint())
+    snap = settle(qtbot, win)
+    assert win.controller.view.layer == 1 and snap.view.layer == 1
+    assert view.layer == 1  # drawn open
+    view.grab()
+    head = next(h for h in view.hits if h.layer == 1 and h.head == 2)
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=head.rect.center().toPoint())
+    settle(qtbot, win)
+    assert (win.controller.view.layer, win.controller.view.head) == (1, 2)
+    # the window's layer keys work with the diagram focused, and it follows them
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_Up)  # previous layer
+    qtbot.waitUntil(lambda: win.controller.view.layer == 0, timeout=TIMEOUT)
+    settle(qtbot, win)
+    assert view.layer == 0
+    close_window(win)
