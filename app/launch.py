@@ -57,7 +57,8 @@ def start(args: argparse.Namespace, app: QApplication) -> int:
         QTimer.singleShot(0, lambda: report_size(win, want))
     if args.presentation:
         win.features.presentation.set_active(True,
-                                            fullscreen=not (args.size or args.screenshot))
+                                            fullscreen=not (args.size or args.screenshot),
+                                            keep=panels)
     ctl = win.controller
     state = {"rc": 0, "started": False, "step_gen": -1}
 

@@ -108,7 +108,7 @@ def test_worker_commands_are_one_table():
     assert set(table) == {"load_model", "set_prompt", "step", "undo", "redo", "goto", "reset",
                           "force", "set_settings", "set_ablation", "view", "save_session",
                           "open_session", "export_trace", "sample_prompt", "analysis",
-                          "open_model", "patch", "set_stride"}
+                          "open_model", "patch", "set_stride", "branches", "switch_branch"}
     assert table["analysis"] is analyses.analysis
     assert table["open_session"] is file_commands.open_session
     assert table["step"] is session_commands.step

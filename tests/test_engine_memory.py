@@ -244,3 +244,10 @@ def test_a_long_run_grows_by_a_few_hundred_bytes_a_step(tiny_bundle_factory):
         tracemalloc.stop()
     assert grown / 400 < 2500  # bytes a step (it was 24 KB at the bundled model's size)
     assert window_start_for(s.n_tokens, 32) > 0 and sys.getsizeof(s.history[-1]) < 200
+
+
+def test_heap_setting_is_idempotent():
+    from gptviz.engine.memory import limit_heap_fragmentation
+
+    first = limit_heap_fragmentation()
+    assert isinstance(first, bool) and limit_heap_fragmentation() == first

@@ -123,10 +123,12 @@ def test_one_head_at_each_position_matches_hooks():
 FAMILIES = [dict(), dict(parallel_attn=True, tie_word_embeddings=False),
             dict(positional_embedding_type="rotary", n_kv_head=2, norm_type="rmsnorm",
                  mlp_type="gated", bias=False),
-            dict(ln_placement="post", final_ln=False, activation="gelu_tanh")]
+            dict(ln_placement="post", final_ln=False, activation="gelu_tanh"),
+            dict(attention_layers=("global", "local", "local"), window_size=3, attn_scale=1.0,
+                 qkv_bias=False)]
 
 
-@pytest.mark.parametrize("kw", FAMILIES, ids=["gpt2", "neox", "llama", "gpt1"])
+@pytest.mark.parametrize("kw", FAMILIES, ids=["gpt2", "neox", "llama", "gpt1", "gpt-neo"])
 def test_unpatched_run_equals_forward_exactly(kw):
     cfg = GPTConfig(n_layer=3, n_head=4, n_embd=32, block_size=32, vocab_size=61, **kw)
     torch.manual_seed(0)

@@ -135,9 +135,12 @@ class PresentationMode(QObject):
     def toggle(self) -> None:
         self.actions["presentation"].toggle()
 
-    def set_active(self, on: bool, fullscreen: bool | None = None) -> None:
+    def set_active(self, on: bool, fullscreen: bool | None = None,
+                   keep: tuple[str, ...] | list[str] = ()) -> None:
         """Enter (``on``) or leave presentation mode; ``fullscreen`` overrides the menu's
-        choice for this time (``main.py --screenshot`` keeps the window size)."""
+        choice for this time (``main.py --screenshot`` keeps the window size); the docks
+        ``keep`` names stay shown, besides :data:`KEEP_DOCKS` (the panels the user asked
+        for, e.g. ``--panels`` with ``--presentation``)."""
         on = bool(on)
         a = self.actions["presentation"]
         if a.isChecked() != on:
@@ -161,7 +164,7 @@ class PresentationMode(QObject):
             self.active = True
             self.appearance.set_presenting(True)
             for key, dock in w.docks.items():
-                if key not in KEEP_DOCKS and dock.isVisible():
+                if key not in KEEP_DOCKS and key not in keep and dock.isVisible():
                     dock.hide()
             for tb in self._advanced_toolbars():
                 tb.hide()

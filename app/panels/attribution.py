@@ -25,7 +25,12 @@ from gptviz.analysis.runner import AnalysisResult
 from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.panels.widgets import ABLATED_COLOR, esc
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
-from gptviz_app.views.panel_layout import controls_row, panel_layout, shrinkable_label
+from gptviz_app.views.panel_layout import (
+    controls_row,
+    panel_layout,
+    shrinkable_label,
+    wrap_lines,
+)
 from gptviz_app.views.plots import MapPlot
 from gptviz_app.views.theme import DARK, Theme, diverging_colormap
 
@@ -41,7 +46,8 @@ class AttributionPanel(AnalysisPanel):
         super().__init__(parent)
         self.theme = DARK
         self.vs: int | None = None
-        self.header = shrinkable_label(" ")  # one line: the map gets the height
+        self.header = shrinkable_label(" ")
+        self.header.setWordWrap(True)  # a narrow dock: two lines, not a cut one
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.stop = QPushButton("Stop comparing")
         self.stop.setToolTip("Attribute the plain logit again (not a difference)")
@@ -96,6 +102,7 @@ class AttributionPanel(AnalysisPanel):
         self.mlp.apply_theme(theme, cmap)
         self.header.setFont(theme.font(1.0))
         self.readout.setFont(theme.font(0.95, mono=True))
+        wrap_lines(self.readout)  # two lines rather than a cut one
         self._redraw()
 
     def set_model(self, info: ModelInfo) -> None:

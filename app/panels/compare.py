@@ -6,6 +6,9 @@ Sources:
   the text (another prompt, or go back and take another token: a branch) and the panel shows
   the selected head on both and their difference where the tokens align.
 * **Clean A vs ablated B** — the model without and with the ablated heads, on the current text.
+* **Branch A vs current B** — another branch of the branch tree (chosen in the box, or with
+  "Compare" in the Branches panel) against the current branch; A is one forward of that
+  branch's window.
 
 Alignment: the common token prefix (two branches), or position by position (two prompts of
 the same length, e.g. minimal pairs). With the same model and settings, causal attention over a
@@ -17,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QPushButton, QWidget
+from PySide6.QtCore import QSignalBlocker, Signal
+from PySide6.QtWidgets import QComboBox, QPushButton, QWidget
 
 from gptviz.analysis.live_compare import CompareSettings, CompareView
 from gptviz.analysis.runner import AnalysisResult
@@ -35,7 +38,8 @@ from gptviz_app.views.panel_layout import (
 from gptviz_app.views.plots import MapPlot
 from gptviz_app.views.theme import DARK, Theme, colormap, diverging_colormap
 
-SOURCE_ITEMS = (("pinned", "Pinned A vs current B"), ("ablation", "Clean A vs ablated B"))
+SOURCE_ITEMS = (("pinned", "Pinned A vs current B"), ("ablation", "Clean A vs ablated B"),
+                ("branch", "Branch A vs current B"))
 ALIGN_ITEMS = (("prefix", "Common prefix"), ("position", "By position"))
 
 
@@ -60,11 +64,22 @@ class ComparePanel(AnalysisPanel):
             "(branches). By position: the first min(Ta, Tb) positions whatever the tokens "
             "(two prompts).")
         self.alignChanged.connect(lambda _s: self.settingsChanged.emit())
+        self.branch_box = QComboBox()
+        self.branch_box.setToolTip("The branch shown as A (source: Branch A vs current B)")
+        self.branch_box.currentIndexChanged.connect(lambda _i: self.settingsChanged.emit())
+        self.branch_box.setVisible(False)
+        # long first-token texts must not widen the dock: the box shows ~10 characters
+        self.branch_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.branch_box.setMinimumContentsLength(10)
+        self.sourceChanged.connect(lambda k: self.branch_box.setVisible(k == "branch"))
+        self.branches: tuple = ()
         self.pin_btn = QPushButton("Pin current as A")
         self.pin_btn.setToolTip("Keep the current text and attention as side A")
         self.pin_btn.clicked.connect(self.pinRequested)
         self.info = shrinkable_label(" ")
-        top = controls_row(self.source_box, self.align_box, self.pin_btn, 6, (self.info, 1))
+        top = controls_row(self.source_box, self.branch_box, self.align_box, self.pin_btn, 6,
+                           (self.info, 1))
         self.glw = pg.GraphicsLayoutWidget()
         self.maps: list[MapPlot] = []
         for col in range(3):
@@ -100,8 +115,42 @@ class ComparePanel(AnalysisPanel):
         if self.view is not None:
             self._draw(self.view)
 
+    @property
+    def branch(self) -> int:
+        bid = self.branch_box.currentData()
+        return -1 if bid is None else int(bid)
+
     def requests(self, visible: bool) -> dict:
-        return {"compare": CompareSettings(self.source, self.align)} if visible else {}
+        return {"compare": CompareSettings(self.source, self.align, self.branch)} \
+            if visible else {}
+
+    def compare_branch(self, bid: int) -> None:
+        """Show branch ``bid`` as A against the current branch, aligned by position (over a
+        shared prefix causal attention is the same, so the prefix difference is 0)."""
+        i = self.branch_box.findData(int(bid))
+        if i >= 0:
+            with QSignalBlocker(self.branch_box):
+                self.branch_box.setCurrentIndex(i)
+        set_choice(self.align_box, "position", quiet=False)
+        self.set_source("branch")
+        self.settingsChanged.emit()
+        self.ui.reveal(self.key)
+
+    def _fill_branches(self, branches: tuple) -> None:
+        """The branch box: every branch but the current one."""
+        if branches == self.branches:
+            return
+        self.branches = branches
+        keep = self.branch_box.currentData()
+        with QSignalBlocker(self.branch_box):
+            self.branch_box.clear()
+            for b in branches:
+                if not b.current:
+                    self.branch_box.addItem(f"#{b.id} from step {b.at + 1}: {b.head!r}", b.id)
+            i = self.branch_box.findData(keep) if keep is not None else -1
+            self.branch_box.setCurrentIndex(i if i >= 0 else self.branch_box.count() - 1)
+        if self.branch_box.currentData() != keep and self.source == "branch":
+            self.settingsChanged.emit()
 
     def install(self, ui) -> None:
         """Analysis ▸ Pin current state as A (also under "More ▾") and Compare clean (A) with
@@ -128,6 +177,7 @@ class ComparePanel(AnalysisPanel):
             m.set_image(None, (0, 1))
 
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
+        self._fill_branches(tuple(getattr(snap, "branches", ()) or ()))
         if "compare" in res.errors:
             self.info.setText("Comparison failed: " + res.errors["compare"])
             return

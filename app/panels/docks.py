@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QObject, QRectF, QSignalBlocker, Qt, Signal
-from PySide6.QtGui import QAction, QBrush, QColor, QPen
+from PySide6.QtCore import QEvent, QObject, QRectF, QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QAction, QBrush, QColor, QFontMetricsF, QKeySequence, QPen
 from PySide6.QtWidgets import (
     QFrame,
     QGraphicsPathItem,
@@ -43,6 +43,20 @@ from gptviz.analysis.runner import AnalysisResult, AnalysisSpec
 from gptviz_app.panels.registry import AnalysisPanel, panel_classes
 from gptviz_app.panels.widgets import ABLATED_COLOR, cross_path, rects_path
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+
+#: The key that shows or hides each built-in panel (listed in Help ▸ Keyboard shortcuts). A
+#: panel may set its own in ``install``; a key another action has already is left out.
+#: Ctrl+Alt+T, L and D are the desktop's (terminal, lock, show desktop) on common Linux desktops.
+#: Letters left to the desktop with Ctrl+Alt.
+DESKTOP_KEYS = "TLD"
+PANEL_SHORTCUTS = {
+    "diagnostics": "Ctrl+Alt+H", "ablation": "Ctrl+Alt+A", "lens": "Ctrl+Alt+G",
+    "compare": "Ctrl+Alt+C", "rollout": "Ctrl+Alt+R", "inside_head": "Ctrl+Alt+I",
+    "embedding": "Ctrl+Alt+E", "head_writes": "Ctrl+Alt+W", "neurons": "Ctrl+Alt+N",
+    "saliency": "Ctrl+Alt+S", "block_diagram": "Ctrl+Alt+B", "timeline": "Ctrl+Alt+M",
+    "attribution": "Ctrl+Alt+U", "patching": "Ctrl+Alt+P",
+    "branches": "Ctrl+Alt+K",  # not T: desktops take Ctrl+Alt+T for a terminal
+}
 
 
 class AnalysisUI(QObject):
@@ -80,6 +94,7 @@ class AnalysisUI(QObject):
             panel.settingsChanged.connect(self._update_spec)
             self.menu.addSeparator()  # each panel's own actions in a section (empty: hidden)
             panel.install(self)
+        self._add_shortcuts()
         c.add_view(self)
 
     # ------------------------------------------------------------------ construction
@@ -106,6 +121,28 @@ class AnalysisUI(QObject):
             dock.visibilityChanged.connect(lambda on, k=key: self._on_visible(k, on))
             dock.toggleViewAction().triggered.connect(
                 lambda on, d=dock: d.raise_() if on else None)
+
+    def _add_shortcuts(self) -> None:
+        """Every panel one key away (:data:`PANEL_SHORTCUTS`; another panel gets the first free
+        letter of its title), window-wide, and the key in the toolbar button's tooltip."""
+        w = self.window
+        taken = {s.toString() for a in w.findChildren(QAction) for s in a.shortcuts()}
+        for key in self.panels:
+            toggle = w.docks[key].toggleViewAction()
+            if toggle.shortcut().isEmpty():
+                seq = PANEL_SHORTCUTS.get(key)
+                if not seq or seq in taken:  # a panel of its own (a plugin): a free letter
+                    seq = next((f"Ctrl+Alt+{ch}" for ch in self.panels[key].title.upper()
+                                + "0123456789" if ch.isalnum() and ch not in DESKTOP_KEYS
+                                and f"Ctrl+Alt+{ch}" not in taken), None)
+                if seq:
+                    toggle.setShortcut(QKeySequence(seq))
+                    taken.add(seq)
+            if not toggle.shortcut().isEmpty():
+                w.addAction(toggle)
+                act = self.toolbar_actions[key]
+                text = toggle.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+                act.setToolTip(f"{act.toolTip()} · {text}")
 
     def add_action(self, key: str, text: str, slot=None, checkable: bool = False,
                    checked: bool = False, tip: str = "", more: bool = False) -> QAction:
@@ -368,20 +405,48 @@ class AnalysisUI(QObject):
             p.apply_analysis(res, snap)
 
 
+#: Least size of an analysis panel, in text lines (width, height): a smaller dock (1024 x 640,
+#: a short window) scrolls the panel instead of squeezing its plots and labels together.
+PANEL_LEAST_EM = (16.0, 15.0)
+
+
 class PanelScroll(QScrollArea):
     """An analysis panel in a frameless scroll area (``panel``): the panel fills it, and
-    scrolls where the dock is smaller than the panel's minimum size. Themes pass through."""
+    scrolls where the dock is smaller than the panel's minimum size (at least
+    :data:`PANEL_LEAST_EM` lines of the theme's font). Themes pass through."""
 
     def __init__(self, panel: QWidget) -> None:
         super().__init__()
         self.panel = panel
         self.setWidget(panel)
-        self.setWidgetResizable(True)
+        # Sized here rather than by widgetResizable: that one gives a panel with wrapping
+        # labels (height-for-width) its preferred height, taller than the dock, and scrolls.
+        self.setWidgetResizable(False)
         self.setFrameShape(QFrame.Shape.NoFrame)
+        self.viewport().installEventFilter(self)
+        self._least_font(panel.font())
+
+    def _least_font(self, font) -> None:
+        em = QFontMetricsF(font).height()
+        self.panel.setMinimumSize(int(PANEL_LEAST_EM[0] * em), int(PANEL_LEAST_EM[1] * em))
+        self.fit_panel()
+
+    def fit_panel(self) -> None:
+        """The panel fills the viewport, down to its minimum size (then it scrolls)."""
+        least = self.panel.minimumSize().expandedTo(self.panel.minimumSizeHint())
+        size = self.viewport().size().expandedTo(least)
+        if self.panel.size() != size:
+            self.panel.resize(size)
+
+    def eventFilter(self, obj, e) -> bool:  # noqa: N802 - Qt name
+        if obj is self.viewport() and e.type() == QEvent.Type.Resize:
+            self.fit_panel()
+        return False
 
     def apply_theme(self, theme) -> None:
         if hasattr(self.panel, "apply_theme"):
             self.panel.apply_theme(theme)
+        self._least_font(theme.font())
 
 
 def install(window) -> AnalysisUI:

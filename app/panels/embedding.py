@@ -22,7 +22,12 @@ from gptviz.analysis.runner import AnalysisResult
 from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.panels.widgets import esc
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
-from gptviz_app.views.panel_layout import controls_row, panel_layout, shrinkable_label
+from gptviz_app.views.panel_layout import (
+    controls_row,
+    panel_layout,
+    shrinkable_label,
+    wrap_lines,
+)
 from gptviz_app.views.plots import MapPlot, set_label_ticks, style_axis
 from gptviz_app.views.theme import DARK, Theme, diverging_colormap
 
@@ -44,6 +49,7 @@ class EmbeddingPanel(AnalysisPanel):
         super().__init__(parent)
         self.theme = DARK
         self.header = shrinkable_label(" ")
+        self.header.setWordWrap(True)  # a narrow dock: two lines, not a cut one
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.header.setWordWrap(True)
         top = controls_row((self.header, 1))
@@ -80,6 +86,7 @@ class EmbeddingPanel(AnalysisPanel):
             self.map.plot.getAxis(name).label.setFont(theme.font(0.8))
         self.header.setFont(theme.font(1.0))
         self.readout.setFont(theme.font(0.95, mono=True))
+        wrap_lines(self.readout)  # two lines rather than a cut one
         self._redraw()
 
     def install(self, ui) -> None:

@@ -25,8 +25,8 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSignalBlocker, Qt
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QLabel, QSpinBox, QWidget
+from PySide6.QtGui import QAction, QActionGroup, QFontMetrics, QKeySequence
+from PySide6.QtWidgets import QSpinBox, QWidget
 
 from gptviz.analysis.live_inside_head import InsideHead
 from gptviz.analysis.runner import AnalysisResult
@@ -35,7 +35,13 @@ from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.panels.widgets import esc
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.axes import pt_px, shorten, text_px, thin_ticks, tick_step
-from gptviz_app.views.panel_layout import controls_row, panel_layout, shrinkable_label
+from gptviz_app.views.panel_layout import (
+    controls_row,
+    fit_wrapped,
+    panel_layout,
+    shrinkable_label,
+    wrap_lines,
+)
 from gptviz_app.views.plots import style_axis
 from gptviz_app.views.theme import DARK, Theme, diverging_colormap
 
@@ -55,15 +61,21 @@ class InsideHeadPanel(AnalysisPanel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.theme = DARK
+        # Wrapped, never cut: the head, the query and the formula with its scale (a narrow
+        # dock gives them a second line).
         self.header = shrinkable_label(" ")
         self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header.setWordWrap(True)
         self.key_box = QSpinBox()
-        self.key_box.setPrefix("key ")
+        self.key_box.setPrefix("q·k of key ")
         self.key_box.setRange(0, 0)
         self.key_box.setToolTip("The key whose per-dimension products q_d·k_d are shown "
                                 "(or click a bar)")
         self.key_box.valueChanged.connect(self._on_key_box)
-        top = controls_row((self.header, 1), 6, QLabel("Products of"), self.key_box)
+        # the products plot's title names the key too ("key 10 'rob': Σ_d q_d·k_d"): no
+        # "Products of" label taking the header's width in a narrow dock
+        top = controls_row((self.header, 1), 6, self.key_box)
+        top.setAlignment(self.key_box, Qt.AlignmentFlag.AlignTop)
         self.glw = pg.GraphicsLayoutWidget()
         # scores over weights on the left (keys shared), products over q and o on the right
         self.p_scores = self._plot(0, 0, "score")
@@ -122,6 +134,10 @@ class InsideHeadPanel(AnalysisPanel):
         self.minus_inf.setFont(theme.font(0.8, bold=True))
         self.header.setFont(theme.font(1.0))
         self.readout.setFont(theme.font(0.95, mono=True))
+        wrap_lines(self.readout)  # the formula line: two lines, never cut at the edge
+        # the four plots keep room of their own when the lines above and below wrap (a narrow
+        # dock then scrolls the panel)
+        self.glw.setMinimumHeight(int(9 * QFontMetrics(theme.font(1.0)).lineSpacing()))
         self.key_box.setFont(theme.font(0.9))
         self._redraw()
 
@@ -228,6 +244,17 @@ class InsideHeadPanel(AnalysisPanel):
             self.key_box.setValue(self.chosen_key())
         self.header.setText(self._header_text())
         self.readout.setText(self._summary())
+        self._fit_readout()
+
+    def _fit_readout(self) -> None:
+        """As many lines as the formula line (or a key's numbers) needs at this width."""
+        v = self.view
+        texts = [self._summary()] + ([self.describe_key(int(np.argmax(v.weights)))] if v else [])
+        fit_wrapped(self.readout, texts)
+
+    def resizeEvent(self, e) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(e)
+        self._fit_readout()
 
     def _header_text(self) -> str:
         v = self.view

@@ -32,7 +32,7 @@ from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.panels.widgets import esc
 from gptviz_app.runtime.snapshot import ModelInfo
 from gptviz_app.views.axes import MAP_LABEL_CHARS, pt_px, shorten, thin_ticks, tick_step
-from gptviz_app.views.panel_layout import controls_row, shrinkable_label, stack
+from gptviz_app.views.panel_layout import controls_row, shrinkable_label, stack, wrap_lines
 from gptviz_app.views.plots import MapPlot
 from gptviz_app.views.theme import DARK, Theme, diverging_colormap
 
@@ -73,6 +73,7 @@ class PatchingPanel(AnalysisPanel):
         self.corrupt.returnPressed.connect(self.run)
         self.header = shrinkable_label("Type a corrupted prompt and the two tokens of the "
                                        "metric, then Run.")
+        self.header.setWordWrap(True)  # a narrow dock: two lines, not a cut one
         self.header.setTextFormat(Qt.TextFormat.RichText)
         top = QVBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
@@ -185,6 +186,7 @@ class PatchingPanel(AnalysisPanel):
         self.colorbar.axis.setTicks([[(-1.0, "−1"), (0.0, "0"), (1.0, "1")]])
         self.header.setFont(theme.font(1.0))
         self.readout.setFont(theme.font(0.95, mono=True))
+        wrap_lines(self.readout)  # two lines rather than a cut one
         self._relabel()
 
     def set_model(self, info: ModelInfo) -> None:

@@ -49,6 +49,7 @@ PANELS: dict[str, Any] = {
     "timeline": "gptviz_app.panels.timeline:TimelinePanel",
     "attribution": "gptviz_app.panels.attribution:AttributionPanel",
     "patching": "gptviz_app.panels.patching:PatchingPanel",
+    "branches": "gptviz_app.panels.branches:BranchesPanel",
 }
 
 

@@ -36,7 +36,7 @@ from gptviz.analysis.timeline import DEFAULT_PROMPT
 from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.axes import MAP_LABEL_CHARS, pt_px, shorten, thin_ticks, tick_step
-from gptviz_app.views.panel_layout import controls_row, shrinkable_label
+from gptviz_app.views.panel_layout import controls_row, shrinkable_label, wrap_lines
 from gptviz_app.views.plots import MapPlot, sqrt_ticks, style_axis
 from gptviz_app.views.theme import DARK, Theme
 
@@ -78,6 +78,7 @@ class TimelinePanel(AnalysisPanel):
         self.slider.setAccessibleName("Training snapshot")
         self.slider.valueChanged.connect(self._on_slider)
         self.iteration_label = shrinkable_label(" ")
+        self.iteration_label.setWordWrap(True)  # a narrow dock: two lines, not a cut one
         self.prompt = QLineEdit(DEFAULT_PROMPT)
         self.prompt.setToolTip("The prompt every snapshot reads (Enter to run it)")
         self.prompt.editingFinished.connect(self._on_prompt)
@@ -177,6 +178,7 @@ class TimelinePanel(AnalysisPanel):
         self.current.setPen(pen)
         self.iteration_label.setFont(theme.font(1.0, bold=True))
         self.readout.setFont(theme.font(0.9))
+        wrap_lines(self.readout)  # two lines rather than a cut one
         if self.view is not None:
             self._draw(self.view)
 

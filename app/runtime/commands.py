@@ -8,6 +8,7 @@ A handler is a plain function ``handler(worker, req, **req.args)`` run on the wo
 * :mod:`gptviz_app.runtime.file_commands`     sessions, trace export, sample prompts
 * :mod:`gptviz_app.runtime.analyses`          ``analysis``: the analysis panels and ablation
 * :mod:`gptviz_app.runtime.patching_commands` ``patch``: activation patching, with progress
+* :mod:`gptviz_app.runtime.branch_commands`   ``branches``, ``switch_branch``: the branch tree
 
 :data:`COMMAND_MODULES` lists them; :func:`load_commands` imports them (the worker does,
 once), so :data:`COMMANDS` is complete before the first request.
@@ -33,7 +34,7 @@ COMMANDS: dict[str, Handler] = {}
 #: The modules that register commands.
 COMMAND_MODULES = ("gptviz_app.runtime.session_commands", "gptviz_app.runtime.file_commands",
                    "gptviz_app.runtime.analyses", "gptviz_app.runtime.patching_commands",
-                   "gptviz_app.runtime.window_commands")
+                   "gptviz_app.runtime.window_commands", "gptviz_app.runtime.branch_commands")
 
 
 def command(name: str) -> Callable[[Handler], Handler]:

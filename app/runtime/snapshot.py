@@ -153,6 +153,9 @@ class Snapshot:
     #: ``(revision number, tokens kept)`` of the latest changes: see :func:`tokens_kept`
     tokens_rev: Any = None
     tokens_log: tuple = ()
+    #: the branch tree, compact (gptviz.engine.branches.BranchInfo: id, parent, branch point,
+    #: length, first tokens' text, current), depth first
+    branches: tuple = ()
 
     @property
     def n_tokens(self) -> int:

@@ -28,6 +28,7 @@ from gptviz.analysis.maps import (
 from gptviz.analysis.stages import StageMaps
 from gptviz.engine.candidates import include_token, next_token_candidates
 from gptviz.io.provenance import session_context
+from gptviz_app.runtime.branch_commands import branch_summary
 from gptviz_app.runtime.knob_logits import candidate_knobs
 from gptviz_app.runtime.snapshot import Candidates, ModelInfo, Snapshot, ViewSpec
 from gptviz_app.runtime.token_columns import TokenColumns
@@ -341,7 +342,7 @@ class SnapshotBuilder:
             class_names=tuple(s.class_names), settings=s.settings,
             step_ms=self._last_step_ms, build_ms=0.0, prompt=s.prompt,
             put_aside=s.n_put_aside if not s.can_undo else 0,
-            context=session_context(s),
+            context=session_context(s), branches=branch_summary(s),
         )
         if view.map_stage != "weights":  # the map's other stage: (stage, [T, T] float32)
             try:

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QWidget
 from gptviz.analysis.stages import STAGES
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.axes import pt_px, shorten, text_px, thin_ticks, tick_step
+from gptviz_app.views.header_fit import HeaderFit
 from gptviz_app.views.panel_layout import (
     choice_box,
     controls_row,
@@ -40,6 +41,8 @@ from gptviz_app.views.theme import DARK, Theme, colormap, diverging_colormap
 LABEL_CHARS = 10
 #: Colour of the masked (-inf) cells in the masked-scores stage.
 MINUS_INF_COLOR = "#b0307a"
+#: The stage selector's texts in a narrow map (:class:`~gptviz_app.views.header_fit.HeaderFit`).
+STAGE_SHORT = {"weights": "Weights", "raw": "Raw", "masked": "Masked", "value": "Value"}
 #: The colour bar's title per stage.
 STAGE_UNITS = {"weights": "weight", "raw": "score q·k·scale", "masked": "score (−∞ masked)",
                "value": "‖α·v W_O‖"}
@@ -85,16 +88,23 @@ class AttentionMapView(QWidget):
         self.stage_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.stage_box.setMinimumContentsLength(1)
         self.title = shrinkable_label("")
-        top = controls_row(QLabel("Layer"), self.layer_box, 8, QLabel("Head"), self.head_box, 8,
+        words = (QLabel("Layer"), QLabel("Head"))
+        top = controls_row(words[0], self.layer_box, 8, words[1], self.head_box, 8,
                            self.stage_box, 4, self.sqrt_box, 8, (self.title, 1))
+        # a narrow map drops "Layer", "Head", "scale" and long stage names: the title stays whole
+        self.header_fit = HeaderFit(self, top, self.title, words, self.sqrt_box, "√",
+                                    self.stage_box, [STAGE_SHORT.get(k, t) for k, t in STAGES],
+                                    narrow=(self.layer_box, self.head_box))
 
         self.glw = pg.GraphicsLayoutWidget()
         # Not aspect-locked: the map fills the panel, so the axis labels sit right at its edges.
         # The range is this view's (kept while the user has zoomed): no fit on a new shape.
         # The future (masked) triangle: NaN pixels of the image are transparent and let the
         # map's hatched backdrop show through.
+        # Drawn at the view's resolution (max-pooled blocks once a pixel holds several cells:
+        # 1,024 tokens in a 600-pixel panel): painting all cells cost more than a step.
         self.map = MapPlot(self.glw.addPlot(row=0, col=0), aspect=False, mouse=True, fit=False,
-                           tick_factor=0.9, tick_length=-4)
+                           tick_factor=0.9, tick_length=-4, pool=True)
         self.plot: pg.PlotItem = self.map.plot
         self.vb: pg.ViewBox = self.map.vb
         self.image = self.map.image
@@ -114,6 +124,7 @@ class AttentionMapView(QWidget):
         self.data = np.zeros((0, 0), np.float32)
         self.stage = "weights"  # what the image shows now (a stage that failed: weights)
         self.levels = (0.0, 1.0)
+        self._ticks_key: tuple | None = None  # (stage, sqrt scale, levels) of the bar's ticks
         self.shown = "head 0 of layer 0"   # what the map shows, named in the hover readout
         self._hover: QPointF | None = None  # scene position of the mouse over the map
         self._labels_key = None
@@ -236,15 +247,24 @@ class AttentionMapView(QWidget):
             self.stage = stage
             self._stage_look(stage)
         set_choice(self.stage_box, v.map_stage)
+        if self._range_T != T and not self._user_range:
+            # fitted before the image is set: drawn once, for the new range
+            with self.map.drawing_held():
+                self._fit()
+        self._range_T = T
         if m is None:
             self.levels = (0.0, 1.0)
-            self.map.set_image(a, self.levels, display=self.display_data(a))
+            # the square root after pooling: it keeps each block's maximum, on fewer cells
+            self.map.set_image(a, self.levels, transform=np.sqrt if self.sqrt_scale else None)
         else:
             self.data = m
             shown, self.levels = self._stage_image(stage, m)
             self.map.set_image(m, self.levels, display=shown)
             self.colorbar.setLevels(self.levels)
-        self._colorbar_ticks()
+        ticks_key = (self.stage, self.sqrt_scale, self.levels)
+        if ticks_key != self._ticks_key:  # the bar's title re-lays the plot out: on a change
+            self._ticks_key = ticks_key
+            self._colorbar_ticks()
         err = snap.extra.get("map_stage_error")
         self.map.set_box(QRectF(0, self.query_rel, max(1, self.query_rel + 1), 1))
         for box, idx in ((self.layer_box, v.layer),
@@ -257,14 +277,13 @@ class AttentionMapView(QWidget):
         label = dict(STAGES).get(stage, stage).lower()
         # the map shows the window only: say where it starts once it slid
         slid = f" from position {snap.window_start}" if snap.window_start else ""
-        self.title.setText(f"{T} tokens{slid}" + ("" if stage == "weights" else f" · {label}")
-                           + (" · stage failed" if err else ""))
+        failed = " · stage failed" if err else ""
+        full = f"{T} tokens{slid}" + ("" if stage == "weights" else f" · {label}") + failed
+        # the stage box names the stage too: a narrow map's title may leave it out
+        self.header_fit.set_title(full, f"{T} tokens{slid}{failed}")
         self.title.setToolTip(f"layer {v.layer}, {who}: {T} tokens in the model's window"
                               f" (positions {snap.window_start}–{snap.window_start + T - 1})"
                               + (f"\n{err}" if err else ""))
-        if self._range_T != T and not self._user_range:
-            self._fit()
-        self._range_T = T
         key = (snap.window_start, T, self.query_rel, hash(snap.ids.tobytes()))
         if key != self._labels_key:
             self._labels_key = key
@@ -272,6 +291,10 @@ class AttentionMapView(QWidget):
         # The mouse may rest on a cell while the map changes under it (], a step, a new
         # prompt): the readout follows the map, not the last mouse move.
         self._show_hover()
+
+    def showEvent(self, e) -> None:  # noqa: N802 - Qt name
+        super().showEvent(e)
+        self.map.redraw()  # a snapshot that came while hidden was not drawn
 
     def _fit(self) -> None:
         self.vb.setRange(QRectF(0, 0, max(1, self.T), max(1, self.T)), padding=0.0)

@@ -62,6 +62,8 @@ class HeadGrid(QWidget):
         self.L = self.H = 0
         self.kv_heads = 0  # key/value heads (grouped-query attention), see set_model
         self.cell, self.gap = 64, 3
+        self._pending: np.ndarray | None = None  # the mosaic of a snapshot that came hidden
+        self._mosaic: np.ndarray | None = None   # the snapshot's mosaic
         self.layer = self.head = 0
         self.average = False
         #: Optional ``(layer, head) -> str`` appended to the hover read-out (a panel sets it,
@@ -122,9 +124,17 @@ class HeadGrid(QWidget):
         self.vb.setRange(xRange=(x0, x0 + w / scale), yRange=(y0, y0 + h / scale), padding=0)
         self._head_ticks()
 
+    def _show_mosaic(self) -> None:
+        """The snapshot's mosaic on the image (a hidden panel's, once shown)."""
+        self._pending = None
+        if self._mosaic is not None:
+            self.image.setImage(self._mosaic, levels=(0.0, 1.0), autoLevels=False)
+
     def showEvent(self, e) -> None:  # noqa: N802 - Qt name
         super().showEvent(e)
         self._fit()
+        if self._pending is not None:
+            self._show_mosaic()
 
     def _draw_backdrop(self) -> None:
         """Grey cells with gaps in the plot background colour (static until the model changes)."""
@@ -147,6 +157,7 @@ class HeadGrid(QWidget):
             [thin_ticks([f"L{i}" for i in range(self.L)], 1, offset=c / 2, pitch=p)])
         self._head_ticks()
         self.image.clear()
+        self._pending = self._mosaic = None
         self._draw_backdrop()
         self._fit()
         self._place_selection()
@@ -166,7 +177,11 @@ class HeadGrid(QWidget):
             self.cell, self.gap = snap.grid_cell, snap.grid_gap
             self._draw_backdrop()
             self._fit()
-        self.image.setImage(snap.grid, levels=(0.0, 1.0), autoLevels=False)
+        self._mosaic = snap.grid
+        if self.isVisible():
+            self._show_mosaic()
+        else:  # nobody sees it (a hidden panel): drawn when shown
+            self._pending = snap.grid
         v = snap.view
         if (v.layer, v.head, v.average) != (self.layer, self.head, self.average):
             self.layer, self.head, self.average = v.layer, v.head, v.average

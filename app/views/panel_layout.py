@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QSignalBlocker
+from PySide6.QtCore import QRect, QSignalBlocker, Qt
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -27,6 +28,28 @@ def shrinkable_label(text: str = " ") -> QLabel:
     label = QLabel(text)
     label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     return label
+
+
+def wrap_lines(label: QLabel, lines: int = 2) -> None:
+    """Let ``label`` wrap onto ``lines`` lines of its font instead of cutting its text at the
+    panel's edge; always that tall, so that a hover text does not move the plot above. Call it
+    again after a font change."""
+    label.setWordWrap(True)
+    label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+    label.setFixedHeight(lines * QFontMetrics(label.font()).lineSpacing() + 2)
+
+
+def fit_wrapped(label: QLabel, texts: Sequence[str], least: int = 2) -> None:
+    """Make a :func:`wrap_lines` label tall enough for the longest of ``texts`` at its width
+    (at least ``least`` lines): a narrow panel gets more lines, none cut. Call it on a resize
+    and when the texts change."""
+    fm = QFontMetrics(label.font())
+    width = max(1, label.width())
+    need = [fm.boundingRect(QRect(0, 0, width, 100000), int(Qt.TextFlag.TextWordWrap), t).height()
+            for t in texts if t]
+    h = max([least * fm.lineSpacing(), *need]) + 2
+    if label.height() != h:
+        label.setFixedHeight(h)
 
 
 def controls_row(*items: QWidget | int | tuple[QWidget, int]) -> QHBoxLayout:

@@ -12,13 +12,17 @@ panels' maps).
   a colour bar; :func:`sqrt_ticks` — colour-bar ticks of a square-root colour scale;
 * :func:`cross_path` / :func:`rects_path` — one ``QPainterPath`` for many marks;
 * :func:`set_label_ticks` — tick labels on a left or right axis that is widened for them
-  before it paints (so that no new, longer label is left out).
+  before it paints (so that no new, longer label is left out);
+* :func:`max_pool` — a map shrunk to blocks that keep their strongest cell: a
+  ``MapPlot(pool=True)`` draws a map with more cells than its view has device pixels at the
+  view's resolution (what Qt would otherwise thin out by sampling, and much faster to paint).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pyqtgraph as pg
@@ -126,6 +130,42 @@ def sqrt_ticks(values: Iterable[float]) -> list[tuple[float, str]]:
     return [(math.sqrt(v), f"{v:g}") for v in values]
 
 
+def max_pool(a: np.ndarray, fy: int, fx: int, signed: bool = False) -> np.ndarray:
+    """``a`` ``[rows, cols]`` in blocks of ``fy`` x ``fx`` cells, each block its largest value
+    (``signed``: the value farthest from 0, its sign kept, for diverging scales). NaN cells are
+    left out (a block of NaN only stays NaN); the last blocks of a side that ``fy`` or ``fx``
+    does not divide are the cells that are left. Shape ``[ceil(rows/fy), ceil(cols/fx)]``."""
+    rows, cols = a.shape
+    ny, nx = -(-rows // fy), -(-cols // fx)
+    hi = np.full((ny, nx), np.nan, np.float32)
+    lo = np.full((ny, nx), np.nan, np.float32) if signed else None
+    for i in range(fy):      # fy * fx strided passes: each cell is read once
+        for j in range(fx):
+            s = a[i::fy, j::fx]
+            o = hi[:s.shape[0], :s.shape[1]]
+            np.fmax(o, s, out=o)   # fmax: NaN loses to any number
+            if lo is not None:
+                o = lo[:s.shape[0], :s.shape[1]]
+                np.fmin(o, s, out=o)
+    if lo is None:
+        return hi
+    with np.errstate(invalid="ignore"):
+        return np.where(-lo > hi, lo, hi)
+
+
+class _MapImage(pg.ImageItem):
+    """The map's ``ImageItem``; an exporter (PNG at any width, SVG) gets every cell, not the
+    blocks drawn at the screen's resolution."""
+
+    def __init__(self, owner: MapPlot) -> None:
+        super().__init__(axisOrder="row-major")
+        self._owner = owner
+
+    def setExportMode(self, export, opts=None):  # noqa: N802 - pyqtgraph name
+        super().setExportMode(export, opts)
+        self._owner._draw(full=bool(export))
+
+
 class MapPlot:
     """A heat map in ``plot`` (a ``pg.PlotItem``), rows top to bottom.
 
@@ -143,14 +183,29 @@ class MapPlot:
         Show the top axis (column labels above the map).
     tick_factor, tick_length
         Size of the axes' tick labels (a :meth:`Theme.font` factor) and length of their ticks.
+    pool
+        Draw at the view's resolution: of a map with more cells in view than the view has
+        device pixels, the image holds the visible part in :func:`max_pool` blocks (no more
+        blocks than pixels), so a single strong cell is never lost; zoomed in, only the visible
+        cells. :attr:`data` (the hover values) stays the whole map.
     """
 
     def __init__(self, plot: pg.PlotItem, aspect: bool = True, mouse: bool = False,
                  fit: bool = True, top_axis: bool = True, tick_factor: float = 0.8,
-                 tick_length: int = 0) -> None:
+                 tick_length: int = 0, pool: bool = False) -> None:
         self.plot = plot
         self.vb = setup_map_plot(plot, aspect=aspect, mouse=mouse, top_axis=top_axis)
         self.fit = fit
+        self.pool = pool
+        self._src: np.ndarray | None = None   # what is drawn, whole (before the transform)
+        self._transform = None                 # e.g. np.sqrt, applied after pooling
+        self._levels: tuple[float, float] = (0.0, 1.0)
+        self._drawn_key: tuple | None = None   # (blocks drawn, source) of the image now
+        self._dirty = False                    # hidden when the map changed: draw when shown
+        self._held = False                     # see drawing_held
+        if pool:  # zoom, pan and resize change how many cells a pixel holds
+            self.vb.sigRangeChanged.connect(self._redraw_view)
+            self.vb.sigResized.connect(self._redraw_view)
         self.tick_factor, self.tick_length = tick_factor, tick_length
         self.backdrop_fill = QGraphicsRectItem(0, 0, 1, 1)
         self.backdrop_fill.setPen(QPen(Qt.PenStyle.NoPen))
@@ -160,7 +215,7 @@ class MapPlot:
         self.backdrop.setPen(QPen(Qt.PenStyle.NoPen))
         self.backdrop.setZValue(-10)
         plot.addItem(self.backdrop)
-        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image = _MapImage(self) if pool else pg.ImageItem(axisOrder="row-major")
         plot.addItem(self.image)
         self.marks = QGraphicsPathItem()
         self.marks.setZValue(6)
@@ -221,11 +276,15 @@ class MapPlot:
         self.plot.setTitle(text, color=theme.text, size=f"{theme.pt(0.9):.0f}pt")
 
     def set_image(self, data: np.ndarray | None, levels: tuple[float, float],
-                  display: np.ndarray | None = None) -> None:
+                  display: np.ndarray | None = None, transform=None) -> None:
         """Show ``data`` ``[rows, cols]`` (``display``: what to draw, e.g. its square root;
-        hover values come from ``data``). ``None`` clears."""
+        hover values come from ``data``). ``transform``: an increasing function (e.g.
+        ``np.sqrt``) of what is drawn, applied after pooling (it keeps each block's maximum).
+        ``None`` clears."""
         if data is None or data.size == 0:
             self.data = np.zeros((0, 0), np.float32)
+            self._src = None
+            self._drawn_key = None
             self.image.clear()
             self.shape = (0, 0)
             for it in (self.backdrop, self.backdrop_fill):
@@ -234,16 +293,91 @@ class MapPlot:
             return
         self.data = data
         rows, cols = data.shape
-        self.image.setImage(data if display is None else display, levels=levels,
-                            autoLevels=False)
         rect = QRectF(0, 0, cols, rows)
-        self.image.setRect(rect)
+        reshaped = (rows, cols) != self.shape
+        self.shape = (rows, cols)  # before drawing: the blocks to draw depend on it
+        if self.pool:
+            self._src = data if display is None else display
+            self._transform, self._levels = transform, levels
+            self._drawn_key = None
+            self._draw()
+        else:
+            shown = data if display is None else display
+            self.image.setImage(shown if transform is None else transform(shown),
+                                levels=levels, autoLevels=False)
+            self.image.setRect(rect)
         self.backdrop.setRect(rect)
         self.backdrop_fill.setRect(rect)
-        if (rows, cols) != self.shape:
-            self.shape = (rows, cols)
-            if self.fit:
-                self.vb.setRange(rect, padding=0.0)
+        if reshaped and self.fit:
+            self.vb.setRange(rect, padding=0.0)
+
+    def pooling(self) -> tuple[int, int, int, int, int, int]:
+        """``(row0, row1, col0, col1, fy, fx)``: the cells to draw (the visible ones, block
+        aligned) and the block size that puts no more blocks than device pixels on a side."""
+        rows, cols = self.shape
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        views = self.vb.scene().views() if self.vb.scene() is not None else []
+        dpr = views[0].devicePixelRatioF() if views else 1.0
+        w_px = max(1.0, self.vb.width() * dpr)
+        h_px = max(1.0, self.vb.height() * dpr)
+        fx = max(1, math.ceil((x1 - x0) / w_px - 1e-9))
+        fy = max(1, math.ceil((y1 - y0) / h_px - 1e-9))
+        c0 = max(0, math.floor(x0)) // fx * fx
+        r0 = max(0, math.floor(y0)) // fy * fy
+        c1 = min(cols, max(c0, math.ceil(x1)))
+        r1 = min(rows, max(r0, math.ceil(y1)))
+        return r0, r1, c0, c1, fy, fx
+
+    def _redraw_view(self, *_) -> None:
+        if self._src is not None and not self._held:
+            self._draw()
+
+    @contextmanager
+    def drawing_held(self) -> Iterator[None]:
+        """Range changes inside do not redraw the image (the owner sets a new one next)."""
+        self._held = True
+        try:
+            yield
+        finally:
+            self._held = False
+
+    def redraw(self) -> None:
+        """Draw what was set while the map was hidden (call when it is shown)."""
+        if self._dirty:
+            self._draw()
+
+    def _shown(self) -> bool:
+        views = self.vb.scene().views() if self.vb.scene() is not None else []
+        return bool(views) and views[0].isVisible() and self.vb.isVisible()
+
+    def _draw(self, full: bool = False) -> None:
+        """The image of :attr:`_src` at the view's resolution (see ``pool``); ``full``: every
+        cell (for an exporter)."""
+        src = self._src
+        if src is None:
+            return
+        if not full and not self._shown():
+            self._dirty = True  # nobody sees it: drawn when shown (:meth:`redraw`)
+            return
+        self._dirty = False
+        key = (0, src.shape[0], 0, src.shape[1], 1, 1) if full else self.pooling()
+        r0, r1, c0, c1, fy, fx = key
+        if key == self._drawn_key:
+            return
+        self._drawn_key = key
+        if r1 <= r0 or c1 <= c0:
+            self.image.clear()
+            return
+        part = src[r0:r1, c0:c1]
+        if fy > 1 or fx > 1:
+            lo, _hi = self._levels
+            part = max_pool(part, fy, fx, signed=lo < 0)
+        if self._transform is not None:
+            part = self._transform(part)
+        self.image.setImage(np.ascontiguousarray(part, np.float32), levels=self._levels,
+                            autoLevels=False)
+        ny, nx = part.shape
+        self.image.setRect(QRectF(c0, r0, nx * fx, ny * fy))
 
     def set_box(self, rect: QRectF | None) -> None:
         self.box.setVisible(rect is not None)

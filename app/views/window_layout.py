@@ -12,7 +12,8 @@ resize, font change, new model and panel shown or hidden lays the panels out aga
   wide (font-relative, so presentation fonts get a wider column);
 * the head grid gets the rest of the width and, when panels share its column (the fine-tuned
   head, the analysis tabs), the height its thumbnails fill at that width; the fine-tuned head
-  gets what it needs, an analysis panel in front at least :data:`ANALYSIS_SHARE` of the height.
+  gets what it needs, an analysis panel in front at least :data:`ANALYSIS_SHARE` of the height
+  (and :data:`ANALYSIS_LEAST_EM` lines, as far as the head grid's minimum allows).
 
 View ▸ Reset panel layout puts the panels back in their places and sizes them this way again.
 """
@@ -38,6 +39,10 @@ NEXT_LEAST_FRACTION = 0.15
 GRID_FRACTION = 0.28
 #: Least share of the head grid's column an analysis panel gets when one is shown.
 ANALYSIS_SHARE = 0.5
+#: ... and at least this many text lines when the window is short (1024 x 640, 1280 x 800,
+#: presentation fonts): the panel the user opened gets room for its plots, the head grid keeps
+#: what is left (at least its minimum).
+ANALYSIS_LEAST_EM = 18.0
 #: Windows at least this many text lines tall show three lines of prompt.
 TALL_EM = 60
 #: Lines of token chips the text panel shows.
@@ -226,7 +231,7 @@ class WindowLayout(QObject):
         if lower is not None:
             need = lower.minimumSizeHint().height()
             if analysis:
-                need = max(need, ANALYSIS_SHARE * plot_h)
+                need = max(need, ANALYSIS_SHARE * plot_h, ANALYSIS_LEAST_EM * em)
             else:
                 need = max(need, lower.sizeHint().height())
             lower_h = min(need, plot_h - sep - w.docks["grid"].minimumSizeHint().height())

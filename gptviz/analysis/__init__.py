@@ -10,6 +10,23 @@ The functions live in small modules and are re-exported here:
 * :mod:`gptviz.analysis.ablation` — :func:`make_ablation` and its inverse
   :func:`read_ablation`, :func:`ablation_effect`, :func:`rerun_from_layer`.
 * :mod:`gptviz.analysis.compare` — :func:`attention_difference`.
+* :mod:`gptviz.analysis.attribution` — direct logit attribution
+  (:func:`direct_logit_attribution` -> :class:`Attribution`, :func:`attribute_parts`).
+* :mod:`gptviz.analysis.patching` — :func:`activation_patching` -> :class:`PatchingResult`,
+  and the single maps :func:`patch_heads`, :func:`patch_residual`,
+  :func:`patch_head_positions` (on the pair that ``patching.prepare`` builds).
+* :mod:`gptviz.analysis.head_writes` — what each head writes towards the output
+  (:func:`head_writes_from`, :func:`head_write_logits`, :class:`HeadWrites`).
+* :mod:`gptviz.analysis.neurons` — :func:`top_neurons`, :func:`neuron_activations`,
+  :func:`value_vector_logits`.
+* :mod:`gptviz.analysis.saliency` — :class:`Saliency`, :func:`token_logprob_fn`,
+  :func:`ig_batch`.
+* :mod:`gptviz.analysis.scores` — inside one head: :func:`head_projections`,
+  :func:`raw_scores`, :func:`masked_scores`, :func:`value_weighted`, ...
+
+Two functions share their module's name and are therefore *not* re-exported (the name would
+hide the module): call them as ``gptviz.analysis.saliency.saliency`` and
+``gptviz.analysis.head_writes.head_writes``.
 
 They take plain numpy arrays or the model itself, never the GUI or the engine. The
 definitions are written out in ``docs/analysis.md``.
@@ -50,7 +67,22 @@ from gptviz.analysis.ablation import (
     read_ablation,
     rerun_from_layer,
 )
+from gptviz.analysis.attribution import (
+    Attribution,
+    attribute_parts,
+    direct_logit_attribution,
+    not_additive_reason,
+    readout_direction,
+)
 from gptviz.analysis.compare import attention_difference, common_prefix_len
+from gptviz.analysis.head_writes import (
+    HeadWrites,
+    check_direct_path,
+    frozen_final_norm,
+    head_write_logits,
+    head_write_vectors,
+    head_writes_from,
+)
 from gptviz.analysis.heads import (
     SCORE_NAMES,
     HeadScores,
@@ -68,7 +100,45 @@ from gptviz.analysis.heads import (
     repeated_random_tokens,
 )
 from gptviz.analysis.lens import LensResult, layer_names, lens_readout, logit_lens
+from gptviz.analysis.neurons import (
+    NeuronsAtPosition,
+    mlp_inputs,
+    neuron_activations,
+    neuron_value_tokens,
+    top_neurons,
+    top_neurons_from,
+    value_vector_logits,
+)
+from gptviz.analysis.patching import (
+    Cancelled,
+    PatchingResult,
+    PatchRun,
+    activation_patching,
+    patch_head_positions,
+    patch_heads,
+    patch_residual,
+    run_traced,
+)
 from gptviz.analysis.rollout import attention_rollout, rollout_layers, rollout_row
+from gptviz.analysis.saliency import Saliency, SaliencyMethod, ig_batch, token_logprob_fn
+from gptviz.analysis.scores import (
+    HeadProjections,
+    WindowStream,
+    attention_input,
+    head_projections,
+    kv_head_of,
+    masked_cells,
+    masked_scores,
+    raw_scores,
+    scale_text,
+    score_formula,
+    trace_extras,
+    value_norms,
+    value_weighted,
+    window_residuals,
+    window_scores,
+    window_value_weighted,
+)
 
 if TYPE_CHECKING:
     from gptviz.model.gpt import GPT
@@ -84,6 +154,25 @@ __all__ = [
     "effect_from_logprobs", "ablated_heads", "first_ablated_layer", "rerun_from_layer",
     "clone_cache",
     "attention_difference", "common_prefix_len",
+    # attribution
+    "Attribution", "not_additive_reason", "readout_direction", "attribute_parts",
+    "direct_logit_attribution",
+    # patching
+    "Cancelled", "PatchRun", "PatchingResult", "run_traced", "patch_heads", "patch_residual",
+    "patch_head_positions", "activation_patching",
+    # head writes (head_writes() itself: gptviz.analysis.head_writes.head_writes)
+    "HeadWrites", "frozen_final_norm", "head_write_vectors", "head_write_logits",
+    "head_writes_from", "check_direct_path",
+    # neurons
+    "NeuronsAtPosition", "value_vector_logits", "neuron_value_tokens", "top_neurons",
+    "top_neurons_from", "neuron_activations", "mlp_inputs",
+    # saliency (saliency() itself: gptviz.analysis.saliency.saliency)
+    "SaliencyMethod", "Saliency", "token_logprob_fn", "ig_batch",
+    # inside one head
+    "HeadProjections", "attention_input", "head_projections", "kv_head_of", "masked_cells",
+    "raw_scores", "masked_scores", "value_norms", "value_weighted", "window_scores",
+    "window_value_weighted", "window_residuals", "trace_extras", "WindowStream", "scale_text",
+    "score_formula",
     "attention_array",
 ]
 

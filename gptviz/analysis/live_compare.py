@@ -1,7 +1,9 @@
 """Comparisons of the selected head in a live session: two states and their difference.
 
 Sources: a pinned state A (``compare.pin`` keeps the current text and attention) against the
-current state B, or the clean model (A) against the ablated one (B) on the current text. The
+current state B, the clean model (A) against the ablated one (B) on the current text, or
+another branch of the branch tree (A, :mod:`gptviz.engine.branches`: one forward of that
+branch's window with the session's ablation) against the current branch (B). The
 difference ``A - B`` is taken on aligned positions
 (:func:`~gptviz.analysis.compare.attention_difference`: the common token prefix, or position
 by position).
@@ -21,17 +23,19 @@ from gptviz.analysis.maps import head_map, layer_windows, masked_map
 
 __all__ = ["COMPARE_SOURCES", "ALIGNS", "CompareSettings", "CompareView", "HeadComparison"]
 
-COMPARE_SOURCES = ("pinned", "ablation")
+COMPARE_SOURCES = ("pinned", "ablation", "branch")
 ALIGNS = ("prefix", "position")
 
 
 @dataclass(frozen=True)
 class CompareSettings:
-    """``source``: ``"pinned"`` (pinned A vs current B) or ``"ablation"`` (clean A vs
-    ablated B); ``align``: ``"prefix"`` or ``"position"``."""
+    """``source``: ``"pinned"`` (pinned A vs current B), ``"ablation"`` (clean A vs
+    ablated B) or ``"branch"`` (branch ``branch`` A vs the current branch B); ``align``:
+    ``"prefix"`` or ``"position"``."""
 
     source: str = "pinned"
     align: str = "prefix"
+    branch: int = -1
 
 
 @dataclass
@@ -65,6 +69,7 @@ class HeadComparison(LiveAnalysis):
         #: The pinned state A: ``ids``, ``att`` [L, H, T, T], ``tokens``, ``label``.
         self.pinned: dict[str, Any] | None = None
         self._clean_att = LRUCache(2)
+        self._branch_att = LRUCache(2)
 
     def command(self, inputs: AnalysisInputs, op: str, **kw: Any) -> bool:
         if op == "pin":
@@ -88,6 +93,33 @@ class HeadComparison(LiveAnalysis):
             self._clean_att.put(inputs.text_key, att)
         return att
 
+    def _branch_side(self, inputs: AnalysisInputs, bid: int
+                     ) -> tuple[np.ndarray, np.ndarray, list[str], str] | str:
+        """Attention ``[L, H, T, T]``, window ids, tokens and label of branch ``bid``, from
+        one forward of its window (the window the session would hold at its length); or why
+        not (a message)."""
+        from gptviz.engine.branches import tree_for
+        from gptviz.engine.window import window_start_for
+
+        s = inputs.session
+        tree = tree_for(s)
+        try:
+            b = tree.branch(bid)
+        except ValueError:
+            return "Choose a branch as A (Branches panel: Compare)."
+        if b.id == tree.current:
+            return "A is the current branch: choose another branch as A."
+        ids = s.tokens_from(0)[:s.prompt_len] + list(b.ids)
+        ids = ids[window_start_for(len(ids), s.block_size):]
+        key = (tuple(ids), inputs.ablation.key)
+        att = self._branch_att.get(key)
+        if att is None:
+            att = attention_array(s.model, ids, ablation=s.device_ablation)  # [L, H, T, T]
+            att.flags.writeable = False
+            self._branch_att.put(key, att)
+        toks = [s.display(t) for t in ids]
+        return att, np.asarray(ids, np.int64), toks, f"branch #{b.id} ({len(b)} tokens)"
+
     def compute(self, inputs: AnalysisInputs, settings: CompareSettings) -> CompareView:
         s, wids, abl = inputs.session, inputs.ids, inputs.ablation
         layer, head, average = inputs.layer, inputs.head, inputs.average
@@ -105,6 +137,15 @@ class HeadComparison(LiveAnalysis):
             cv.label_a = "clean model"
             cv.label_b = f"{len(abl.heads)} head(s) ablated" if abl.heads else "clean model"
             cv.message = note
+        elif settings.source == "branch":
+            side = self._branch_side(inputs, settings.branch)
+            if isinstance(side, str):
+                cv.message = side
+                cv.b = masked_map(head_map(cur, layer, head, average), win)
+                cv.tokens_b, cv.label_b = toks, "current branch"
+                return cv
+            a_att, ids_a, toks_a, cv.label_a = side
+            cv.label_b = "current branch"
         else:
             pinned = self.pinned
             if pinned is not None and pinned["att"].shape[:2] != cur.shape[:2]:

@@ -19,7 +19,9 @@ The model's forward has no hook points, so the blocks are run here, from the mod
 modules, with the same operations as :meth:`gptviz.model.gpt.GPT.forward` (an unpatched run
 gives its numbers bit for bit, tested). Patched runs are batched: the rows patching layer l
 share the corrupted run below l and go through blocks l .. L-1 as one batch, and the last
-block computes only the last position, the only one the metric reads.
+block computes only the last position, the only one the metric reads. Positions before the
+first token where the prompts differ are the same in every run (the model is causal): patched
+runs start there, reading the corrupted run's keys and values of the shared prefix.
 """
 
 from __future__ import annotations
@@ -32,7 +34,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gptviz.model.gpt import GPT, Ablation, _ablate, apply_rotary, causal_mask
+from gptviz.model.gpt import (
+    GPT,
+    Ablation,
+    _ablate,
+    apply_rotary,
+    causal_mask,
+    key_window,
+    window_mask,
+)
 
 __all__ = ["Cancelled", "PatchRun", "PatchingResult", "run_traced", "prepare",
            "patch_heads", "patch_residual", "patch_head_positions", "activation_patching"]
@@ -84,10 +94,9 @@ def _rope(model: GPT, T: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     return model.rope_cos[:T].unsqueeze(1), model.rope_sin[:T].unsqueeze(1)  # (T, 1, rd)
 
 
-def _attention_z(attn: Any, h: torch.Tensor, rope: Any, mask: torch.Tensor | None,
-                 last_only: bool) -> torch.Tensor:
-    """Head outputs ``(B, nh, T', hd)`` of ``attn`` (a CausalSelfAttention) on its input
-    ``h`` ``(B, T, C)``: as its forward, without a cache; T' = 1 with ``last_only``."""
+def _qkv(attn: Any, h: torch.Tensor, rope: Any
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys and values ``(B, nh|nkv, T, hd)`` of ``attn`` on ``h`` ``(B, T, C)``."""
     B, T, _ = h.shape
     nh, nkv, hd = attn.n_head, attn.n_kv_head, attn.head_dim
     qkv = attn.c_attn(h).view(B, T, nh + 2 * nkv, hd)  # (B, T, nh + 2 nkv, hd)
@@ -96,7 +105,23 @@ def _attention_z(attn: Any, h: torch.Tensor, rope: Any, mask: torch.Tensor | Non
     else:
         q, k = apply_rotary(qkv.narrow(2, 0, nh + nkv), *rope).split((nh, nkv), dim=2)
         v = qkv.narrow(2, nh + nkv, nkv)
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh|nkv, T, hd)
+    return q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+
+
+def _attention_z(attn: Any, h: torch.Tensor, rope: Any, mask: torch.Tensor | None,
+                 last_only: bool, prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 window: int | None = None) -> torch.Tensor:
+    """Head outputs ``(B, nh, T', hd)`` of ``attn`` (a CausalSelfAttention) on its input
+    ``h`` ``(B, T, C)``: as its forward, without a cache; T' = 1 with ``last_only``.
+    ``prefix``: keys and values ``(1, nkv, P, hd)`` of P earlier positions (``h`` then holds
+    positions P .. P + T - 1, and ``rope`` and ``mask`` are theirs). ``window``: a local
+    layer's key window (:func:`~gptviz.model.gpt.key_window`), which replaces ``mask``."""
+    B = h.size(0)
+    nh, nkv, hd = attn.n_head, attn.n_kv_head, attn.head_dim
+    q, k, v = _qkv(attn, h, rope)  # (B, nh|nkv, T, hd)
+    if prefix is not None:  # the shared positions before the first differing token
+        k = torch.cat([prefix[0].expand(B, -1, -1, -1), k], dim=2)  # (B, nkv, P + T, hd)
+        v = torch.cat([prefix[1].expand(B, -1, -1, -1), v], dim=2)
     if last_only:
         q = q[:, :, -1:]  # (B, nh, 1, hd): the last query sees every key, no mask
     Tq, S = q.size(2), k.size(2)
@@ -104,7 +129,9 @@ def _attention_z(attn: Any, h: torch.Tensor, rope: Any, mask: torch.Tensor | Non
         att = (q @ k.transpose(-2, -1)) * attn.scale  # (B, nh, Tq, S)
     else:
         att = (q.reshape(B, nkv, -1, hd) @ k.transpose(-2, -1)).view(B, nh, Tq, S) * attn.scale
-    if Tq > 1:
+    if window is not None:  # a local layer: even the last query sees only its window
+        att = att.masked_fill(window_mask(Tq, S, window, att.device), float("-inf"))
+    elif Tq > 1:
         att = att.masked_fill(mask if mask is not None else causal_mask(Tq, S, att.device),
                               float("-inf"))
     att = F.softmax(att, dim=-1)  # (B, nh, Tq, S)
@@ -115,16 +142,19 @@ def _attention_z(attn: Any, h: torch.Tensor, rope: Any, mask: torch.Tensor | Non
 
 def _block(block: Any, layer: int, x: torch.Tensor, rope: Any, mask: torch.Tensor | None,
            ablation: Ablation | None, patch: ZPatch | None, last_only: bool = False,
-           z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           z: torch.Tensor | None = None,
+           prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
+           window: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x_out, z)``: one block on ``x`` ``(B, T, C)`` as :class:`gptviz.model.gpt.Block`
     runs it, with ``patch`` applied to its head outputs (after ablation); ``last_only``:
     only the last position's output ``(B, 1, C)``. ``z``: the (unpatched) head outputs when
-    the caller already has them (the attention is then not recomputed)."""
+    the caller already has them (the attention is then not recomputed); ``prefix``: see
+    :func:`_attention_z`."""
     pre = block.pre_ln
     attn = block.attn
     if z is None:
         h = block.ln_1(x) if pre else x  # (B, T, C)
-        z = _attention_z(attn, h, rope, mask, last_only)  # (B, nh, T', hd)
+        z = _attention_z(attn, h, rope, mask, last_only, prefix, window)  # (B, nh, T', hd)
         if ablation is not None:
             z = _ablate(z, layer, ablation, attn.n_head)
     if patch is not None:
@@ -168,7 +198,8 @@ def run_traced(model: GPT, idx: torch.Tensor, u: torch.Tensor,
     rope, mask = _rope(model, T), causal_mask(T, T, idx.device) if T > 1 else None
     resid, zs = [x], []
     for layer, block in enumerate(model.h):
-        x, z = _block(block, layer, x, rope, mask, ablation, None)
+        x, z = _block(block, layer, x, rope, mask, ablation, None,
+                      window=key_window(model.config, layer))
         resid.append(x)
         zs.append(z)
     return PatchRun(resid=resid, z=zs, metric=_metric(model, x, u))
@@ -176,13 +207,18 @@ def run_traced(model: GPT, idx: torch.Tensor, u: torch.Tensor,
 
 def _run_from(model: GPT, layer: int, x: torch.Tensor, u: torch.Tensor, rope: Any,
               mask: Any, ablation: Ablation | None, patch: ZPatch | None,
-              z: torch.Tensor | None = None) -> torch.Tensor:
+              z: torch.Tensor | None = None,
+              prefix: Callable[[int], tuple[torch.Tensor, torch.Tensor] | None] | None = None
+              ) -> torch.Tensor:
     """Metric ``(B,)`` of blocks ``layer ..`` run on ``x`` ``(B, T, C)`` (``patch`` at any
-    of them; ``z``: block ``layer``'s head outputs, unpatched, when known)."""
+    of them; ``z``: block ``layer``'s head outputs, unpatched, when known; ``prefix(i)``:
+    block i's keys and values of the positions before ``x``'s, see :func:`_attention_z`)."""
     L = model.config.n_layer
     for i in range(layer, L):
         x, _ = _block(model.h[i], i, x, rope, mask, ablation, patch, last_only=i == L - 1,
-                      z=z if i == layer else None)
+                      z=z if i == layer else None,
+                      prefix=None if prefix is None else prefix(i),
+                      window=key_window(model.config, i))
     return _metric(model, x, u)
 
 
@@ -196,6 +232,33 @@ class _Pair:
     mask: Any
     ablation: Ablation | None
     T: int
+    #: The first position where the prompts differ (at most T - 1). Before it every
+    #: activation of the two runs is the same (the model is causal), so patched runs only
+    #: compute the positions from here on, over the corrupted run's keys and values before.
+    start: int = 0
+    _prefix: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    def tail(self) -> tuple[Any, torch.Tensor | None]:
+        """``(rope, mask)`` of the positions ``start .. T - 1`` (queries) over all T keys."""
+        n = self.T - self.start
+        rope = None if self.rope is None else (self.rope[0][self.start:],
+                                               self.rope[1][self.start:])
+        return rope, (causal_mask(n, self.T, self.u.device) if n > 1 else None)
+
+    def prefix(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Block ``layer``'s keys and values ``(1, nkv, start, hd)`` of the positions before
+        :attr:`start` (the same in every run), or ``None`` when ``start`` is 0."""
+        if self.start == 0:
+            return None
+        if layer not in self._prefix:
+            block: Any = self.model.h[layer]
+            x = self.corrupt.resid[layer][:, :self.start]  # (1, P, C)
+            h = block.ln_1(x) if block.pre_ln else x
+            rope = None if self.rope is None else (self.rope[0][:self.start],
+                                                   self.rope[1][:self.start])
+            _, k, v = _qkv(block.attn, h, rope)
+            self._prefix[layer] = (k, v)
+        return self._prefix[layer]
 
     def normalise(self, m: torch.Tensor) -> np.ndarray:
         mc, mx = float(self.clean.metric[0]), float(self.corrupt.metric[0])
@@ -224,9 +287,11 @@ def prepare(model: GPT, clean_ids: Any, corrupt_ids: Any, target: int, vs: int,
     if Tc == 0 or Tc > model.config.block_size:
         raise ValueError(f"prompts must be 1..{model.config.block_size} tokens (got {Tc})")
     u = _direction(model, target, vs)
+    differ = (clean[0] != corrupt[0]).nonzero()
+    start = min(int(differ[0, 0]) if len(differ) else Tc, Tc - 1)
     return _Pair(model, run_traced(model, clean, u, ablation),
                  run_traced(model, corrupt, u, ablation), u, _rope(model, Tc),
-                 causal_mask(Tc, Tc, dev) if Tc > 1 else None, ablation, Tc)
+                 causal_mask(Tc, Tc, dev) if Tc > 1 else None, ablation, Tc, start)
 
 
 def _tick(progress: Progress | None, done: int, total: int) -> None:
@@ -240,6 +305,8 @@ def patch_heads(pair: _Pair, progress: Progress | None = None) -> np.ndarray:
     L, H = cfg.n_layer, cfg.n_head
     out = np.zeros((L, H))
     rows = torch.arange(H, device=pair.u.device)
+    s = pair.start  # positions before it: the same in every run, not recomputed
+    rope, mask = pair.tail()
     for layer in range(L):
         clean_z = pair.clean.z[layer][0]  # (nh, T, hd)
 
@@ -251,12 +318,12 @@ def patch_heads(pair: _Pair, progress: Progress | None = None) -> np.ndarray:
             z[rows, rows] = clean_z[:, -z.size(2):]
             return z
 
-        x = pair.corrupt.resid[layer].expand(H, -1, -1)  # (H, T, C)
-        z0 = pair.corrupt.z[layer].expand(H, -1, -1, -1)  # its attention, unchanged
+        x = pair.corrupt.resid[layer][:, s:].expand(H, -1, -1)  # (H, T - s, C)
+        z0 = pair.corrupt.z[layer][:, :, s:].expand(H, -1, -1, -1)  # its attention, unchanged
         if layer == L - 1:
             z0 = z0[:, :, -1:]
-        m = _run_from(pair.model, layer, x, pair.u, pair.rope, pair.mask, pair.ablation,
-                      patch, z=z0)
+        m = _run_from(pair.model, layer, x, pair.u, rope, mask, pair.ablation, patch, z=z0,
+                      prefix=pair.prefix)
         out[layer] = pair.normalise(m)
         _tick(progress, layer + 1, L)
     return out
@@ -265,13 +332,19 @@ def patch_heads(pair: _Pair, progress: Progress | None = None) -> np.ndarray:
 def patch_residual(pair: _Pair, progress: Progress | None = None) -> np.ndarray:
     """``(L, T)``: the clean residual stream entering block l at token t patched in."""
     L, T = pair.model.config.n_layer, pair.T
+    s = pair.start
+    n = T - s
     out = np.zeros((L, T))
-    t = torch.arange(T, device=pair.u.device)
+    r = torch.arange(n, device=pair.u.device)
+    rope, mask = pair.tail()
+    same = pair.normalise(pair.corrupt.metric)[0]  # before s the patch changes nothing
     for layer in range(L):
-        x = pair.corrupt.resid[layer].expand(T, -1, -1).clone()  # (T, T, C): row t patches t
-        x[t, t] = pair.clean.resid[layer][0]
-        m = _run_from(pair.model, layer, x, pair.u, pair.rope, pair.mask, pair.ablation, None)
-        out[layer] = pair.normalise(m)
+        x = pair.corrupt.resid[layer][:, s:].expand(n, -1, -1).clone()  # (n, n, C)
+        x[r, r] = pair.clean.resid[layer][0, s:]  # row r patches position s + r
+        m = _run_from(pair.model, layer, x, pair.u, rope, mask, pair.ablation, None,
+                      prefix=pair.prefix)
+        out[layer, :s] = same
+        out[layer, s:] = pair.normalise(m)
         _tick(progress, layer + 1, L)
     return out
 
@@ -282,27 +355,32 @@ def patch_head_positions(pair: _Pair, layer: int, head: int) -> np.ndarray:
     if not (0 <= layer < cfg.n_layer and 0 <= head < cfg.n_head):
         raise ValueError(f"no head ({layer}, {head}): the model has {cfg.n_layer} layers of "
                          f"{cfg.n_head} heads")
-    T = pair.T
+    T, s = pair.T, pair.start
+    n = T - s
     clean_z = pair.clean.z[layer][0, head]  # (T, hd)
-    t = torch.arange(T, device=pair.u.device)
+    pos = torch.arange(s, T, device=pair.u.device)  # row r patches position s + r
+    rows = torch.arange(n, device=pair.u.device)
 
     def patch(i: int, z: torch.Tensor) -> torch.Tensor:
         if i != layer:
             return z
-        z = z.clone()  # row r patches position r (a row past the last query patches nothing)
-        Tz = z.size(2)
-        first = T - Tz
-        keep = t >= first
-        z[t[keep], head, t[keep] - first] = clean_z[first:]
+        z = z.clone()  # z's columns are positions T - Tz .. T - 1 (a row before: nothing)
+        first = T - z.size(2)
+        keep = pos >= first
+        z[rows[keep], head, pos[keep] - first] = clean_z[pos[keep]]
         return z
 
-    x = pair.corrupt.resid[layer].expand(T, -1, -1)
-    z0 = pair.corrupt.z[layer].expand(T, -1, -1, -1)
+    x = pair.corrupt.resid[layer][:, s:].expand(n, -1, -1)  # (n, T - s, C)
+    z0 = pair.corrupt.z[layer][:, :, s:].expand(n, -1, -1, -1)
     if layer == cfg.n_layer - 1:
         z0 = z0[:, :, -1:]
-    m = _run_from(pair.model, layer, x, pair.u, pair.rope, pair.mask, pair.ablation, patch,
-                  z=z0)
-    return pair.normalise(m)
+    rope, mask = pair.tail()
+    m = _run_from(pair.model, layer, x, pair.u, rope, mask, pair.ablation, patch, z=z0,
+                  prefix=pair.prefix)
+    out = np.empty(T)
+    out[:s] = pair.normalise(pair.corrupt.metric)[0]  # the same values patched: no change
+    out[s:] = pair.normalise(m)
+    return out
 
 
 def activation_patching(model: GPT, clean_ids: Any, corrupt_ids: Any, target: int, vs: int,

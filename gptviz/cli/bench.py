@@ -3,6 +3,8 @@
 See :mod:`gptviz.bench.speed` for what is measured and how. ``--analysis`` adds the head-score and
 ablation timings (:func:`gptviz.bench.analysis.bench_analysis`); ``--gui`` runs the window
 offscreen in a child process (``python -m gptviz_app.bench_gui``) so that the core never imports Qt.
+Beside transformers, every run also times a Pythia-160m and a SmolLM-135m shape
+(:mod:`gptviz.bench.families`; ``--no-families`` skips them, ``--families-only`` runs only them).
 Every run also reports each shape's session memory (:func:`gptviz.bench.memory.session_memory`);
 ``--soak N`` runs only the soak test (:func:`gptviz.bench.memory.soak`).
 """
@@ -14,6 +16,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +32,14 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="torch threads (default: the idle cores: core count minus the load "
                         "average)")
     p.add_argument("--no-hf", action="store_true", help="do not compare with transformers")
+    p.add_argument("--no-families", action="store_true",
+                   help="skip the Pythia-160m and SmolLM-135m shapes (GPT-NeoX, Llama)")
+    p.add_argument("--families-only", action="store_true",
+                   help="only the Pythia-160m and SmolLM-135m shapes beside transformers")
     p.add_argument("--analysis", action="store_true",
-                   help="also time head scores (12x12 heads, 512 tokens) and ablated re-runs")
+                   help="also time head scores (12x12 heads, 512 tokens), ablated re-runs and "
+                        "the newer analyses per step (head writes, neurons, saliency, inside "
+                        "head, embedding, attribution, patching)")
     p.add_argument("--gui", action="store_true",
                    help="only the GUI benchmark: ms per view update and tokens/s under Play")
     p.add_argument("--soak", type=int, default=None, metavar="N",
@@ -65,6 +74,19 @@ def _soak_table(out: dict) -> str:
             f"{out['growth_mb']:.1f} MB, {out['growth_mb_per_1000']:.2f} MB per 1,000 steps")
 
 
+def _run_families_only(args: argparse.Namespace, log: Callable[[str], None]) -> int:
+    """``--families-only``: the GPT-NeoX and Llama shapes beside transformers, nothing else."""
+    from gptviz.bench.families import format_family_table, run_family_bench
+    from gptviz.bench.speed import dumps
+
+    if args.no_hf:
+        raise ValueError("--families-only compares with transformers: drop --no-hf")
+    res = run_family_bench(quick=args.quick, steps=args.steps, reps=args.reps,
+                           threads=args.threads, log=log)
+    print(dumps(res) if args.json else format_family_table(res))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; progress goes to stderr, the table or JSON to stdout."""
     if args.gui:
@@ -80,23 +102,43 @@ def run(args: argparse.Namespace) -> int:
         out = soak(args.soak, args.soak_shape, log=log)
         print(dumps(out) if args.json else _soak_table(out))
         return 0
+    if args.families_only:
+        return _run_families_only(args, log)
     res = run_bench(quick=args.quick, steps=args.steps, reps=args.reps,
                     use_hf=False if args.no_hf else None, threads=args.threads, log=log)
+    if res["transformers"] and not (args.no_families or args.no_hf):
+        from gptviz.bench.families import run_family_bench
+
+        res["families"] = run_family_bench(quick=args.quick, steps=args.steps, reps=args.reps,
+                                           threads=args.threads, log=log)
     if args.analysis:
         from gptviz.bench.analysis import bench_analysis
 
         log("timing head scores and ablated re-runs (GPT-2-small shape, 512 tokens)")
         res["analysis"] = bench_analysis(repeats=3 if args.quick else 5,
                                          model_repeats=2 if args.quick else 3)
+        from gptviz.bench.live_costs import bench_live_costs
+
+        res["analysis_per_step"] = bench_live_costs(repeats=2 if args.quick else 3, log=log)
     res["memory"] = session_memory(log=log)
     if args.json:
         print(dumps(res))
     else:
         print(format_table(res))
+        if "families" in res:
+            from gptviz.bench.families import format_family_table
+
+            print("\nother families, side by side on the same weights:\n"
+                  + format_family_table(res["families"]))
         print("\nsession memory at 1,024 tokens (MB): " + ", ".join(
             f"{k} {v['total_mb']:.0f} (attention {v['attention_mb']:.0f})"
             for k, v in res["memory"].items()))
         if "analysis" in res:
             print("\nanalysis (ms): " + json.dumps(
                 {k: v for k, v in res["analysis"].items() if k != "model"}, default=float))
+        if "analysis_per_step" in res:
+            from gptviz.bench.live_costs import format_live_costs
+
+            print("\nthe newer analyses after each step, and patching:\n"
+                  + format_live_costs(res["analysis_per_step"]))
     return 0

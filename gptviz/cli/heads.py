@@ -8,10 +8,13 @@ JSON output (``--json``), readable with ``json.loads`` in a notebook::
      "scores": {"prev_token": [[H floats] * L], "first_token": ..., "induction": ...,
                 "duplicate_token": ..., "entropy": ...},
      "probe_induction": [[H floats] * L] or null,
-     "probe": {"n": int, "batch": int, "seed": int} or null}
+     "probe": {"n": int, "batch": int, "seed": int} or null,
+     "convention": "gptviz" or "transformer_lens"}
 
 Undefined scores (e.g. induction on a text without repeats) are ``null``. Definitions:
-``docs/analysis.md``.
+``docs/analysis.md``. ``--convention transformer_lens`` computes ``prev_token``,
+``duplicate_token`` and ``induction`` as TransformerLens' ``detect_head`` does (the mass on
+its pattern over all queries; see :mod:`gptviz.analysis.heads`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import sys
 from typing import Any
 
+from gptviz.analysis.heads import CONVENTIONS
 from gptviz.cli.arguments import MODEL_HELP, add_device_args, text, whole_number
 from gptviz.engine.sampling import MAX_SEED
 from gptviz.io.files import read_text_input
@@ -65,6 +69,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="random probe sequences")
     p.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0,
                    help="seed of the probe tokens")
+    p.add_argument("--convention", choices=CONVENTIONS, default="gptviz",
+                   help="gptviz: means over the queries a score is defined for; "
+                        "transformer_lens: as its detect_head, over all queries "
+                        "(default: %(default)s)")
 
 
 def _table(name: str, grid: list[list[float | None]]) -> str:
@@ -91,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                                  batch=args.probe_batch, vocab=vocab)
         probe_info = {"n": min(args.probe_len, bundle.config.block_size // 2),
                       "batch": args.probe_batch, "seed": args.seed}
-    scores = head_scores(att, ids, probe_induction=probe)
+    scores = head_scores(att, ids, probe_induction=probe, convention=args.convention)
     out = {
         "model": bundle.name,
         "n_layer": bundle.config.n_layer,
@@ -105,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         json.dump(out, sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
         return 0
-    print(f"{out['model']}: {len(ids)} tokens, {out['n_layer']} layers x {out['n_head']} heads")
+    print(f"{out['model']}: {len(ids)} tokens, {out['n_layer']} layers x {out['n_head']} heads"
+          + ("" if args.convention == "gptviz" else f" ({args.convention} convention)"))
     for name, grid in out["scores"].items():
         print()
         print(_table(name + (" (bits)" if name == "entropy" else ""), grid))

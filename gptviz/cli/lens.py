@@ -9,7 +9,10 @@ JSON output (``--json``)::
                  "target_prob": float, "target_rank": int},   # when there is a target
                 ... n_layer + 1 rows]}
 
-The target is the token after ``position`` in the prompt (none at the last position).
+The target is the token after ``position`` in the prompt (none at the last position). With
+``--mid`` the rows are the ``2 n_layer + 1`` points embed, ``L0 mid``, ``L0 out``, ...: the
+``mid`` ones read the stream between each block's attention and its feed-forward layer
+(TransformerLens' ``resid_mid``; see :mod:`gptviz.analysis.lens`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="position to read (negative counts from the end; default the last)")
     p.add_argument("--k", type=whole_number(1), default=10, help="top predictions per layer")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--mid", action="store_true",
+                   help="also read the points between each block's attention and its "
+                        "feed-forward layer (resid_mid)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     bundle, ids = load_prompt(args)
     with torch.no_grad():
-        res = logit_lens(bundle.model, ids, position=args.position, k=args.k)
+        res = logit_lens(bundle.model, ids, position=args.position, k=args.k, mid=args.mid)
     out = {"model": bundle.name, "ids": [int(i) for i in ids],
            "tokens": [bundle.tokenizer.display(i) for i in ids],
            **res.to_dict(bundle.tokenizer)}

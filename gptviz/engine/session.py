@@ -32,13 +32,14 @@ Examples
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
 import gptviz.engine.readout as readout
 from gptviz.engine.history import StepResult, Timeline
+from gptviz.engine.memory import limit_heap_fragmentation
 from gptviz.engine.reruns import device_ablation, rerun_window
 from gptviz.engine.rows import StepRows, TokenPath, prompt_path
 from gptviz.engine.sampling import SamplingSettings, choose
@@ -115,6 +116,11 @@ class Session:
         #: (session files restore the ablation at this point, see gptviz.io.session_file).
         self.ablation_applied_at: int | None = None
         self._timeline = Timeline()
+        #: Called as ``listener(at, steps)`` when a step discards a continuation (the redo
+        #: stack, or what a reset put aside): ``at`` generated tokens are kept, ``steps`` are
+        #: the discarded StepResults in order (see :mod:`gptviz.engine.branches`).
+        self.discard_listeners: list[Callable[[int, list[StepResult]], None]] = []
+        limit_heap_fragmentation()  # long runs: see gptviz.engine.memory
         self._window = ContextWindow(self.model, attention_dtype)
         self._rows = StepRows(self._window)  # where the steps read their attention rows
         self._root: TokenPath = prompt_path([])
@@ -425,6 +431,12 @@ class Session:
     def _branch(self) -> None:
         """A new step after the cursor: the redo stack goes, and an ablation switched on
         after the cursor now counts from the cursor."""
+        tl = self._timeline
+        if self.discard_listeners and (tl.undone or tl.aside is not None):
+            at, lost = ((self.n_generated, tl.undone[::-1]) if tl.undone else
+                        (0, list(tl.aside.steps) + tl.aside.undone[::-1]))  # type: ignore[union-attr]
+            for listener in list(self.discard_listeners):
+                listener(at, lost)
         self._timeline.branch()
         if self.ablation_applied_at is not None:
             self.ablation_applied_at = min(self.ablation_applied_at, len(self._timeline.tokens))

@@ -187,8 +187,8 @@ def load_model(path: str | Path | None = None, *, device: str | None = None,
         p = hub.resolve_name(str(path))  # the local cache only; a local path always wins
     if not p.exists():
         problem = file_problem(p)  # a dangling link is not "missing"
-        raise CheckpointError(f"{p}: " + (problem if problem and "link" in problem
-                                          else "no such file or directory"))
+        raise CheckpointError(f"{hub.shown(str(p))}: " + (problem if problem and "link" in problem
+                                                      else "no such file or directory"))
     if not p.is_dir():
         problem = file_problem(p)  # a pipe, a device: no family reads those
         if problem is not None:

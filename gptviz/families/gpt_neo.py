@@ -23,7 +23,7 @@ from gptviz.families.hf_common import (
     config_int,
     require_dir,
 )
-from gptviz.families.hf_decoder import bundle, model_type, output_head, take
+from gptviz.families.hf_decoder import bundle, model_type, output_head, stack_rows, take
 from gptviz.io.checkpoint import CheckpointError, ModelBundle, read_json
 from gptviz.io.tensor_files import read_hf_weights, strip_prefixes
 
@@ -109,7 +109,8 @@ def _map_weights(state: dict[str, torch.Tensor], n_layer: int, path: Path
     for i in range(n_layer):
         p = f"h.{i}."
         qkv = [take(state, f"{p}attn.attention.{n}_proj.weight", path) for n in "qkv"]
-        out[f"{p}attn.c_attn.weight"] = torch.cat(qkv)  # (3C, C): all q, all k, all v
+        # (3C, C): all q, all k, all v
+        out[f"{p}attn.c_attn.weight"] = stack_rows(qkv, f"{p}attn.c_attn.weight", path)
         if any(f"{p}attn.attention.{n}_proj.bias" in state for n in "qkv"):
             raise CheckpointError(f"{path}: layer {i} has q/k/v biases; GPT-Neo has none and "
                                   "gptviz does not read them")

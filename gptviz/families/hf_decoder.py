@@ -23,7 +23,8 @@ from gptviz.io.tokenizer_files import check_tokenizer, gpt2_tokenizer
 from gptviz.model.config import GPTConfig, RopeScaling
 from gptviz.model.gpt import GPT
 
-__all__ = ["model_type", "rope_settings", "take", "build_model", "hf_tokenizer", "bundle"]
+__all__ = ["model_type", "rope_settings", "take", "stack_rows", "build_model", "hf_tokenizer",
+           "bundle"]
 
 # Buffers older checkpoints carry besides weights (masks, rotary tables): rebuilt, not read.
 _BUFFERS = ("rotary_emb.inv_freq", ".attn.bias", ".attn.masked_bias", ".attention.bias",
@@ -79,6 +80,10 @@ def rope_settings(cfg: dict[str, Any], path: Path, head_dim: int, *,
     for key in pct_keys + ("partial_rotary_factor",):
         if "partial_rotary_factor" not in params and cfg.get(key) is not None:
             params["partial_rotary_factor"] = cfg[key]
+    said = [d.get("rope_type", d.get("type")) for d in (params, legacy or {})]
+    if None not in said and said[0] != said[1]:  # which one transformers reads: not ours to guess
+        raise CheckpointError(f"{path}: rope_parameters says rope type {said[0]!r:.40} but "
+                              f"rope_scaling says {said[1]!r:.40}")
     scaling_dict = {**params, **(legacy or {})}
     base = config_float(params, path, "rope_theta", 10000.0)
     pct = config_float(params, path, "partial_rotary_factor", default_pct)
@@ -112,6 +117,16 @@ def take(state: dict[str, torch.Tensor], key: str, path: Path) -> torch.Tensor:
     except KeyError:
         raise CheckpointError(f"{path}: weights do not match the config: missing tensor "
                               f"{key}") from None
+
+
+def stack_rows(parts: list[torch.Tensor], key: str, path: Path) -> torch.Tensor:
+    """The separate q/k/v tensors stacked along their rows into our fused ``key``; a clear
+    error naming the file when they cannot be (another number of dimensions or columns)."""
+    shapes = [tuple(t.shape) for t in parts]
+    if any(len(s) == 0 or len(s) != len(shapes[0]) or s[1:] != shapes[0][1:] for s in shapes):
+        raise CheckpointError(f"{path}: the q, k and v tensors of {key} have shapes "
+                              f"{', '.join(map(str, shapes))}; they cannot be stacked")
+    return torch.cat(parts)
 
 
 def output_head(state: dict[str, torch.Tensor], key: str, tied: bool,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gptviz.io.checkpoint import CheckpointError
+from gptviz.io.files import file_problem
 
 __all__ = ["LEGACY_NAMES", "HubName", "CachedModel", "hub_cache_dir", "parse_name",
            "resolve_name", "cached_models", "download_command", "display_name",
@@ -125,6 +126,12 @@ def parse_name(text: str) -> HubName | None:
     return HubName(m.group("repo"), m.group("rev"))
 
 
+def shown(text: str) -> str:
+    """``text`` as messages show it: quoted with escapes when it holds a newline, a NUL or
+    another unprintable character (an error stays one line)."""
+    return text if text.isprintable() else ascii(text)
+
+
 def download_command(name: HubName) -> str:
     """The command that puts ``name`` in the cache on a connected machine."""
     rev = f" --revision {name.revision}" if name.revision else ""
@@ -149,15 +156,20 @@ def _snapshot(repo_id: str, revision: str | None, cache: Path) -> Path | None:
         raise CheckpointError(f"{repo_id}: no such file or directory, and huggingface_hub "
                               "(which reads the model cache) is not installed") from None
 
+    refs = cache / ("models--" + repo_id.replace("/", "--")) / "refs"
+    ref = refs / (revision or "main")
+    if os.path.lexists(ref) and file_problem(ref) is not None:
+        return None  # a pipe, a folder, a link loop: huggingface_hub would block or fail
     try:
         # local_files_only: resolve refs/<revision> or snapshots/<commit> in the cache; the
         # Hub API object it builds is never called.
         found = snapshot_download(repo_id, revision=revision, cache_dir=cache,
                                   local_files_only=True)
-    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError, OSError):
+    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError, OSError,
+            RuntimeError):  # RuntimeError: pathlib's "Symlink loop" in the cache folder
         return None
-    p = Path(str(found))
-    return p if p.is_dir() else None
+    p = Path(str(found))  # an empty refs file gives the snapshots folder itself
+    return p if p.is_dir() and p.parent.name == "snapshots" else None
 
 
 def resolve_name(text: str, cache_dir: str | Path | None = None) -> Path:
@@ -185,7 +197,7 @@ def resolve_name(text: str, cache_dir: str | Path | None = None) -> Path:
     name = parse_name(text)
     cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
     if name is None:
-        raise CheckpointError(f"{text}: no such file or directory (and not a Hugging Face "
+        raise CheckpointError(f"{shown(text)}: no such file or directory (and not a Hugging Face "
                               "model name like gpt2 or org/name@revision)")
     for repo in _candidates(name.repo_id):
         found = _snapshot(repo, name.revision, cache)
@@ -232,9 +244,11 @@ def cached_models(cache_dir: str | Path | None = None) -> list[CachedModel]:
     from gptviz.families import find_family
 
     cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
+    if _blocking_refs(cache):
+        return []  # huggingface_hub reads every refs file: a pipe there would block forever
     try:
         info = scan_cache_dir(cache)
-    except (CacheNotFound, OSError, ValueError):
+    except (CacheNotFound, OSError, ValueError, RuntimeError):  # RuntimeError: a link loop
         return []
     out = []
     for repo in info.repos:
@@ -251,6 +265,22 @@ def cached_models(cache_dir: str | Path | None = None) -> list[CachedModel]:
             family=family.name if family else None, family_title=family.title if family else None,
             reason=reason, n_params=parameter_count(path)))
     return sorted(out, key=lambda m: m.repo_id.lower())
+
+
+def _blocking_refs(cache: Path) -> list[Path]:
+    """The refs entries of the cache that are neither files nor folders (pipes, devices,
+    link loops): reading one would block or fail."""
+    bad = []
+    try:
+        for refs in cache.glob("models--*/refs"):
+            for dirpath, dirnames, filenames in os.walk(refs):
+                for name in filenames + dirnames:
+                    p = Path(dirpath) / name
+                    if not p.is_dir() and file_problem(p) not in (None, "file is missing"):
+                        bad.append(p)
+    except (OSError, RuntimeError):
+        return [cache]
+    return bad
 
 
 def _config(path: Path) -> dict[str, Any] | None:

@@ -26,7 +26,14 @@ from gptviz.families.hf_common import (
     config_int,
     require_dir,
 )
-from gptviz.families.hf_decoder import bundle, model_type, output_head, rope_settings, take
+from gptviz.families.hf_decoder import (
+    bundle,
+    model_type,
+    output_head,
+    rope_settings,
+    stack_rows,
+    take,
+)
 from gptviz.io.checkpoint import CheckpointError, ModelBundle, read_json
 from gptviz.io.tensor_files import read_hf_weights
 
@@ -144,11 +151,13 @@ def _map_weights(state: dict[str, torch.Tensor], n_layer: int, kwargs: dict[str,
         out[q + "ln_1.weight"] = take(state, p + "input_layernorm.weight", path)
         out[q + "ln_2.weight"] = take(state, p + "post_attention_layernorm.weight", path)
         att = p + "self_attn."
-        out[q + "attn.c_attn.weight"] = torch.cat(
-            [take(state, f"{att}{n}_proj.weight", path) for n in "qkv"])  # (nh + 2 nkv) hd
+        out[q + "attn.c_attn.weight"] = stack_rows(  # ((nh + 2 nkv) hd, C)
+            [take(state, f"{att}{n}_proj.weight", path) for n in "qkv"],
+            q + "attn.c_attn.weight", path)
         if qkv_bias:
-            out[q + "attn.c_attn.bias"] = torch.cat(
-                [take(state, f"{att}{n}_proj.bias", path) for n in "qkv"])
+            out[q + "attn.c_attn.bias"] = stack_rows(
+                [take(state, f"{att}{n}_proj.bias", path) for n in "qkv"],
+                q + "attn.c_attn.bias", path)
         names = {"attn.c_proj": att + "o_proj", "mlp.c_gate": p + "mlp.gate_proj",
                  "mlp.c_fc": p + "mlp.up_proj", "mlp.c_proj": p + "mlp.down_proj"}
         for ours, theirs in names.items():

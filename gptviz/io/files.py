@@ -57,6 +57,8 @@ def file_problem(path: str | os.PathLike[str], allow_streams: bool = False) -> s
     p = os.fspath(path)
     if p == "":
         return "empty file name"
+    if "\x00" in p:  # os.stat would raise ValueError
+        return "file name holds a NUL character"
     try:
         st = os.stat(p)
     except FileNotFoundError:

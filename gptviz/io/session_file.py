@@ -60,10 +60,19 @@ A UTF-8 JSON object::
         "applied_at": null | int            # optional: number of tokens when the ablation
                                             #   was switched on (null: at the cursor)
       },
-      "view": {...}                         # free-form JSON object the GUI fills (selected
+      "view": {...},                        # free-form JSON object the GUI fills (selected
                                             #   layer/head/query, average of heads, colormap,
                                             #   font scale...); restored as saved
+      "branches": [                         # optional: the other branches of the branch tree
+        {"at": 3,                           #   (gptviz.engine.branches): the first `at` tokens
+         "tokens": [262, 11],               #   of "tokens" above, then these ids; "forced":
+         "forced": [false, true],           #   one flag per id; "settings" (optional): one
+         "settings": [{...}, null]},        #   SamplingSettings or null per id
+        ...
+      ]
     }
+
+Files without ``branches`` (older ones) open with a tree of one branch.
 
 Restoring
 ---------
@@ -106,7 +115,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT", "VERSION", "SUFFIX", "SessionFileError", "TokenRecord", "AblationRecord",
-    "SessionData", "save_session", "session_to_dict", "read_session_file",
+    "SessionData", "BranchRecord", "save_session", "session_to_dict", "read_session_file",
     "session_data_from_dict", "restore_session", "load_session_model", "weights_sha256",
 ]
 
@@ -114,6 +123,9 @@ FORMAT = "gptviz-session"
 VERSION = 1
 SUFFIX = ".gptviz.json"
 
+#: Most branches, and branch tokens in all, a file may hold (more is refused, not truncated).
+MAX_BRANCHES = 4096
+MAX_BRANCH_TOKENS = 1 << 20
 _SETTINGS_FIELDS = ("greedy", "temperature", "top_k", "top_p", "seed")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -146,6 +158,15 @@ class AblationRecord:
     applied_at: int | None = None
 
 
+@dataclass(frozen=True)
+class BranchRecord:
+    """A branch of the branch tree: the first ``at`` tokens of the session's path, then
+    ``tokens``."""
+
+    at: int
+    tokens: tuple[TokenRecord, ...]
+
+
 @dataclass
 class SessionData:
     """A parsed, checked session file (see the module docstring for the meaning of fields)."""
@@ -167,6 +188,7 @@ class SessionData:
     model_config: dict[str, Any] | None = None
     version: int = VERSION
     saved_at: str = ""
+    branches: list[BranchRecord] = field(default_factory=list)
 
     @property
     def redo_ids(self) -> list[int]:
@@ -294,7 +316,26 @@ def session_to_dict(session: Any, bundle: ModelBundle,
         "cursor": int(session.n_generated),
         "ablation": _ablation_dict(session),
         "view": view,
+        "branches": _branches_list(session),
     }
+
+
+def _branches_list(session: Any) -> list[dict[str, Any]]:
+    """The session's other branches (:mod:`gptviz.engine.branches`), as the file stores
+    them."""
+    if not hasattr(session, "discard_listeners"):
+        return []
+    from gptviz.engine.branches import tree_for
+
+    out = []
+    for at, ids, forced, settings in tree_for(session).records():
+        rec: dict[str, Any] = {"at": int(at), "tokens": [int(t) for t in ids],
+                               "forced": [bool(f) for f in forced]}
+        if any(isinstance(x, SamplingSettings) for x in settings):
+            rec["settings"] = [_settings_dict(x) if isinstance(x, SamplingSettings) else None
+                               for x in settings]
+        out.append(rec)
+    return out
 
 
 def save_session(path: str | os.PathLike[str], session: Any, bundle: ModelBundle,
@@ -526,6 +567,7 @@ def session_data_from_dict(d: Any, source: str = "<session>") -> SessionData:
                                       applied_at=applied_at)
 
     view = c.get(d, "view", "", (dict,), "an object", True, {})
+    branches = _read_branches(c, d, len(tokens))
     raw_saved_at = d.get("saved_at")
     saved_at = raw_saved_at if isinstance(raw_saved_at, str) else ""
     return SessionData(
@@ -533,8 +575,48 @@ def session_data_from_dict(d: Any, source: str = "<session>") -> SessionData:
         weights_sha256=sha, prompt=prompt_text, prompt_ids=list(prompt_ids), settings=settings,
         tokens=tokens, cursor=cursor, ablation=ablation, view=view,
         top_k_report=top_k_report, model_name=model_name, model_config=model_config,
-        version=version, saved_at=saved_at,
+        version=version, saved_at=saved_at, branches=branches,
     )
+
+
+def _read_branches(c: _Checker, d: dict[str, Any], n_tokens: int) -> list[BranchRecord]:
+    """The optional ``branches`` field, checked (types, sizes, branch points)."""
+    raw = c.get(d, "branches", "", (list,), "a list", True, [])
+    if len(raw) > MAX_BRANCHES:
+        raise c.fail(f"field 'branches' holds {len(raw)} branches (at most {MAX_BRANCHES})")
+    out: list[BranchRecord] = []
+    total = 0
+    for j, rec in enumerate(raw):
+        where = f"branches[{j}]"
+        if not isinstance(rec, dict):
+            raise c.fail(f"field '{where}' must be an object (got {_json_type(rec)})")
+        at = c.integer(rec, "at", where, minimum=0)
+        if at > n_tokens:
+            raise c.fail(f"field '{where}.at' is {at} but the file holds only {n_tokens} "
+                         "tokens after the prompt")
+        ids = c.get(rec, "tokens", where, (list,), "a list of token ids")
+        total += len(ids)
+        if not ids or total > MAX_BRANCH_TOKENS:
+            raise c.fail(f"field '{where}.tokens' must hold 1..{MAX_BRANCH_TOKENS} tokens in "
+                         f"all branches (got {len(ids) if ids else 0} here, {total} in all)")
+        forced = c.get(rec, "forced", where, (list,), "a list of true/false")
+        used = c.get(rec, "settings", where, (list,), "a list", True, None)
+        if len(forced) != len(ids) or (used is not None and len(used) != len(ids)):
+            raise c.fail(f"field '{where}': 'forced' and 'settings' need one entry per token "
+                         f"({len(ids)})")
+        toks = []
+        for i, t in enumerate(ids):
+            if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+                raise c.fail(f"field '{where}.tokens[{i}]' must be a token id >= 0 (got "
+                             f"{_short_repr(t)})")
+            if not isinstance(forced[i], bool):
+                raise c.fail(f"field '{where}.forced[{i}]' must be true or false (got "
+                             f"{_json_type(forced[i])})")
+            st = None if used is None or used[i] is None else \
+                c.settings(used[i], f"{where}.settings[{i}]")
+            toks.append(TokenRecord(id=t, forced=forced[i], settings=st))
+        out.append(BranchRecord(at=at, tokens=tuple(toks)))
+    return out
 
 
 def read_session_file(path: str | os.PathLike[str]) -> SessionData:
@@ -728,4 +810,19 @@ def restore_session(data: SessionData, bundle: ModelBundle, *,
     session.undo(total - data.cursor)
     if ablation is not None and applied_at is None:
         apply_ablation()
+    _restore_branches(data, session)
     return session, json.loads(json.dumps(data.view))
+
+
+def _restore_branches(data: SessionData, session: Any) -> None:
+    """The file's other branches into the session's branch tree (replayed only when the
+    user switches to one)."""
+    from gptviz.engine.branches import tree_for
+
+    tree = tree_for(session)
+    try:
+        tree.add_records((b.at, [t.id for t in b.tokens], [t.forced for t in b.tokens],
+                          [t.settings for t in b.tokens]) for b in data.branches)
+    except ValueError as e:
+        tree.detach()
+        raise SessionFileError(f"{data.path}: branches: {e}") from None

@@ -100,6 +100,9 @@ def read_hf_weights(d: Path) -> tuple[dict[str, torch.Tensor], Path]:
             state: dict[str, torch.Tensor] = {}
             for shard in sorted(set(map(str, weight_map.values()))):
                 shard_path = d / shard
+                if "\x00" in shard or shard.strip() in ("", "."):
+                    raise CheckpointError(f"{d / index}: shard name {shard!r:.60} is not a "
+                                          "file name")
                 if Path(shard).is_absolute() or ".." in Path(shard).parts:
                     raise CheckpointError(f"{d / index}: shard {shard!r} is outside the directory")
                 problem = file_problem(shard_path)

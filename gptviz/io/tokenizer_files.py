@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import builtins
 import io
+import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 from gptviz.io.checkpoint import CheckpointError, require_file
+from gptviz.io.files import file_problem
 from gptviz.io.tensor_files import short_message
 from gptviz.io.tokenizer import Tokenizer
 from gptviz.model.config import GPTConfig
@@ -28,10 +30,32 @@ __all__ = ["tokenizer_from_json", "bpe_files", "gpt2_tokenizer", "openai_gpt_tok
            "char_tokenizer", "read_meta_pkl", "check_tokenizer"]
 
 
+# Largest token id a tokenizer file may hold (LIMITS["vocab_size"] of config_checks): the
+# tokenizers library fills every id up to the largest one when it serialises a vocabulary, so
+# one token with id 10**9 costs gigabytes and seconds.
+_MAX_TOKEN_ID = 1 << 22
+
+
+def _largest_id(hf: Any) -> int:
+    """The largest token id of a ``tokenizers.Tokenizer`` (-1 when it has none)."""
+    return max(hf.get_vocab(with_added_tokens=True).values(), default=-1)
+
+
 def tokenizer_from_json(path: Path) -> Tokenizer:
+    from tokenizers import Tokenizer as HFTokenizer
+
     try:
-        return Tokenizer.from_file(path)
+        hf = HFTokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises a bare Exception on malformed files
+        raise CheckpointError(f"{path}: not a valid tokenizers file "
+                              f"({short_message(str(e))})") from None
+    top = _largest_id(hf)
+    if top >= _MAX_TOKEN_ID:
+        raise CheckpointError(f"{path}: token id {top:,} is beyond any real vocabulary (at "
+                              f"most {_MAX_TOKEN_ID - 1:,} accepted)")
+    try:
+        return Tokenizer(hf)
+    except Exception as e:
         raise CheckpointError(f"{path}: not a valid tokenizers file "
                               f"({short_message(str(e))})") from None
 
@@ -49,6 +73,9 @@ def bpe_files(d: Path, what: str) -> tuple[Path, Path] | None:
 
 
 def gpt2_tokenizer(d: Path, what: str = "the GPT-2 tokenizer") -> tuple[Tokenizer, Path] | None:
+    problem = file_problem(d / "tokenizer.json")
+    if problem is not None and os.path.lexists(d / "tokenizer.json"):  # a pipe, a dangling link
+        raise CheckpointError(f"{d / 'tokenizer.json'}: {problem}")
     if (d / "tokenizer.json").is_file():
         return tokenizer_from_json(d / "tokenizer.json"), d / "tokenizer.json"
     files = bpe_files(d, what)
@@ -133,9 +160,10 @@ def read_meta_pkl(path: Path) -> Tokenizer:
         raise CheckpointError(f"{path}: no character vocabulary ('stoi' or 'itos'); only "
                               "character-level meta.pkl files are supported")
     ok = all(isinstance(s, str) and len(s) == 1 and isinstance(i, int) and not isinstance(i, bool)
-             and i >= 0 for s, i in stoi.items())
+             and 0 <= i < _MAX_TOKEN_ID for s, i in stoi.items())
     if not ok or len(set(stoi.values())) != len(stoi):
-        raise CheckpointError(f"{path}: 'stoi' must map single characters to distinct ids >= 0")
+        raise CheckpointError(f"{path}: 'stoi' must map single characters to distinct ids >= 0 "
+                              f"(below {_MAX_TOKEN_ID:,})")
     return char_tokenizer(stoi)
 
 
@@ -143,3 +171,7 @@ def check_tokenizer(tok: Tokenizer, tok_path: Path, config: GPTConfig) -> None:
     if tok.vocab_size > config.vocab_size:
         raise CheckpointError(f"{tok_path}: tokenizer has {tok.vocab_size} tokens but the "
                               f"model's vocab_size is {config.vocab_size}")
+    top = _largest_id(tok.hf)
+    if top >= config.vocab_size:  # ids with gaps: fewer tokens, yet one past the embedding
+        raise CheckpointError(f"{tok_path}: tokenizer has token id {top:,} but the model's "
+                              f"vocab_size is {config.vocab_size}")

@@ -34,10 +34,18 @@ AttentionKind = Literal["global", "local"]
 RopeType = Literal["linear", "dynamic", "llama3"]
 
 
+# Longest context a rope_scaling may name (LIMITS["block_size"] of gptviz.io.config_checks).
+_MAX_CONTEXT = 1 << 20
+
+
 def _positive_number(x: Any) -> bool:
     """A finite number > 0 (not a bool, not a string)."""
-    return (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-            and x > 0)
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x) and x > 0
+    except OverflowError:  # an integer too large for a float (10**400 in a config.json)
+        return False
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,9 @@ class RopeScaling:
         if isinstance(old, bool) or not isinstance(old, int) or old <= 0:
             return ["rope_scaling 'llama3' needs original_max_position_embeddings, a positive "
                     f"whole number (got {old!r})"]
+        if old > _MAX_CONTEXT:
+            return [f"rope_scaling original_max_position_embeddings {old!r:.40} is beyond any "
+                    f"real context (at most {_MAX_CONTEXT:,} accepted)"]
         return []
 
 
