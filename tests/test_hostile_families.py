@@ -138,8 +138,8 @@ def _shard(d, edit):
     keys = sorted(state)
     save_file({k: state[k] for k in keys[::2]}, str(d / "a.safetensors"))
     save_file({k: state[k] for k in keys[1::2]}, str(d / "b.safetensors"))
-    weight_map = {k: "a.safetensors" for k in keys[::2]} | {k: "b.safetensors"
-                                                            for k in keys[1::2]}
+    weight_map = dict.fromkeys(keys[::2], "a.safetensors") | dict.fromkeys(keys[1::2],
+                                                                            "b.safetensors")
     edit(weight_map)
     (d / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
 
