@@ -34,7 +34,6 @@ def place(tmp_path_factory, tiny_tokenizer):
                           vocab_size=tiny_tokenizer.vocab_size)).eval()
     ckpt = save_checkpoint(root / "ckpt", model, tiny_tokenizer)
     (root / "dir").mkdir()
-    os.mkfifo(root / "fifo")
     return {"root": root, "ckpt": str(ckpt)}
 
 
