@@ -4,40 +4,13 @@ the independent reference of the analysis tests (forward hooks on the transforme
 from __future__ import annotations
 
 import torch
+from hub_cache import bpe_tokenizer, randomize
 
 SENTENCES = [
     "the cat sat on the mat and the dog sat on the log",
     "a b c d a b c d a b c d",
     "Once upon a time there was a model that wanted to see inside itself.",
 ]
-
-
-def _tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(SENTENCES, trainer)
-    return tok
-
-
-def _randomize(model: torch.nn.Module, seed: int) -> None:
-    """Non-trivial weights: random LayerNorm gains and biases, biases, sharp attention."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            r = torch.randn(p.shape, generator=g)
-            if "ln" in name and name.endswith("weight"):
-                p.copy_(1.0 + 0.3 * r)
-            elif name.endswith("bias"):
-                p.copy_(0.2 * r)
-            elif "wte" in name or "wpe" in name:
-                p.copy_(0.5 * r)
-            else:
-                p.copy_(0.15 * r)
 
 
 def hf_and_ours(tmp_path, seed: int = 0, **kw):
@@ -47,14 +20,14 @@ def hf_and_ours(tmp_path, seed: int = 0, **kw):
 
     from gptviz.families import load_model
 
-    tok = _tokenizer()
+    tok = bpe_tokenizer(SENTENCES)
     args = dict(n_layer=2, n_head=4, n_embd=32, n_positions=64,
                 vocab_size=tok.get_vocab_size(), bos_token_id=None, eos_token_id=None,
                 attn_implementation="eager")
     args.update(kw)
     torch.manual_seed(seed)
     hf = GPT2LMHeadModel(GPT2Config(**args))
-    _randomize(hf, seed)
+    randomize(hf, seed)
     hf.eval()
     d = tmp_path / f"gpt2-{seed}"
     hf.save_pretrained(d)

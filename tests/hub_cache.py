@@ -22,8 +22,8 @@ SENTENCES = [
 PROBE = "The lazy model reads attention maps, one token at a time!"
 
 
-def bpe_tokenizer():
-    """A tiny GPT-2-style byte-level BPE tokenizer trained on :data:`SENTENCES`."""
+def bpe_tokenizer(sentences=SENTENCES):
+    """A tiny GPT-2-style byte-level BPE tokenizer trained on ``sentences``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -31,7 +31,7 @@ def bpe_tokenizer():
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=300, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(SENTENCES, trainer)
+    tok.train_from_iterator(sentences, trainer)
     return tok
 
 

@@ -17,9 +17,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
-    QSizePolicy,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QWidget,
@@ -28,7 +25,7 @@ from PySide6.QtWidgets import (
 from gptviz.analysis.live_head_writes import HeadWritesSettings, HeadWritesView
 from gptviz.analysis.runner import AnalysisResult
 from gptviz_app.panels.registry import AnalysisPanel
-from gptviz_app.panels.widgets import ABLATED_COLOR, esc
+from gptviz_app.panels.widgets import ABLATED_COLOR, esc, top_k_box, wrapped_label
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.panel_layout import stack
 from gptviz_app.views.theme import DARK, Theme, luma
@@ -88,15 +85,8 @@ class HeadWritesPanel(AnalysisPanel):
     def __init__(self, parent: QWidget | None = None, k: int = 8) -> None:
         super().__init__(parent)
         self.theme = DARK
-        self.header = QLabel(" ")
-        self.header.setTextFormat(Qt.TextFormat.RichText)
-        self.header.setWordWrap(True)
-        self.header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.k_box = QSpinBox()
-        self.k_box.setRange(1, 20)
-        self.k_box.setValue(k)
-        self.k_box.setPrefix("top ")
-        self.k_box.setToolTip("Tokens shown each way")
+        self.header = wrapped_label()
+        self.k_box = top_k_box(k, 20, "Tokens shown each way")
         self.k_box.valueChanged.connect(lambda _k: self.settingsChanged.emit())
         top = QHBoxLayout()
         top.setContentsMargins(4, 0, 4, 0)
@@ -106,10 +96,7 @@ class HeadWritesPanel(AnalysisPanel):
             "The head's output z at the query through its slice of W_O, the final norm with "
             "its scale frozen at the query, and the unembedding: how much it raises (blue) or "
             "lowers (vermilion) each token's logit by itself (the direct path).")
-        self.footer = QLabel(" ")
-        self.footer.setTextFormat(Qt.TextFormat.RichText)
-        self.footer.setWordWrap(True)
-        self.footer.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.footer = wrapped_label()
         stack(self, top, self.table).insertWidget(1, self.footer)  # under the header
         self.view: HeadWritesView | None = None
         self.layer = self.head = 0

@@ -21,9 +21,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
-    QSizePolicy,
-    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QWidget,
@@ -32,7 +29,7 @@ from PySide6.QtWidgets import (
 from gptviz.analysis.live_lens import LensSettings, LensView
 from gptviz.analysis.runner import AnalysisResult
 from gptviz_app.panels.registry import AnalysisPanel
-from gptviz_app.panels.widgets import ABLATED_COLOR, esc
+from gptviz_app.panels.widgets import ABLATED_COLOR, esc, top_k_box, wrapped_label
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.panel_layout import stack
 from gptviz_app.views.theme import DARK, Theme, colormap, luma
@@ -49,15 +46,8 @@ class LensPanel(AnalysisPanel):
     def __init__(self, parent: QWidget | None = None, k: int = 5) -> None:
         super().__init__(parent)
         self.theme = DARK
-        self.header = QLabel(" ")
-        self.header.setTextFormat(Qt.TextFormat.RichText)
-        self.header.setWordWrap(True)
-        self.header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.k_box = QSpinBox()
-        self.k_box.setRange(1, 10)
-        self.k_box.setValue(k)
-        self.k_box.setPrefix("top ")
-        self.k_box.setToolTip("Tokens shown per layer")
+        self.header = wrapped_label()
+        self.k_box = top_k_box(k, 10, "Tokens shown per layer")
         self.k_box.valueChanged.connect(self.kChanged)
         self.k_box.valueChanged.connect(lambda _k: self.settingsChanged.emit())
         self.mid_box = QCheckBox("Mid points")

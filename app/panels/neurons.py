@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QSizePolicy,
-    QSpinBox,
     QWidget,
 )
 
@@ -26,7 +25,7 @@ from gptviz.analysis.live_neurons import NeuronSettings, NeuronsView
 from gptviz.analysis.runner import AnalysisResult
 from gptviz_app.panels.head_writes import item, signed_item, table_widget
 from gptviz_app.panels.registry import AnalysisPanel
-from gptviz_app.panels.widgets import esc
+from gptviz_app.panels.widgets import esc, top_k_box, wrapped_label
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.panel_layout import stack
 from gptviz_app.views.theme import DARK, Theme
@@ -43,16 +42,8 @@ class NeuronsPanel(AnalysisPanel):
     def __init__(self, parent: QWidget | None = None, k: int = 3) -> None:
         super().__init__(parent)
         self.theme = DARK
-        self.header = QLabel(" ")
-        self.header.setTextFormat(Qt.TextFormat.RichText)
-        self.header.setWordWrap(True)
-        self.header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.k_box = QSpinBox()
-        self.k_box.setRange(1, 20)
-        self.k_box.setValue(k)
-        self.k_box.setPrefix("top ")
-        self.k_box.setSuffix(" / layer")
-        self.k_box.setToolTip("Neurons shown per layer")
+        self.header = wrapped_label()
+        self.k_box = top_k_box(k, 20, "Neurons shown per layer", suffix=" / layer")
         self.k_box.valueChanged.connect(lambda _k: self.settingsChanged.emit())
         top = QHBoxLayout()
         top.setContentsMargins(4, 0, 4, 0)

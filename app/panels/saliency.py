@@ -13,15 +13,14 @@ from __future__ import annotations
 import html
 
 import numpy as np
-from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QSpinBox, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QSpinBox, QWidget
 
 from gptviz.analysis.live_saliency import SaliencySettings, SaliencyView
 from gptviz.analysis.runner import AnalysisResult
 from gptviz_app.panels.head_writes import item, signed_item, table_widget
 from gptviz_app.panels.registry import AnalysisPanel
-from gptviz_app.panels.widgets import esc
+from gptviz_app.panels.widgets import esc, wrapped_label
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.panel_layout import choice_box, stack
 from gptviz_app.views.theme import DARK, Theme
@@ -56,10 +55,7 @@ class SaliencyPanel(AnalysisPanel):
         self.strip.setChecked(True)
         self.strip.setToolTip("The token chips show the saliency instead of the attention")
         self.strip.toggled.connect(lambda _on: self.settingsChanged.emit())
-        self.header = QLabel(" ")
-        self.header.setTextFormat(Qt.TextFormat.RichText)
-        self.header.setWordWrap(True)
-        self.header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.header = wrapped_label()
         controls = QHBoxLayout()
         controls.setContentsMargins(4, 0, 4, 0)
         for w in (self.method, self.steps, self.strip):
