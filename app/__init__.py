@@ -8,7 +8,8 @@
 * :mod:`gptviz_app.actions` — sessions, export, preferences, shortcuts, presentation mode,
   appearance and sample prompts, installed on the window together as ``win.features``;
 * :mod:`gptviz_app.launch` — ``gptviz-app`` / ``python main.py``;
-  :mod:`gptviz_app.bench_gui` — GUI update cost and Play throughput.
+  :mod:`gptviz_app.bench_gui` — GUI update cost and Play throughput;
+  :mod:`gptviz_app.bench_close` — how long closing the window takes during long work.
 
 ``docs/architecture.md`` is the map. The core package ``gptviz`` never imports this one.
 """

@@ -15,6 +15,7 @@ leaves it as it was.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from PySide6.QtWidgets import (
 from gptviz.families import find_family, hub
 from gptviz.io.checkpoint import DEFAULT_MODEL_DIR, CheckpointError
 from gptviz.io.device import DEVICES, DTYPES, available_devices
+from gptviz.io.files import file_problem
 from gptviz_app.actions.preferences import Preferences
 
 #: Columns of the list.
@@ -85,43 +87,107 @@ def human_size(n: int | None) -> str:
     return f"{n} B"
 
 
+#: Files of a folder that are counted for its size (a model folder holds a few; a recent
+#: entry that is ``/`` or a home folder must not make the dialog walk the disk).
+MAX_COUNTED_FILES = 10_000
+#: Longest recent entry looked at: a path or a name is shorter; longer is junk.
+MAX_SPEC_CHARS = 4096
+
+
 def _disk_size(path: Path) -> int | None:
+    """Bytes of a file, or of the files directly in a folder (links followed: a cache
+    snapshot holds links to its blobs)."""
     try:
         if path.is_file():
             return path.stat().st_size
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    except OSError:
+        total = 0
+        with os.scandir(path) as it:
+            for i, e in enumerate(it):
+                if i >= MAX_COUNTED_FILES:
+                    return None
+                if e.is_file():
+                    total += e.stat().st_size
+        return total
+    except (OSError, ValueError):
         return None
 
 
 def _local_row(group: str, spec: str | None, path: Path, title: str) -> ModelRow:
     """A row for a folder or checkpoint file on disk (or a resolved cache snapshot)."""
-    if not path.exists():
-        return ModelRow(group, spec, title, "", None, None, str(path), "no longer there")
+    try:
+        there = os.path.lexists(path)
+        problem = None if path.is_dir() else file_problem(path)
+    except (OSError, ValueError) as e:  # a name too long for the file system
+        return ModelRow(group, spec, title, "", None, None, hub.shown_name(str(path)),
+                        f"cannot be read ({getattr(e, 'strerror', None) or e})")
+    if not there or problem == "file is missing":
+        return ModelRow(group, spec, title, "", None, None, hub.shown_name(str(path)),
+                        "no longer there")
+    if problem is not None:  # a pipe, a device, a dangling link: nothing opens those
+        return ModelRow(group, spec, title, "", None, None, hub.shown_name(str(path)),
+                        problem)
     family = find_family(path)
+    folder = path.is_dir()
+    reason = None
+    if family is None:
+        reason = (hub.unsupported_reason(path) if folder
+                  else "not a model folder or a nanoGPT .pt checkpoint")
     return ModelRow(group, spec, title, family.title if family else "",
-                    hub.parameter_count(path) if path.is_dir() else None, _disk_size(path),
-                    str(path), None if family else hub.unsupported_reason(path))
+                    hub.parameter_count(path) if folder else None, _disk_size(path),
+                    str(path), reason)
+
+
+def recent_specs(prefs: Preferences) -> list[str]:
+    """The recent models worth a row: each once, printable, of a sensible length (the
+    preferences may hold anything: numbers, nested lists, megabytes of text)."""
+    out: list[str] = []
+    for spec in prefs.recent(RECENT_KIND):
+        if len(spec) <= MAX_SPEC_CHARS and spec.isprintable() and spec not in out:
+            out.append(spec)
+    return out
+
+
+def _recent_row(spec: str, cache_dir: Path | None) -> ModelRow:
+    name = hub.parse_name(spec)
+    title = spec if name is not None else (Path(spec).name or spec)
+    try:
+        local = os.path.lexists(spec)
+    except (OSError, ValueError):
+        local = False
+    if not local and name is not None:
+        try:
+            path = hub.resolve_name(spec, cache_dir)
+        except CheckpointError as e:
+            msg = str(e)
+            reason = ("in the cache but " + msg.split(" but ", 1)[1].split("; gptviz", 1)[0]
+                      if " is in the Hugging Face cache " in msg else "not in the cache")
+            return ModelRow("Recent", spec, spec, "", None, None, "", reason)
+        return _local_row("Recent", spec, path, title)
+    return _local_row("Recent", spec, Path(spec), title)
 
 
 def model_rows(prefs: Preferences, cache_dir: Path | None = None) -> list[ModelRow]:
     """Every line of the dialog: the bundled model, the recent ones, the cache's."""
     rows = [_local_row("Bundled", None, DEFAULT_MODEL_DIR, "Bundled model (Shakespeare)")]
-    for spec in prefs.recent(RECENT_KIND):
-        path = Path(spec)
-        if not path.exists() and hub.parse_name(spec) is not None:
-            try:
-                path = hub.resolve_name(spec, cache_dir)
-            except CheckpointError:
-                rows.append(ModelRow("Recent", spec, spec, "", None, None, "", "not in the cache"))
-                continue
-        title = spec if hub.parse_name(spec) is not None else Path(spec).name
-        rows.append(_local_row("Recent", spec, path, title))
+    rows += [_recent_row(spec, cache_dir) for spec in recent_specs(prefs)]
     for m in hub.cached_models(cache_dir):
-        rows.append(ModelRow("Cache", m.repo_id, m.repo_id, m.family_title or "", m.n_params,
-                             m.size_on_disk, f"{'/'.join(m.refs) or 'commit'} @ "
-                             f"{m.revision[:8]}", m.reason))
+        where = (f"{'/'.join(m.refs) or 'commit'} @ {m.revision[:8]}" if m.revision
+                 else str(m.path))
+        rows.append(ModelRow("Cache", m.spec, m.repo_id, m.family_title or "", m.n_params,
+                             m.size_on_disk, where, m.reason))
     return rows
+
+
+def stored_device(prefs: Preferences) -> str:
+    """The device last chosen (``"auto"`` when the preference is missing or junk)."""
+    v = prefs.value(DEVICE_KEY, "auto")
+    return v if isinstance(v, str) and v in DEVICES else "auto"
+
+
+def stored_dtype(prefs: Preferences) -> str:
+    """The precision last chosen (``"float32"`` when the preference is missing or junk)."""
+    v = prefs.value(DTYPE_KEY, "float32")
+    return v if isinstance(v, str) and v in DTYPES else "float32"
 
 
 class OpenModelDialog(QDialog):
@@ -248,10 +314,15 @@ class OpenModelDialog(QDialog):
         item.setFirstColumnSpanned(True)
 
     def _row_item(self, r: ModelRow) -> QTreeWidgetItem:
-        family = r.family if r.reason is None else "unsupported" + (
-            f" ({m.group(1)})" if (m := re.search(r"model_type '([^']+)'", r.reason)) else "")
+        family, where = r.family, r.where
+        if r.reason is not None:
+            m = re.search(r"model_type '([^']+)'", r.reason)
+            if m is not None or r.reason.startswith(("no config.json", "config.json has no")):
+                family = "unsupported" + (f" ({m.group(1)})" if m else "")
+            else:  # broken, missing, not a model: what is wrong (the path is in the tooltip)
+                family, where = "cannot open", r.reason
         item = QTreeWidgetItem(["   " + r.title, family, human_count(r.n_params),
-                                human_size(r.size), r.where])
+                                human_size(r.size), where])
         item.setData(0, Qt.ItemDataRole.UserRole, r)
         for col in (2, 3):
             item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight
@@ -364,13 +435,11 @@ class ModelOpener(QObject):
 
     @property
     def device(self) -> str:
-        v = self.prefs.value(DEVICE_KEY, "auto")
-        return v if v in DEVICES else "auto"
+        return stored_device(self.prefs)
 
     @property
     def dtype(self) -> str:
-        v = self.prefs.value(DTYPE_KEY, "float32")
-        return v if v in DTYPES else "float32"
+        return stored_dtype(self.prefs)
 
     def show_dialog(self) -> OpenModelDialog:
         """Open the dialog (non-modal; the window stays usable behind it)."""

@@ -8,28 +8,91 @@ font scale (and, for information, the theme and whether presentation mode was on
 file restores the same tokens, maps and view; it loads the session's model when the current
 one has other weights. A corrupt, truncated or future-version file, a missing model or one
 with other weights is refused with a message, and the open session stays as it was.
+
+A long open (a big file, a model to load, many tokens to replay) shows its progress (tokens
+replayed n / N) in the status bar and, after a moment, in a small dialog whose Cancel button
+(or Escape) stops it: the open session stays exactly as it was.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMenu
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QLabel,
+    QMenu,
+    QProgressBar,
+    QVBoxLayout,
+)
 
 from gptviz.io.session_file import SUFFIX
 from gptviz_app.actions.preferences import Preferences
 from gptviz_app.runtime.file_commands import view_to_dict
 
 FILE_FILTER = f"gptviz sessions (*{SUFFIX});;JSON files (*.json);;All files (*)"
+#: How long an open runs before its progress dialog shows (ms): a small file never flashes it.
+PROGRESS_DELAY_MS = 400
+
+
+class OpenProgressDialog(QDialog):
+    """The progress of a session open: what it does, tokens replayed n / N, Cancel.
+
+    Non-modal, like the Open model dialog: the window stays usable (and closable) behind it.
+    Cancel or Escape emit ``cancelRequested()`` once.
+    """
+
+    cancelRequested = Signal()
+
+    def __init__(self, parent, name: str) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Opening {name}")
+        self.label = QLabel(f"Opening {name}…")
+        self.label.setWordWrap(True)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 0)  # busy until the replay's length is known
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.cancel_button = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
+        self.cancel_button.clicked.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.label)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.buttons)
+        self.setMinimumWidth(360)
+        self.cancelling = False
+
+    def set_progress(self, stage: str, done: int, total: int) -> None:
+        if self.cancelling:
+            return
+        if total:
+            self.bar.setRange(0, total)
+            self.bar.setValue(done)
+            self.label.setText(f"{stage}: {done:,} / {total:,}")
+        else:
+            self.bar.setRange(0, 0)
+            self.label.setText(f"{stage}…")
+
+    def reject(self) -> None:
+        """Cancel and Escape: ask the worker to stop; the dialog closes when it has."""
+        if not self.cancelling:
+            self.cancelling = True
+            self.label.setText("Cancelling…")
+            self.cancel_button.setEnabled(False)
+            self.cancelRequested.emit()
 
 
 class SessionActions(QObject):
-    """Signals: ``saved(path)``, ``opened(path)``, ``failed(command, message)``."""
+    """Signals: ``saved(path)``, ``opened(path)``, ``cancelled(path)``,
+    ``failed(command, message)``."""
 
     saved = Signal(str)
     opened = Signal(str)
+    cancelled = Signal(str)
     failed = Signal(str, str)
 
     def __init__(self, window, prefs: Preferences, appearance=None, presentation=None) -> None:
@@ -39,6 +102,13 @@ class SessionActions(QObject):
         self.appearance = appearance
         self.presentation = presentation
         self.path: str | None = None        # the file last saved or opened
+        self.gen = -1                       # the open in progress (-1: none)
+        self._cancel: threading.Event | None = None
+        self.progress: OpenProgressDialog | None = None
+        self._show_progress = QTimer(self)
+        self._show_progress.setSingleShot(True)
+        self._show_progress.timeout.connect(self._progress_due)
+        window.installEventFilter(self)  # a window that closes takes the progress with it
         self.directory = str(Path.home())
         self.actions: dict[str, QAction] = {}
         for key, text, keys, tip, slot in (
@@ -63,7 +133,7 @@ class SessionActions(QObject):
         self.rebuild_recent()
         c = window.controller
         c.client.result.connect(self._on_result)
-        c.errorOccurred.connect(self._on_error)
+        c.client.errored.connect(self._on_error)  # with its generation: see _on_error
 
     # ------------------------------------------------------------------ state
     def view_state(self) -> dict:
@@ -104,15 +174,54 @@ class SessionActions(QObject):
         return self.save_to(path)
 
     # ------------------------------------------------------------------ open
+    @property
+    def opening(self) -> bool:
+        """A session open is in progress."""
+        return self._cancel is not None
+
     def open_path(self, path: str) -> int:
         """Open a session file on the worker; returns the request's generation (``opened``
-        follows on success, ``failed`` otherwise: the current session is unchanged)."""
+        follows on success, ``cancelled`` after :meth:`cancel`, ``failed`` otherwise: the
+        current session is unchanged)."""
         c = self.win.controller
         c.set_playing(False)
         path = str(path)
         self.directory = str(Path(path).parent)
+        self.cancel()  # a newer open replaces one in progress
+        self._close_progress()
+        self._cancel = threading.Event()
+        self.progress = OpenProgressDialog(self.win, Path(path).name)
+        self.progress.cancelRequested.connect(self.cancel)
+        self._show_progress.start(PROGRESS_DELAY_MS)
         self.win.status.showMessage(f"Opening {path}…")
-        return c.request("open_session", path=path)
+        self.gen = c.request("open_session", path=path, cancel=self._cancel)
+        return self.gen
+
+    def cancel(self) -> None:
+        """Stop the session open in progress (at its next token); nothing else changes."""
+        if self._cancel is not None:
+            self._cancel.set()
+
+    def _progress_due(self) -> None:
+        if self.progress is not None and self.opening:
+            self.progress.show()
+
+    def _close_progress(self) -> None:
+        self._show_progress.stop()
+        if self.progress is not None:
+            self.progress.hide()
+            self.progress.deleteLater()
+            self.progress = None
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt name
+        if obj is self.win and event.type() == QEvent.Type.Close and self.opening:
+            self._finish_open()  # the worker stops; no answer will come
+        return False
+
+    def _finish_open(self) -> None:
+        self._cancel = None
+        self.gen = -1
+        self._close_progress()
 
     def choose_open(self) -> int:
         path, _ = QFileDialog.getOpenFileName(self.win, "Open session", self.directory,
@@ -128,7 +237,23 @@ class SessionActions(QObject):
             self.win.status.showMessage(f"Saved the session to {path}", 6000)
             self.saved.emit(path)
         elif command == "open_session":
+            if gen != self.gen:
+                return  # an open that a newer one replaced
             path = result["path"]  # the worker echoes the request's path
+            if "progress" in result:
+                done, total = result["progress"]
+                if self.progress is not None:
+                    self.progress.set_progress(result["stage"], done, total)
+                self.win.status.showMessage(  # short: the status bar's right side is full
+                    f"Opening {Path(path).name}: " + (f"{done:,} / {total:,} tokens" if total
+                                                      else f"{result['stage'].lower()}…"))
+                return
+            self._finish_open()
+            if result.get("cancelled"):
+                self.win.status.showMessage("Opening cancelled; the current session is "
+                                            "unchanged", 6000)
+                self.cancelled.emit(path)
+                return
             self._apply_opened(result)
             self.path = path
             self.prefs.add_recent("sessions", path)
@@ -169,9 +294,13 @@ class SessionActions(QObject):
             if changed:
                 ap.apply()
 
-    def _on_error(self, command: str, message: str) -> None:
+    def _on_error(self, gen: int, command: str, message: str) -> None:
         if command not in ("save_session", "open_session"):
             return
+        if command == "open_session":
+            if gen != self.gen:  # an open the user replaced or cancelled: not the one shown
+                return
+            self._finish_open()
         self._fail(command, message.split("\n\n")[0])
 
     def _fail(self, command: str, message: str) -> None:

@@ -40,7 +40,7 @@ from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.panel_layout import choice_box, set_choice, stack
 from gptviz_app.views.theme import DARK, Theme
 
-MODE_ITEMS = (("zero", "Zero output"), ("mean", "Mean output over the text"))
+MODE_ITEMS = (("zero", "Zero output"), ("mean", "Mean output"))
 TOP_ROWS = 8
 
 
@@ -86,14 +86,15 @@ class AblationPanel(AnalysisPanel):
         top.addWidget(self.mode_box)
         top.addWidget(self.toggle_btn)
         top.addStretch(1)
-        top.addWidget(self.restore_btn)
-        top.addWidget(self.clear_btn)
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(4, 0, 4, 0)
         ll.setSpacing(2)
         ll.addWidget(self.list_label)
         ll.addWidget(self.list, 1)
+        # under the list they act on (the row above stays narrow at presentation font sizes)
+        ll.addWidget(self.restore_btn)
+        ll.addWidget(self.clear_btn)
         self.reference = QLineEdit()
         self.reference.setPlaceholderText("reference text")
         self.reference.setClearButtonEnabled(True)

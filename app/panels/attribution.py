@@ -100,6 +100,10 @@ class AttributionPanel(AnalysisPanel):
         cmap = diverging_colormap(theme)
         self.map.apply_theme(theme, cmap)
         self.mlp.apply_theme(theme, cmap)
+        # the rows' title in the tick labels' size (pyqtgraph's 9 points read badly on a
+        # projector); set here, before the first data, so that the axis makes room for it
+        self.map.plot.getAxis("left").label.setFont(theme.font(0.85))
+        self.map.plot.setLabel("left", "layer")
         self.header.setFont(theme.font(1.0))
         self.readout.setFont(theme.font(0.95, mono=True))
         wrap_lines(self.readout)  # two lines rather than a cut one
@@ -162,7 +166,6 @@ class AttributionPanel(AnalysisPanel):
         step = max(1, H // 16)
         self.map.plot.getAxis("left").setTicks([left])
         self.map.plot.getAxis("top").setTicks([[(h + 0.5, str(h)) for h in range(0, H, step)]])
-        self.map.plot.setLabel("left", "layer")
         self.mlp.plot.getAxis("left").setTicks([[]])
         self.mlp.plot.getAxis("top").setTicks([[(0.5, "MLP")]])
         best = np.unravel_index(int(np.argmax(np.abs(heads))), heads.shape)

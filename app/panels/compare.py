@@ -78,8 +78,14 @@ class ComparePanel(AnalysisPanel):
         self.pin_btn.setToolTip("Keep the current text and attention as side A")
         self.pin_btn.clicked.connect(self.pinRequested)
         self.info = shrinkable_label(" ")
-        top = controls_row(self.source_box, self.branch_box, self.align_box, self.pin_btn, 6,
-                           (self.info, 1))
+        # the two choice boxes may show their texts cut (their lists open whole) rather than
+        # widen the panel past its dock at presentation font sizes
+        for box in (self.source_box, self.align_box):
+            box.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(9)
+        top = controls_row((self.source_box, 2), self.branch_box, (self.align_box, 1),
+                           self.pin_btn, 6, (self.info, 1))
         self.glw = pg.GraphicsLayoutWidget()
         self.maps: list[MapPlot] = []
         for col in range(3):
@@ -112,6 +118,10 @@ class ComparePanel(AnalysisPanel):
         for i, m in enumerate(self.maps):
             m.apply_theme(theme, diverging_colormap(theme) if i == 2 else colormap(theme.colormap))
         self.readout.setFont(theme.font(0.95, mono=True))
+        for box in (self.source_box, self.align_box):  # no wider than its longest text
+            fm = box.fontMetrics()
+            longest = max(fm.horizontalAdvance(box.itemText(i)) for i in range(box.count()))
+            box.setMaximumWidth(longest + 3 * fm.height())
         if self.view is not None:
             self._draw(self.view)
 
@@ -175,6 +185,7 @@ class ComparePanel(AnalysisPanel):
         self.view = None
         for m in self.maps:
             m.set_image(None, (0, 1))
+            m.plot.getAxis("left").setTicks([[]])
 
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
         self._fill_branches(tuple(getattr(snap, "branches", ()) or ()))
@@ -190,7 +201,9 @@ class ComparePanel(AnalysisPanel):
     # ------------------------------------------------------------------ drawing
     def _ticks(self, m: MapPlot, tokens: list[str], n: int) -> None:
         labels = [shorten(t, MAP_LABEL_CHARS) for t in tokens[:n]]
-        row_px = max(1.0, m.vb.height()) / max(1, len(labels))
+        # the rows' height on screen: an aspect-locked map fills only part of its view box
+        _, per_px = m.vb.viewPixelSize()
+        row_px = 1.0 / per_px if per_px > 0 else max(1.0, m.vb.height()) / max(1, len(labels))
         m.plot.getAxis("left").setTicks(
             [thin_ticks(labels, tick_step(self.theme.pt(0.8) * 1.7, row_px))])
 
@@ -202,14 +215,16 @@ class ComparePanel(AnalysisPanel):
                                      (self.maps[1], cv.b, "B: " + cv.label_b, cv.tokens_b)):
             m.set_title(shorten(title, 34), th)
             m.plot.setToolTip(title)
-            if data is None:
+            if data is None:  # nothing to show: no axis numbers of an empty plot either
                 m.set_image(None, (0, 1))
+                m.plot.getAxis("left").setTicks([[]])
                 continue
             m.set_image(data, (0.0, 1.0), display=sq(data))
             self._ticks(m, toks, data.shape[0])
         d = cv.diff
         if d is None or d.size == 0:
             self.maps[2].set_image(None, (-1, 1))
+            self.maps[2].plot.getAxis("left").setTicks([[]])
             self.maps[2].set_title("A − B", th)
             peak = 0.0
         else:

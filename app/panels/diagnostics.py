@@ -39,7 +39,7 @@ from gptviz.analysis.live_heads import CONVENTION_LABELS, SCORES, HeadSettings
 from gptviz.analysis.runner import AnalysisResult
 from gptviz_app.panels.registry import AnalysisPanel
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
-from gptviz_app.views.axes import thin_ticks
+from gptviz_app.views.axes import pt_px, text_px, thin_ticks, tick_step
 from gptviz_app.views.panel_layout import choice_box, controls_row, panel_layout, shrinkable_label
 from gptviz_app.views.plots import MapPlot
 from gptviz_app.views.theme import ABLATED_COLOR, DARK, Theme
@@ -229,6 +229,8 @@ class DiagnosticsPanel(AnalysisPanel):
         self.glw.setMinimumWidth(160)
         self.map = MapPlot(self.glw.addPlot(row=0, col=0), aspect=True)
         self.colorbar = self.map.add_colorbar(12)
+        self.map.vb.sigResized.connect(self._label_axes)
+        self.map.vb.sigRangeChanged.connect(self._label_axes)
         self.table_model = HeadTableModel(self)
         self.table = QTableView()
         self.table.setModel(self.table_model)
@@ -238,10 +240,10 @@ class DiagnosticsPanel(AnalysisPanel):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         hh = self.table.horizontalHeader()
-        hh.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        for c, name in enumerate(self.table_model.columns):
-            if name in ("layer", "head", "ablated"):
-                hh.setSectionResizeMode(c, QHeaderView.ResizeMode.ResizeToContents)
+        # every column as wide as its numbers (a narrow dock scrolls the table sideways
+        # rather than show "…" in every cell); the last one takes the spare width
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        hh.setStretchLastSection(True)
         self.table.horizontalHeader().setMinimumSectionSize(30)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._on_table_menu)
@@ -298,14 +300,25 @@ class DiagnosticsPanel(AnalysisPanel):
         self.scores = None
         self.ablated = set()
         self.table_model.set_shape(self.L, self.H)
-        plot = self.map.plot
-        step = 1 if self.H <= 8 else (2 if self.H <= 16 else 4)  # the map is small
-        plot.getAxis("top").setTicks([thin_ticks([f"H{j}" for j in range(self.H)], step)])
-        lstep = 1 if self.L <= 16 else (2 if self.L <= 32 else 4)
-        plot.getAxis("left").setTicks([thin_ticks([f"L{i}" for i in range(self.L)], lstep)])
+        self._label_axes()
         self.map.set_image(None, (0, 1))
         self.map.set_marks(self.ablated)
         self.info.setText("Computing…")
+
+    def _label_axes(self, *_) -> None:
+        """Every head and layer named where the map's cells leave room, else every few: the
+        labels never touch (a narrow dock, presentation fonts)."""
+        if not getattr(self, "L", 0) or not getattr(self, "H", 0):
+            return
+        plot = self.map.plot
+        per_x, per_y = self.map.vb.viewPixelSize()
+        cell_x = 1.0 / per_x if per_x > 0 else 1.0  # pixels per cell (the map is square-celled)
+        cell_y = 1.0 / per_y if per_y > 0 else 1.0
+        pt = self.theme.pt(0.8)
+        step = tick_step(text_px(pt, len(f"H{self.H - 1}") + 1), cell_x)
+        lstep = tick_step(pt_px(pt) * 1.3, cell_y)
+        plot.getAxis("top").setTicks([thin_ticks([f"H{j}" for j in range(self.H)], step)])
+        plot.getAxis("left").setTicks([thin_ticks([f"L{i}" for i in range(self.L)], lstep)])
 
     # ------------------------------------------------------------------ data
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:

@@ -43,6 +43,7 @@ from gptviz.analysis.runner import AnalysisResult, AnalysisSpec
 from gptviz_app.panels.registry import AnalysisPanel, panel_classes
 from gptviz_app.panels.widgets import ABLATED_COLOR, cross_path, rects_path
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.plot_text import least_text_size
 
 #: The key that shows or hides each built-in panel (listed in Help ▸ Keyboard shortcuts). A
 #: panel may set its own in ``install``; a key another action has already is left out.
@@ -401,8 +402,12 @@ class AnalysisUI(QObject):
             with QSignalBlocker(act):
                 act.setChecked(res.ablation_mode == "mean")
         self._draw_grid_overlay()
-        for p in self.panels.values():
+        for key, p in self.panels.items():
             p.apply_analysis(res, snap)
+            scroll = self.window.docks[key].widget()
+            if isinstance(scroll, PanelScroll) and scroll.fonts_due and (
+                    not p.analyses or any(n in res.results for n in p.analyses)):
+                scroll.check_fonts()  # titles a panel sets with its first data
 
 
 #: Least size of an analysis panel, in text lines (width, height): a smaller dock (1024 x 640,
@@ -423,7 +428,10 @@ class PanelScroll(QScrollArea):
         # labels (height-for-width) its preferred height, taller than the dock, and scrolls.
         self.setWidgetResizable(False)
         self.setFrameShape(QFrame.Shape.NoFrame)
+        self.theme = None
+        self.fonts_due = False
         self.viewport().installEventFilter(self)
+        panel.installEventFilter(self)
         self._least_font(panel.font())
 
     def _least_font(self, font) -> None:
@@ -439,14 +447,25 @@ class PanelScroll(QScrollArea):
             self.panel.resize(size)
 
     def eventFilter(self, obj, e) -> bool:  # noqa: N802 - Qt name
-        if obj is self.viewport() and e.type() == QEvent.Type.Resize:
+        # the viewport's size, and the panel's least size (a label wrapping onto more lines)
+        if (obj is self.viewport() and e.type() == QEvent.Type.Resize) or (
+                obj is self.panel and e.type() == QEvent.Type.LayoutRequest):
             self.fit_panel()
         return False
 
     def apply_theme(self, theme) -> None:
         if hasattr(self.panel, "apply_theme"):
             self.panel.apply_theme(theme)
+        self.theme = theme
+        self.check_fonts()
+        self.fonts_due = True  # once more after the next data (titles set with it)
         self._least_font(theme.font())
+
+    def check_fonts(self) -> None:
+        """No plot text of the panel left at the old size (presentation mode, projectors)."""
+        if self.theme is not None:
+            least_text_size(self.panel, self.theme)
+        self.fonts_due = False
 
 
 def install(window) -> AnalysisUI:

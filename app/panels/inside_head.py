@@ -251,6 +251,11 @@ class InsideHeadPanel(AnalysisPanel):
         v = self.view
         texts = [self._summary()] + ([self.describe_key(int(np.argmax(v.weights)))] if v else [])
         fit_wrapped(self.readout, texts)
+        # the header's lines count in the panel's least height too (its dock scrolls rather
+        # than lay the plots over the formula line)
+        h = self.header.heightForWidth(max(1, self.header.width()))
+        if h > 0 and self.header.minimumHeight() != h:
+            self.header.setMinimumHeight(h)
 
     def resizeEvent(self, e) -> None:  # noqa: N802 - Qt name
         super().resizeEvent(e)

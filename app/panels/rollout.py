@@ -38,14 +38,17 @@ class RolloutPanel(AnalysisPanel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.theme = DARK
-        self.residual = QCheckBox("Include residual identity")
+        # short texts: the row fits the panel's least width at presentation font sizes (the
+        # tooltips and the Analysis menu's actions say them in full)
+        self.residual = QCheckBox("+ residual")
         self.residual.setChecked(True)
-        self.residual.setToolTip("Model the skip connection as 0.5·A + 0.5·I (rows renormalised), "
-                                 "as in the paper; off: the raw head-averaged attention.")
+        self.residual.setToolTip("Include the residual identity: model the skip connection as "
+                                 "0.5·A + 0.5·I (rows renormalised), as in the paper; off: the "
+                                 "raw head-averaged attention.")
         self.residual.toggled.connect(self.residualChanged)
-        self.strip = QCheckBox("Shade token strip with rollout")
-        self.strip.setToolTip("The token chips show the query's rollout row instead of the "
-                              "selected head's attention")
+        self.strip = QCheckBox("Shade chips")
+        self.strip.setToolTip("Shade the token strip with rollout: the token chips show the "
+                              "query's rollout row instead of the selected head's attention")
         self.strip.toggled.connect(self.stripChanged)
         for box in (self.residual, self.strip):
             box.toggled.connect(lambda _on: self.settingsChanged.emit())
@@ -75,6 +78,7 @@ class RolloutPanel(AnalysisPanel):
     def set_model(self, info: ModelInfo) -> None:
         self.map_data = None
         self.map.set_image(None, (0, 1))
+        self._relabel()
 
     def requests(self, visible: bool) -> dict:
         """The whole map while visible; the query's row alone while it shades the strip."""
@@ -150,7 +154,9 @@ class RolloutPanel(AnalysisPanel):
             f"<b>attention rollout</b> of query <b>{snap.query}</b> over all layers ({how})")
 
     def _relabel(self, *_) -> None:
-        if self.map_data is None:
+        if self.map_data is None:  # no map yet: no numbers of an empty plot on its axes
+            for name in ("left", "top"):
+                self.map.plot.getAxis(name).setTicks([[]])
             return
         T = self.map_data.shape[0]
         labels = [shorten(t, MAP_LABEL_CHARS) for t in self.tokens[:T]]

@@ -45,6 +45,8 @@ STAGE_TEXT = {"pretrain": "pre-training (L1)", "induct": "copying stage",
               "anneal": "anneal (L1)", "finetune": "fine-tuning (L3 = L2 + λ·L1)"}
 #: The stage marks on the curves.
 SHORT_STAGE = {"induct": "copying", "anneal": "anneal", "finetune": "fine-tuning (L3)"}
+#: Characters of an error shown below the plots (a path and a reason fit).
+MAX_ERROR_CHARS = 400
 #: The curves drawn (name in ``losses.json``, legend, colour, dashed).
 CURVES = (("l1", "L1 (language model)", "#5b8def", False),
           ("l3", "L3 = L2 + λ·L1", "#ff9d00", False),
@@ -63,6 +65,8 @@ class TimelinePanel(AnalysisPanel):
         self.theme = DARK
         self.directory = ""
         self.view: TimelineView | None = None
+        self._shown: tuple[str, TimelineView] | None = None  # the run before "Open run…"
+        self._notice: str | None = None  # why the run opened last was given back
         self.layer, self.head = 0, 0
         self.open_button = QPushButton("Open run…")
         self.open_button.setToolTip("A folder of snapshots written by python -m gptviz train "
@@ -156,7 +160,10 @@ class TimelinePanel(AnalysisPanel):
             self.open_directory(d)
 
     def open_directory(self, directory: str) -> None:
-        """Show the run in ``directory`` from its last snapshot."""
+        """Show the run in ``directory`` from its last snapshot (a folder that cannot be shown
+        leaves the run on screen as it was, with the reason below it)."""
+        if self.view is not None:
+            self._shown = (self.directory, self.view)
         self.directory = str(directory)
         self.view = None  # the next result sets the slider's range (index -1: the last)
         self.settingsChanged.emit()
@@ -196,7 +203,7 @@ class TimelinePanel(AnalysisPanel):
 
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
         if "timeline" in res.errors:
-            self.readout.setText("Timeline: " + res.errors["timeline"])
+            self._failed(res.errors["timeline"])
             return
         v: TimelineView | None = res.get("timeline")
         if v is None:
@@ -210,6 +217,23 @@ class TimelinePanel(AnalysisPanel):
             if first or self.slider.value() >= n:
                 self.slider.setValue(v.frame.index)
         self._draw(v)
+
+    def _failed(self, error: str) -> None:
+        """Say why the run (or snapshot) cannot be shown, on one line; a run just opened that
+        fails gives the screen back to the one shown before."""
+        for prefix in ("TimelineError: ", "CheckpointError: "):
+            error = error.removeprefix(prefix)  # the type is ours: the message says it all
+        line = " ".join(error.split())
+        if len(line) > MAX_ERROR_CHARS:
+            line = line[:MAX_ERROR_CHARS - 1] + "…"
+        if self.view is None and self._shown is not None:
+            self.directory, self.view = self._shown
+            self._shown = None
+            self._notice = f"Cannot open that run: {line}"
+            self.readout.setText(self._notice)
+            self.settingsChanged.emit()  # the worker goes back to that run too
+            return
+        self.readout.setText("Timeline: " + line)
 
     def _draw(self, v: TimelineView) -> None:
         f = v.frame
@@ -226,15 +250,20 @@ class TimelinePanel(AnalysisPanel):
         self._draw_probe(f.scores.probe_induction, layer, head)
         self._draw_bars(f)
         self._draw_curves(v)
-        best = np.unravel_index(np.nanargmax(f.scores.probe_induction),
-                                f.scores.probe_induction.shape)
+        probe = f.scores.probe_induction
         prompt_ind = f.scores.induction[layer, head]
         ind_txt = "n/a" if not np.isfinite(prompt_ind) else f"{prompt_ind:.2f}"
+        best_txt = "n/a"
+        if np.isfinite(probe).any():  # all NaN: no head could be probed
+            best = np.unravel_index(np.nanargmax(probe), probe.shape)
+            best_txt = f"L{best[0]}H{best[1]} {probe[best]:.2f}"
         self.readout.setText(
             f"iteration {f.iteration:,} ({f.stage}) · L{layer}H{head}: induction on the prompt "
-            f"{ind_txt}, probe {f.scores.probe_induction[layer, head]:.2f}, previous-token "
-            f"{f.scores.prev_token[layer, head]:.2f} · best induction head L{best[0]}H{best[1]} "
-            f"{f.scores.probe_induction[best]:.2f}")
+            f"{ind_txt}, probe {probe[layer, head]:.2f}, previous-token "
+            f"{f.scores.prev_token[layer, head]:.2f} · best induction head {best_txt}")
+        if self._notice:  # the run given back after a failed open: said once more, then gone
+            self.readout.setText(self._notice)
+            self._notice = None
 
     def _relabel(self, *_) -> None:
         """Token labels on the map's axes, thinned so that none overlaps another."""

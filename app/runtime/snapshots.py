@@ -18,13 +18,13 @@ import numpy as np
 from gptviz.analysis.maps import (
     head_map,
     layer_windows,
-    mask_images,
-    mask_pooled,
+    map_cells,
     mask_pooled_row,
     mask_row,
     masked_map,
     upper_mask,
 )
+from gptviz.analysis.sources import AttentionSource
 from gptviz.analysis.stages import StageMaps
 from gptviz.engine.candidates import include_token, next_token_candidates
 from gptviz.io.provenance import session_context
@@ -94,28 +94,14 @@ class GridMosaic:
             return ("up", max(1, self.cell // T))
         return ("pool", math.ceil(T / self.cell))
 
-    def rebuild_maps(self, att: np.ndarray) -> None:
-        """Redraw from the whole window ``att`` [L, H, T, T] (lower-triangular)."""
+    def rebuild_maps(self, att: np.ndarray | AttentionSource) -> None:
+        """Redraw from the whole window ``att`` [L, H, T, T] (lower-triangular): an array, or
+        the session's packed attention, read one layer at a time (no float32 copy of the
+        whole window: 604 MB at GPT-2 small's shape and 1,024 tokens)."""
         T = att.shape[-1]
         self.cells[...] = np.nan
         self.mode, self.T = "map", T
-        self.scale = kind, f = self._map_scale(T)
-        if T == 0:
-            return
-        if kind == "up":
-            img = att.repeat(f, axis=2).repeat(f, axis=3).astype(np.float32)  # [L, H, T*f, T*f]
-            mask_images(img, T, f, self.windows)
-            self.cells[:, :, :T * f, :T * f] = img
-        else:
-            n = math.ceil(T / f)
-            if n * f != T:
-                pad = np.zeros(att.shape[:2] + (n * f, n * f), np.float32)
-                pad[:, :, :T, :T] = att
-            else:
-                pad = att
-            pooled = pad.reshape(self.L, self.H, n, f, n, f).max(axis=(3, 5))  # [L, H, n, n]
-            mask_pooled(pooled, T, f, self.windows)
-            self.cells[:, :, :n, :n] = pooled
+        self.scale = map_cells(att, self.cell, self.cells, self.windows)
 
     def add_row(self, row: np.ndarray) -> bool:
         """Append the newest query row ``row`` [L, H, T] (T = new length) in map mode.
@@ -264,7 +250,7 @@ class SnapshotBuilder:
         return "map" if T <= AUTO_ROW_THRESHOLD else "row"
 
     def _update_grid(self, mode: str, T: int, q_rel: int) -> None:
-        # The session's attention is read only as far as a redraw needs (the whole window for
+        # The session's attention is read only as far as a redraw needs (a layer at a time for
         # a map rebuild, one query row in row mode): it is unpacked on every read.
         if mode == "value":  # every head's value-weighted map, rows as shares (0..1)
             key = ("value", T, self.session.window_start, id(self.session.device_ablation))
@@ -273,7 +259,7 @@ class SnapshotBuilder:
                 self.grid.mode, self._row_key = "value", key
         elif mode == "map":
             if self._grid_dirty or self.grid.mode != "map" or T != self.grid.T:
-                self.grid.rebuild_maps(self.session.attention())
+                self.grid.rebuild_maps(self.session.packed_attention())
         else:
             key = ("row", q_rel, T, self.session.window_start)
             if self._grid_dirty or self.grid.mode != "row" or self._row_key != key:

@@ -25,18 +25,37 @@ build snapshots for a stale request, and a multi-step run stops at the next toke
 newer request exists. The client drops any ``yielded`` snapshot whose generation is not the
 newest, so stale results never reach the screen. Errors, finishes and model changes are
 always delivered.
+
+Closing: :meth:`EngineClient.shutdown` sets the worker's ``closing`` flag. Every handler runs
+inside :func:`gptviz.engine.interrupt.interruptible` on that flag, so the engine's long loops
+(a prefill's blocks of queries, a session file's replay, patching's layers, a multi-step run)
+stop at their next piece with :class:`~gptviz.engine.interrupt.Interrupted`, which the worker
+swallows; while it waits, :func:`~gptviz.engine.interrupt.hold_module_checks` makes any forward
+(an analysis's own runs) stop at its next torch module; requests still queued are skipped.
+Single calls that cannot look at the flag (reading weights, a session file's parse) run aside
+(:func:`~gptviz.engine.interrupt.call_aside`), so the worker is back at once. ``shutdown`` waits
+a bounded time (:data:`SHUTDOWN_WAIT_MS`); a thread still inside one long torch call after
+that is kept referenced and waited for when the application quits, never destroyed while it
+runs.
 """
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import traceback
 import weakref
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
+from gptviz.engine.interrupt import (
+    Interrupted,
+    hold_module_checks,
+    interruptible,
+    release_module_checks,
+)
 from gptviz_app.runtime.analyses import SnapshotAnalyses
 from gptviz_app.runtime.commands import COMMANDS, load_commands
 from gptviz_app.runtime.snapshot import ModelInfo, Request, ViewSpec
@@ -44,6 +63,13 @@ from gptviz_app.runtime.snapshots import SnapshotBuilder
 
 #: Every QThread the app started (tests check that none is left running).
 THREADS: weakref.WeakSet[QThread] = weakref.WeakSet()
+
+#: How long :meth:`EngineClient.shutdown` waits for the worker to stop (ms).
+SHUTDOWN_WAIT_MS = 900
+
+#: Clients whose thread outlived the shutdown wait (inside one uninterruptible call): kept
+#: alive, and waited for when the application quits (:func:`_wait_for_orphans`).
+_ORPHANS: list[EngineClient] = []
 
 load_commands()  # every command module registers its commands in COMMANDS
 
@@ -79,9 +105,12 @@ class SessionWorker(QObject):
     modelChanged = Signal(int, object)
     resultReady = Signal(int, str, object)   # (gen, command, dict): a command's outcome
 
-    def __init__(self, latest: _Latest, top_k_report: int = 20) -> None:
+    def __init__(self, latest: _Latest, top_k_report: int = 20,
+                 closing: threading.Event | None = None) -> None:
         super().__init__()
         self._latest = latest
+        #: Set when the window closes: long loops stop, queued requests are skipped.
+        self.closing = closing if closing is not None else threading.Event()
         self.top_k_report = top_k_report
         self.bundle = None
         self.session = None
@@ -90,8 +119,9 @@ class SessionWorker(QObject):
 
     # ------------------------------------------------------------------ for the handlers
     def stale(self, gen: int) -> bool:
-        """A newer request than ``gen`` exists (its snapshots would be dropped)."""
-        return self._latest.value > gen
+        """A newer request than ``gen`` exists (its snapshots would be dropped), or the
+        window is closing."""
+        return self._latest.value > gen or self.closing.is_set()
 
     def need_session(self):
         """The session; ``ValueError`` when no model is loaded."""
@@ -121,12 +151,17 @@ class SessionWorker(QObject):
     @Slot(object)
     def handle(self, req: Request) -> None:
         """Run one request (called through a queued connection)."""
+        if self.closing.is_set():  # queued before the window closed: nothing to do now
+            return
         self.started.emit(req.gen, req.command)
         try:
             handler = COMMANDS.get(req.command)
             if handler is None:
                 raise ValueError(f"unknown command {req.command!r}")
-            handler(self, req, **req.args)
+            with interruptible(self.closing.is_set):
+                handler(self, req, **req.args)
+        except Interrupted:  # the window is closing: what was being computed is dropped
+            pass
         except Exception as e:  # reported to the window, never raised into Qt
             msg = str(e) or type(e).__name__
             if not isinstance(e, ValueError):
@@ -154,10 +189,12 @@ class EngineClient(QObject):
     def __init__(self, parent: QObject | None = None, top_k_report: int = 20) -> None:
         super().__init__(parent)
         self._latest = _Latest()
+        self.closing = threading.Event()
+        self._holds_checks = False  # a hold_module_checks of shutdown's, until the thread ends
         self.thread = QThread()
         self.thread.setObjectName("gptviz-session-worker")
         THREADS.add(self.thread)
-        self.worker = SessionWorker(self._latest, top_k_report)
+        self.worker = SessionWorker(self._latest, top_k_report, self.closing)
         self.worker.moveToThread(self.thread)
         self.submit.connect(self.worker.handle)
         self.worker.yielded.connect(self._on_yielded)
@@ -204,11 +241,48 @@ class EngineClient(QObject):
     def busy(self) -> bool:
         return self.pending > 0
 
-    def shutdown(self) -> bool:
-        """Cancel what is running, stop the thread and wait for it (a model being loaded
-        cannot be interrupted: that wait lasts until it is done). True when stopped."""
+    def shutdown(self, wait_ms: int = SHUTDOWN_WAIT_MS) -> bool:
+        """Stop what is running at its next piece, skip what is queued, stop the thread and
+        wait for it at most ``wait_ms``. True when stopped; False when the worker is still in
+        one long call that looks at no check: the thread is then kept, and waited for when
+        the application quits."""
         if not self.thread.isRunning():
             return True
+        self.closing.set()
         self._latest.next()  # makes every queued request stale (multi-step runs stop)
         self.thread.quit()
-        return self.thread.wait()
+        if not self._holds_checks:  # one hold per client, however often it is shut down
+            self._holds_checks = True
+            hold_module_checks()  # a long forward stops at its next module, not at its end
+            # released when the thread ends, also when that is after the wait below
+            self.thread.finished.connect(self._release_checks)
+        if self.thread.wait(max(0, int(wait_ms))):
+            self._release_checks()
+            return True
+        if self not in _ORPHANS:
+            _ORPHANS.append(self)
+            self.setParent(None)  # outlives its window; the QThread is never destroyed running
+            app = QCoreApplication.instance()
+            if app is not None and not app.property("gptviz_waits_for_orphans"):
+                app.setProperty("gptviz_waits_for_orphans", True)
+                app.aboutToQuit.connect(_wait_for_orphans)
+        return False
+
+
+    def _release_checks(self) -> None:
+        """Give back this client's :func:`hold_module_checks` (once)."""
+        if self._holds_checks:
+            self._holds_checks = False
+            release_module_checks()
+
+
+def _wait_for_orphans() -> None:
+    """When the application quits (or Python exits): wait for the threads that outlived
+    their window."""
+    while _ORPHANS:
+        client = _ORPHANS.pop()
+        client.thread.wait()
+        client._release_checks()
+
+
+atexit.register(_wait_for_orphans)

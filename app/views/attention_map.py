@@ -15,16 +15,18 @@ diverging colour scale centred on 0 with a colour bar in score units.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSignalBlocker, Qt, Signal
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QFontMetrics
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QWidget
 
 from gptviz.analysis.stages import STAGES
-from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.runtime.snapshot import ModelInfo, Snapshot, tokens_kept
+from gptviz_app.views import header_fit
 from gptviz_app.views.axes import pt_px, shorten, text_px, thin_ticks, tick_step
 from gptviz_app.views.header_fit import HeaderFit
 from gptviz_app.views.panel_layout import (
@@ -35,8 +37,11 @@ from gptviz_app.views.panel_layout import (
     shrinkable_label,
 )
 from gptviz_app.views.plots import MapPlot, sqrt_ticks
+from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme, colormap, diverging_colormap
 
+#: Numbers the lists of axis labels (what the axes' ticks were last made of).
+_LABEL_LISTS = itertools.count()
 #: Characters of a token label on the map's axes.
 LABEL_CHARS = 10
 #: Colour of the masked (-inf) cells in the masked-scores stage.
@@ -46,6 +51,12 @@ STAGE_SHORT = {"weights": "Weights", "raw": "Raw", "masked": "Masked", "value": 
 #: The colour bar's title per stage.
 STAGE_UNITS = {"weights": "weight", "raw": "score q·k·scale", "masked": "score (−∞ masked)",
                "value": "‖α·v W_O‖"}
+
+
+def _title_choices(full: str, short: str) -> list[str]:
+    """The titles :class:`HeaderFit` may show for ``full`` and ``short``, in its order."""
+    shorter = getattr(header_fit, "abbreviations", None)
+    return [full, *(shorter(short or full) if shorter is not None else [short or full])]
 
 
 class AttentionMapView(QWidget):
@@ -87,7 +98,9 @@ class AttentionMapView(QWidget):
         # map's minimum width (and so its near-square share at 1024 x 640) stays as it was.
         self.stage_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.stage_box.setMinimumContentsLength(1)
-        self.title = shrinkable_label("")
+        # a new title every step ("18 tokens"): a steady label does not lay the window out
+        # again for it
+        self.title = SteadyLabel(label=shrinkable_label(""))
         words = (QLabel("Layer"), QLabel("Head"))
         top = controls_row(words[0], self.layer_box, 8, words[1], self.head_box, 8,
                            self.stage_box, 4, self.sqrt_box, 8, (self.title, 1))
@@ -111,6 +124,10 @@ class AttentionMapView(QWidget):
         self.query_box = self.map.box
         self.plot.setLabel("left", "query")
         self.plot.setLabel("top", "key")
+        # keys, not quantities: no SI prefix, and none of the title's re-layout that looking
+        # for one costs at every range change (every step)
+        for name in ("left", "top", "bottom", "right"):
+            self.plot.getAxis(name).enableAutoSIPrefix(False)
         self.colorbar = self.map.add_colorbar(14, label="weight", font_factor=0.85,
                                               title_factor=0.85)
         self.readout = panel_layout(self, top, self.glw)
@@ -130,6 +147,14 @@ class AttentionMapView(QWidget):
         self._labels_key = None
         self._user_range = False
         self._range_T = -1
+        self._ticks_drawn: tuple | None = None  # what the axes' ticks were made of
+        #: (window start, its shortened labels, their lengths, the token list they are of, a
+        #: number of its own)
+        self._short: tuple | None = None
+        self._kept_tokens: int | None = None  # tokens the newest snapshot kept (tokens_kept)
+        self._tokens_rev = None
+        self._title_texts: tuple[str, str] | None = None  # (full, short) shown by _set_title
+        self._title_widths: tuple[int, ...] = ()
         self.vb.sigRangeChangedManually.connect(self._on_manual_range)
         self.vb.sigResized.connect(self._relabel)
         self.vb.sigRangeChanged.connect(self._relabel)
@@ -156,7 +181,7 @@ class AttentionMapView(QWidget):
         self._colorbar_ticks()
         self.readout.setFont(theme.font(1.0, mono=True))
         self.title.setFont(theme.font(1.0, bold=True))
-        self._labels_key = None
+        self._labels_key = self._ticks_drawn = None
         self._relabel()
 
     def _colorbar_ticks(self) -> None:
@@ -215,7 +240,7 @@ class AttentionMapView(QWidget):
             with QSignalBlocker(box):
                 box.clear()
                 box.addItems(items)
-        self._labels_key = None
+        self._labels_key = self._ticks_drawn = None
         self._user_range = False
 
     def _on_layer(self, i: int) -> None:
@@ -231,6 +256,9 @@ class AttentionMapView(QWidget):
         a = snap.attn
         T = a.shape[0]
         self.data = a
+        if snap.tokens is not self.tokens:
+            self._kept_tokens = tokens_kept(snap, self._tokens_rev)
+        self._tokens_rev = snap.tokens_rev
         self.tokens = snap.tokens
         self.window_start = snap.window_start
         self.T = T
@@ -280,7 +308,7 @@ class AttentionMapView(QWidget):
         failed = " · stage failed" if err else ""
         full = f"{T} tokens{slid}" + ("" if stage == "weights" else f" · {label}") + failed
         # the stage box names the stage too: a narrow map's title may leave it out
-        self.header_fit.set_title(full, f"{T} tokens{slid}{failed}")
+        self._set_title(full, f"{T} tokens{slid}{failed}")
         self.title.setToolTip(f"layer {v.layer}, {who}: {T} tokens in the model's window"
                               f" (positions {snap.window_start}–{snap.window_start + T - 1})"
                               + (f"\n{err}" if err else ""))
@@ -291,6 +319,28 @@ class AttentionMapView(QWidget):
         # The mouse may rest on a cell while the map changes under it (], a step, a new
         # prompt): the readout follows the map, not the last mouse move.
         self._show_hover()
+
+    def _set_title(self, full: str, short: str) -> None:
+        """The title through the header's fit, or, when each text the fit may choose is as
+        wide as before ("19 tokens" after "18 tokens"), in place of the one it chose: the
+        row's fit stands, and fitting it again would lay the window out again."""
+        texts = (full, short)
+        if texts == self._title_texts:
+            return
+        fit = self.header_fit
+        fm = QFontMetrics(self.title.font())
+        choices = _title_choices(full, short)
+        widths = tuple(fm.horizontalAdvance(t) for t in choices)
+        old = self._title_texts
+        shown = self.title.text()
+        olds = _title_choices(*old) if old is not None else []
+        if (old is not None and widths == self._title_widths and len(olds) == len(choices)
+                and (fit.full_title, fit.short_title) == old and shown in olds):
+            fit.full_title, fit.short_title = full, short
+            self.title.setText(choices[olds.index(shown)])
+        else:
+            fit.set_title(full, short)
+        self._title_texts, self._title_widths = texts, widths
 
     def showEvent(self, e) -> None:  # noqa: N802 - Qt name
         super().showEvent(e)
@@ -313,20 +363,53 @@ class AttentionMapView(QWidget):
         if T <= 0:
             for name in ("left", "top"):
                 self.plot.getAxis(name).setTicks([[]])
+            self._ticks_drawn = None
             return
         (x0, x1), (y0, y1) = self.vb.viewRange()
         w_px, h_px = max(1.0, self.vb.width()), max(1.0, self.vb.height())
         px_x = w_px / max(1e-9, x1 - x0)   # pixels per token horizontally
         px_y = h_px / max(1e-9, y1 - y0)
         ws = self.window_start
-        labels = [shorten(t, LABEL_CHARS) for t in self.tokens[ws:ws + T]]
-        lens = sorted(len(s) for s in labels)
-        wide = lens[int(0.9 * (len(lens) - 1))] if lens else 1  # 90 % of the labels fit
+        labels, lens = self._window_labels(ws, T)
+        # 90 % of the labels fit
+        wide = int(np.partition(lens, int(0.9 * (len(lens) - 1)))[int(0.9 * (len(lens) - 1))])
         font_pt = self.theme.pt(0.9)
-        left = thin_ticks(labels, tick_step(pt_px(font_pt) * 1.25, px_y), keep=self.query_rel)
-        top = thin_ticks(labels, tick_step(text_px(font_pt, wide + 2), px_x))
+        step_y = tick_step(pt_px(font_pt) * 1.25, px_y)
+        step_x = tick_step(text_px(font_pt, wide + 2), px_x)
+        # a step moves the range and brings new tokens: relabelled once, not for each
+        key = (self._short[4], step_x, step_y, self.query_rel)
+        if key == self._ticks_drawn:
+            return
+        self._ticks_drawn = key
+        left = thin_ticks(labels, step_y, keep=self.query_rel)
+        top = thin_ticks(labels, step_x)
         self.plot.getAxis("left").setTicks([left])
         self.plot.getAxis("top").setTicks([top])
+
+    def _window_labels(self, ws: int, T: int) -> tuple[list[str], np.ndarray]:
+        """The window's token labels (shortened) and their lengths; a step shortens only its
+        new token (the list is kept while the tokens before it stay)."""
+        tokens = self.tokens
+        cached = self._short
+        if cached is not None and cached[0] == ws and cached[3] is tokens:
+            labels, lens = cached[1], cached[2]
+            if len(labels) == T:
+                return labels, lens
+        else:
+            labels, lens = [], np.zeros(0, np.int32)
+            kept = self._kept_tokens
+            if cached is not None and cached[0] == ws and kept is not None:
+                n = max(0, min(len(cached[1]), kept - ws, T))
+                labels, lens = cached[1][:n], cached[2][:n]
+        n = len(labels)
+        if n > T:
+            labels, lens = labels[:T], lens[:T]
+        elif n < T:
+            new = [shorten(t, LABEL_CHARS) for t in tokens[ws + n:ws + T]]
+            labels = labels + new
+            lens = np.concatenate([lens, np.fromiter(map(len, new), np.int32, len(new))])
+        self._short = (ws, labels, lens, tokens, next(_LABEL_LISTS))
+        return labels, lens
 
     # ------------------------------------------------------------------ mouse
     def cell_at(self, scene_pos: QPointF) -> tuple[int, int] | None:

@@ -3,10 +3,13 @@ updated as the text grows. Hidden (with its View-menu entry disabled) for models
 
 from __future__ import annotations
 
+import math
+
 from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme
 
 
@@ -26,15 +29,21 @@ class ClassPanel(QWidget):
         lay.addWidget(self.caption)
         lay.addLayout(self.grid)
         lay.addStretch(1)
-        self.names: list[QLabel] = []
+        self.names: list[SteadyLabel] = []
         self.bars: list[QProgressBar] = []
         self.apply_theme(self.theme)
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
         self.caption.setStyleSheet(f"color: {theme.text_dim}")
+        bold = theme.font(1.0, bold=True)
+        # as wide as the widest name in bold: the most probable class changing (its name in
+        # bold) lays nothing out again
+        widest = max((math.ceil(QFontMetricsF(bold).horizontalAdvance(lab.text()))
+                      for lab in self.names), default=0)
         for lab in self.names:
             lab.setFont(theme.font(1.0))
+            lab.setMinimumWidth(widest)
         for b in self.bars:
             b.setStyleSheet(
                 f"QProgressBar {{ border: 1px solid {theme.grid_line}; border-radius: 3px;"
@@ -48,7 +57,7 @@ class ClassPanel(QWidget):
             w.deleteLater()
         self.names, self.bars = [], []
         for i, name in enumerate(info.class_names):
-            lab = QLabel(name)
+            lab = SteadyLabel(name)
             bar = QProgressBar()
             bar.setRange(0, 1000)
             bar.setFormat("%p%")
@@ -64,8 +73,12 @@ class ClassPanel(QWidget):
             return
         best = int(p.argmax())
         for i, (lab, bar) in enumerate(zip(self.names, self.bars)):
-            bar.setValue(int(round(float(p[i]) * 1000)))
-            f = lab.font()
-            if f.bold() != (i == best):
-                f.setBold(i == best)
-                lab.setFont(f)
+            value = int(round(float(p[i]) * 1000))
+            if bar.value() != value:
+                # QProgressBar repaints itself at once when its text changes (a synchronous
+                # paint of the whole window's backing store, ~2 ms a bar): with updates off
+                # it is only scheduled, and painted with the rest of the step
+                bar.setUpdatesEnabled(False)
+                bar.setValue(value)
+                bar.setUpdatesEnabled(True)  # schedules the bar's repaint (update())
+            lab.set_bold(i == best)

@@ -28,6 +28,7 @@ class ElidedLabel(QLabel):
         self._template: str | None = None   # rich text with one SLOT, or None: plain text
         self._part = ""                     # the plain text (or the slot's text)
         self._slot_bold = False
+        self._shorter: tuple[str, ...] = ()  # fallback templates of set_rich
         self._tip = ""
         self.elided = False                 # whether the text shown is shortened
         self.setText(text)
@@ -35,15 +36,19 @@ class ElidedLabel(QLabel):
     # ------------------------------------------------------------------ content
     def setText(self, text: str) -> None:  # noqa: N802 - Qt name
         """Plain text, elided on the right when it does not fit."""
-        self._template, self._part = None, str(text)
+        self._template, self._part, self._shorter = None, str(text), ()
         self.setTextFormat(Qt.TextFormat.PlainText)
         self._refresh()
 
-    def set_rich(self, template: str, part: str = "", *, bold: bool = False) -> None:
+    def set_rich(self, template: str, part: str = "", *, bold: bool = False,
+                 shorter: tuple[str, ...] = ()) -> None:
         """Rich text ``template`` whose ``{}`` is replaced by the plain text ``part`` (escaped
-        here), which is elided first; ``bold`` when the slot sits inside ``<b>``. A template that
-        does not fit even with an empty slot is shown as elided plain text."""
+        here), which is elided first; ``bold`` when the slot sits inside ``<b>``. ``shorter``:
+        templates to fall back on, in order, before ``part`` is elided (the slot is the point
+        of the line: "Step 5: 'him'" rather than "Step 5: · after position 16"). A template
+        that does not fit even with an empty slot is shown as elided plain text."""
         self._template, self._part, self._slot_bold = template, str(part), bold
+        self._shorter = tuple(shorter)
         self.setTextFormat(Qt.TextFormat.RichText)
         self._refresh()
 
@@ -83,17 +88,24 @@ class ElidedLabel(QLabel):
             self.elided = shown != self._part
             QLabel.setText(self, shown)
         else:
-            fixed = _html_width(self._template.replace(SLOT, ""), font)
             slot_font = QFont(font)
             slot_font.setBold(self._slot_bold or font.bold())
+            template = self._template
+            if self._shorter:  # the first template the whole part fits in, else the last
+                part_px = QFontMetricsF(slot_font).horizontalAdvance(self._part)
+                for t in (self._template, *self._shorter):
+                    template = t
+                    if _html_width(t.replace(SLOT, ""), font) + part_px <= width:
+                        break
+            fixed = _html_width(template.replace(SLOT, ""), font)
             if fixed <= width:
                 shown = QFontMetricsF(slot_font).elidedText(self._part, mode, width - fixed)
-                self.elided = shown != self._part
-                if self.elided and _html_width(self._template.replace(SLOT, html.escape(shown)),
-                                               font) > width:
+                self.elided = shown != self._part or template != self._template
+                if shown != self._part and _html_width(template.replace(SLOT, html.escape(shown)),
+                                                       font) > width:
                     shown = ""     # rounding of the two measures: leave the slot out
                 self.setTextFormat(Qt.TextFormat.RichText)
-                QLabel.setText(self, self._template.replace(SLOT, html.escape(shown)))
+                QLabel.setText(self, template.replace(SLOT, html.escape(shown)))
             else:
                 full = self.full_text()
                 self.elided = True
@@ -105,10 +117,15 @@ class ElidedLabel(QLabel):
         QLabel.setToolTip(self, tip)
 
 
+_DOC: list[QTextDocument] = []  # one document measures every label (made once, on first use)
+
+
 def _document(text: str, font: QFont) -> QTextDocument:
-    doc = QTextDocument()
+    if not _DOC:
+        _DOC.append(QTextDocument())
+        _DOC[0].setDocumentMargin(0)
+    doc = _DOC[0]
     doc.setDefaultFont(font)
-    doc.setDocumentMargin(0)
     doc.setHtml(text)
     return doc
 

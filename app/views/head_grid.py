@@ -22,8 +22,10 @@ from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QWidget
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.axes import text_px, thin_ticks, tick_step
 from gptviz_app.views.elided_label import ElidedLabel
+from gptviz_app.views.fast_image import FastImageItem
 from gptviz_app.views.panel_layout import choice_box, controls_row, panel_layout, set_choice
 from gptviz_app.views.plots import setup_map_plot, style_axis
+from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme, colormap
 
 # "Value-wtd": value-weighted maps (no wider than "Whole maps": the caption keeps its room)
@@ -44,15 +46,18 @@ class HeadGrid(QWidget):
                                    "Auto: whole maps for short texts, the query's row "
                                    "(wrapped like text) for long ones · Value-wtd: "
                                    "value-weighted maps ‖α·v W_O‖, rows as shares")
-        self.caption = ElidedLabel("")
+        # a new text every step: a steady label does not lay the window out again for it
+        self.caption = SteadyLabel(label=ElidedLabel(""))
         top = controls_row(QLabel("Thumbnails"), self.mode_box, 8, (self.caption, 1))
         self.glw = pg.GraphicsLayoutWidget()
         self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
         self.vb: pg.ViewBox = setup_map_plot(self.plot, aspect=False, mouse=False)
+        for name in ("left", "top", "bottom", "right"):  # names: no SI prefix to look for
+            self.plot.getAxis(name).enableAutoSIPrefix(False)
         self.backdrop = pg.ImageItem(axisOrder="row-major")
         self.backdrop.setZValue(-10)
         self.plot.addItem(self.backdrop)
-        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image = FastImageItem()  # NaN gaps and masks: coloured in a few numpy passes
         self.plot.addItem(self.image)
         self.selection = QGraphicsRectItem(0, 0, 1, 1)
         self.selection.setBrush(QBrush(Qt.BrushStyle.NoBrush))

@@ -5,8 +5,10 @@ The attention map's row reads ``Layer [L0]  Head [H0]  [Weights]  ☑ √ scale 
 the title does not fit the width, :class:`HeaderFit` makes the row compact: the words
 "Layer" and "Head" go (the boxes say "L0" and "H0"; their tooltips name them), the check box
 says "√", the choice box shows short item texts and the layer and head boxes are a letter
-narrower, the gaps smaller. The full row comes back when the panel
-is wide enough again.
+narrower, the gaps smaller. When even the short title does not fit beside the compact row,
+:data:`TITLE_ABBREVIATIONS` shorten it step by step ("231 tokens from position 256" becomes
+"231 from 256" once the window slid; the title's tooltip says it in full). The full row comes
+back when the panel is wide enough again.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ TITLE_MARGIN = 4
 WIDGET_MAX = 16777215
 #: Pixels of the row's gaps in the compact row.
 COMPACT_GAP = 3
+#: Replacements that shorten a title which does not fit even beside the compact row, tried
+#: one after the other (each on the result of the ones before).
+TITLE_ABBREVIATIONS = ((" from position ", " from "), (" tokens from ", " from "))
 
 
 class HeaderFit(QObject):
@@ -86,7 +91,8 @@ class HeaderFit(QObject):
 
     def set_title(self, text: str, short: str = "") -> None:
         """Show ``text`` as the title; ``short`` (default: ``text``) when even the compact
-        row leaves too little room for it (e.g. without what the controls already say)."""
+        row leaves too little room for it (e.g. without what the controls already say), and
+        shorter still (:func:`abbreviations`) when that one does not fit either."""
         self.full_title, self.short_title = text, short or text
         self.title.setText(text)
         self.fit()
@@ -102,9 +108,12 @@ class HeaderFit(QObject):
                 self.title.setText(self.full_title)
             need = self.row_width(False) + self.title_width()
             compact = need > self.host.width()
-            if compact and self.short_title != self.full_title and (
-                    self.row_width(True) + self.title_width() > self.host.width()):
-                self.title.setText(self.short_title)
+            if compact and self.full_title:
+                room = self.host.width() - self.row_width(True)
+                for text in (self.full_title, *abbreviations(self.short_title)):
+                    self.title.setText(text)
+                    if self.title_width() <= room:
+                        break
             self._set(compact)
         finally:
             self._busy = False
@@ -136,3 +145,14 @@ class HeaderFit(QObject):
     def fits(self) -> bool:
         """The title's whole text is inside its label (what a test measures)."""
         return self.title_width() - TITLE_MARGIN <= self.title.width()
+
+
+def abbreviations(title: str) -> list[str]:
+    """``title`` and the shorter ones :data:`TITLE_ABBREVIATIONS` make of it, longest first
+    (no repeats)."""
+    out = [title]
+    for long, short in TITLE_ABBREVIATIONS:
+        nxt = out[-1].replace(long, short)
+        if nxt != out[-1]:
+            out.append(nxt)
+    return out

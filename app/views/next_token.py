@@ -29,6 +29,7 @@ from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.elided_label import ElidedLabel
 from gptviz_app.views.panel_layout import controls_row, stack
 from gptviz_app.views.plots import set_label_ticks, style_axis
+from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme
 from gptviz_app.views.token_strip import drawn_text
 
@@ -40,6 +41,11 @@ MIN_ROWS = 3
 
 #: Candidate spacings of the probability axis' labelled ticks, smallest first.
 TICK_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0)
+
+
+def steady(text: str) -> SteadyLabel:
+    """An :class:`ElidedLabel` in a :class:`SteadyLabel`."""
+    return SteadyLabel(label=ElidedLabel(text))
 
 
 class NextTokenView(QWidget):
@@ -55,9 +61,10 @@ class NextTokenView(QWidget):
     def __init__(self, parent: QWidget | None = None, shown: int = 12) -> None:
         super().__init__(parent)
         self.theme = DARK
-        self.header = ElidedLabel(" ")     # "Step 5: 'x', drawn from the prediction after …"
-        self.detail = ElidedLabel(" ")     # "sampled, p = 0.123 · entropy 4.56 bits"
-        self.knob_note = ElidedLabel(" ")  # "T=0.5 · top-k 5: 5 tokens keep 93% of the mass"
+        # new texts every step: steady labels do not lay the window out again for them
+        self.header = steady(" ")     # "Step 5: 'x', drawn from the prediction after …"
+        self.detail = steady(" ")     # "sampled, p = 0.123 · entropy 4.56 bits"
+        self.knob_note = steady(" ")  # "T=0.5 · top-k 5: 5 tokens keep 93% of the mass"
         self.knob_note.hide()
         self.knob_note.setToolTip("Grey bars: the model's probabilities (temperature 1); "
                                   "coloured: the distribution the token is drawn from after "
@@ -95,6 +102,9 @@ class NextTokenView(QWidget):
         self.vb.setMouseEnabled(x=False, y=False)
         self.plot.setLabel("bottom", "probability")
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        # token labels: no SI prefix (looking for one sets the axis title again at every step)
+        for name in ("left", "top", "right"):
+            self.plot.getAxis(name).enableAutoSIPrefix(False)
         self.bars = pg.BarGraphItem(x0=[], y=[], height=0.75, width=[], brushes=[])
         self.plot.addItem(self.bars)
         # the model's own probabilities (temperature 1) while the knobs change them
@@ -104,7 +114,7 @@ class NextTokenView(QWidget):
         self.n_shown = 0
         self._drawn_width = 0.0  # view-box width the x extent was computed for
         self.tick_step = 0.1  # spacing of the labelled probability ticks
-        self.hint = ElidedLabel(" ")
+        self.hint = steady(" ")
         # "only 8 fit": shown when the chart is too short for the bars asked for
         self.fit_note = QLabel("")
         self.fit_note.hide()
@@ -158,17 +168,18 @@ class NextTokenView(QWidget):
             b = self._brushes[color] = pg.mkBrush(color)
         return b
 
-    def _say(self, label: ElidedLabel, text: str, part: str | None = None,
-             bold: bool = False, tip: str | None = None) -> None:
-        """Set a header line (rich when ``part`` is given) only when it changed."""
-        key = (text, part, bold, tip)
+    def _say(self, label: SteadyLabel, text: str, part: str | None = None,
+             bold: bool = False, tip: str | None = None, shorter: tuple[str, ...] = ()) -> None:
+        """Set a header line (rich when ``part`` is given; ``shorter``: its fallback
+        templates, see ``ElidedLabel.set_rich``) only when it changed."""
+        key = (text, part, bold, tip, shorter)
         if self._said.get(id(label)) == key:
             return
         self._said[id(label)] = key
         if part is None and "<" not in text:
             label.setText(text)
         else:
-            label.set_rich(text, part or "", bold=bold)
+            label.set_rich(text, part or "", bold=bold, shorter=shorter)
         if tip is not None:
             label.setToolTip(tip)
 
@@ -309,6 +320,8 @@ class NextTokenView(QWidget):
             # short enough for a narrow column; the tooltip says it in the panels' words
             self._say(self.header, f"<b>Step {c.step}</b>: {token} · after position {pos}",
                       repr(c.tokens[c.chosen]) if c.chosen >= 0 else "?", bold=True,
+                      shorter=(f"<b>Step {c.step}</b>: {token} · after {pos}",
+                               f"<b>Step {c.step}</b>: {token}"),
                       tip=f"Step {c.step}'s token (position {pos + 1}) was "
                       + ("forced in place of a token drawn from" if c.chosen_forced
                          else "drawn from") + f" the prediction after position {pos}: the "

@@ -30,6 +30,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
 
+from gptviz_app.views.fast_image import FastImageItem
 from gptviz_app.views.theme import ABLATED_COLOR, Theme, colormap
 
 
@@ -103,25 +104,36 @@ def setup_map_plot(plot: pg.PlotItem, aspect: bool = False, mouse: bool = False,
 
 def style_axis(axis: pg.AxisItem, theme: Theme, font: QFont, tick_length: int | None = None,
                line: str | None = None) -> None:
-    """Tick labels in ``font`` and the theme's text colour; the axis line in ``line`` (default:
-    the theme's grid colour); ``tick_length`` in pixels (negative: ticks point inwards)."""
+    """Tick labels in ``font`` and the theme's text colour, the axis title in its dimmed text
+    colour; the axis line in ``line`` (default: the theme's grid colour); ``tick_length`` in
+    pixels (negative: ticks point inwards)."""
     style: dict = {"tickFont": font}
     if tick_length is not None:
         style["tickLength"] = tick_length
     axis.setStyle(**style)
-    axis.setTextPen(pg.mkPen(theme.text))
+    # setPen colours the title too (pale grid grey on a projector): the title's colour last
     axis.setPen(pg.mkPen(line or theme.grid_line))
+    axis.setTextPen(pg.mkPen(theme.text))
+    title_colour(axis, theme)
+
+
+def title_colour(axis: pg.AxisItem, theme: Theme) -> None:
+    """The axis title (``setLabel``) in the theme's dimmed text colour, as the main map's."""
+    axis.labelStyle["color"] = theme.text_dim
+    axis._updateLabel()
 
 
 def style_colorbar(bar: pg.ColorBarItem, theme: Theme, cmap, font_factor: float = 0.8,
                    title_factor: float | None = None) -> None:
     """A colour bar in the theme: colormap ``cmap``, tick labels of ``font_factor`` size in the
-    text colour and, with ``title_factor``, its title (on its left axis) in that size."""
+    text colour and its title (on its left axis) of ``title_factor`` size (default: the tick
+    labels' size), so that presentation fonts enlarge it too."""
     bar.setColorMap(cmap)
     bar.axis.setStyle(tickFont=theme.font(font_factor))
     bar.axis.setTextPen(pg.mkPen(theme.text))
-    if title_factor is not None:
-        bar.getAxis("left").label.setFont(theme.font(title_factor))
+    title = bar.getAxis("left")
+    title.label.setFont(theme.font(font_factor if title_factor is None else title_factor))
+    title_colour(title, theme)  # and makes room for the title in its new size
 
 
 def sqrt_ticks(values: Iterable[float]) -> list[tuple[float, str]]:
@@ -153,12 +165,12 @@ def max_pool(a: np.ndarray, fy: int, fx: int, signed: bool = False) -> np.ndarra
         return np.where(-lo > hi, lo, hi)
 
 
-class _MapImage(pg.ImageItem):
-    """The map's ``ImageItem``; an exporter (PNG at any width, SVG) gets every cell, not the
-    blocks drawn at the screen's resolution."""
+class _MapImage(FastImageItem):
+    """The map's ``ImageItem`` (a :class:`FastImageItem`); an exporter (PNG at any width,
+    SVG) gets every cell, not the blocks drawn at the screen's resolution."""
 
     def __init__(self, owner: MapPlot) -> None:
-        super().__init__(axisOrder="row-major")
+        super().__init__()
         self._owner = owner
 
     def setExportMode(self, export, opts=None):  # noqa: N802 - pyqtgraph name
@@ -215,7 +227,7 @@ class MapPlot:
         self.backdrop.setPen(QPen(Qt.PenStyle.NoPen))
         self.backdrop.setZValue(-10)
         plot.addItem(self.backdrop)
-        self.image = _MapImage(self) if pool else pg.ImageItem(axisOrder="row-major")
+        self.image = _MapImage(self) if pool else FastImageItem()
         plot.addItem(self.image)
         self.marks = QGraphicsPathItem()
         self.marks.setZValue(6)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QFontMetrics, QPainter
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QStatusBar, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QStatusBar, QWidget
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.steady_label import SteadyLabel
 
 #: Lines a long message may take (the bar grows for it while it shows).
 MESSAGE_LINES = 2
@@ -25,16 +26,18 @@ class StatusBar(QStatusBar):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.model = QLabel("no model")
-        self.context = QLabel("")
-        self.timing = QLabel("")
-        self.settings = QLabel("")
+        # new texts every step: steady labels lay the bar out again only when they need more
+        # or less room (digits seldom change a text's width)
+        self.model = SteadyLabel("no model")
+        self.context = SteadyLabel("")
+        self.timing = SteadyLabel("", grow_only=True)  # milliseconds, every step
+        self.settings = SteadyLabel("")
         self.fields = QWidget()
         row = QHBoxLayout(self.fields)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(0)
         for w in (self.settings, self.model, self.context, self.timing):
-            w.setContentsMargins(8, 0, 8, 0)
+            w.label.setContentsMargins(8, 0, 8, 0)
             row.addWidget(w)
         self.addPermanentWidget(self.fields)
         self.info: ModelInfo | None = None
@@ -44,6 +47,7 @@ class StatusBar(QStatusBar):
     def apply_theme(self, theme) -> None:
         for w in (self.model, self.context, self.timing, self.settings):
             w.setFont(theme.font(0.95))
+        self.timing.reset_width()
         self._fit_message(self.currentMessage())
 
     # ------------------------------------------------------------------ messages
@@ -121,7 +125,8 @@ class StatusBar(QStatusBar):
         slid = f" (window from token {snap.window_start})" if snap.window_start else ""
         self.context.setText(f"context {used} / {snap.block_size}{slid}")
         step = f"step {snap.step_ms:.1f} ms" if snap.step_ms is not None else "step –"
-        self.timing.setText(step)
+        view = self.timing.text().partition(" · ")[2]  # the last update's, until set_view_ms
+        self.timing.setText(f"{step} · {view}" if view else step)
         if snap.settings is not None:
             self.settings.setText("sampling: " + snap.settings.describe())
 

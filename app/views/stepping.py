@@ -11,7 +11,6 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QHBoxLayout,
-    QLabel,
     QSlider,
     QStyle,
     QToolButton,
@@ -19,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme
 
 
@@ -93,7 +93,8 @@ class SteppingControls(QWidget):
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.slider.valueChanged.connect(self._on_slider)
         lay.addWidget(self.slider, 1)
-        self.position = QLabel("step 0 / 0")
+        # a new text every step: a steady label does not lay the toolbar out again for it
+        self.position = SteadyLabel("step 0 / 0")
         self.position.setMinimumWidth(110)
         self.position.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         lay.addWidget(self.position)

@@ -17,8 +17,26 @@ import bisect
 import html
 
 import numpy as np
-from PySide6.QtCore import QPoint, QRect, QRectF, QSignalBlocker, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFontMetrics, QPainter, QPen
+from PySide6.QtCore import (
+    QPoint,
+    QPointF,
+    QRect,
+    QRectF,
+    QSignalBlocker,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import (
+    QColor,
+    QFontMetrics,
+    QFontMetricsF,
+    QPainter,
+    QPen,
+    QStaticText,
+    QTransform,
+)
 from PySide6.QtWidgets import (
     QCheckBox,
     QLabel,
@@ -30,6 +48,7 @@ from PySide6.QtWidgets import (
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot, tokens_kept
 from gptviz_app.views.panel_layout import controls_row, stack
+from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme, luma
 
 #: Whole lines of chips the strip always shows (the newest line and the one before it).
@@ -79,6 +98,7 @@ class ChipCanvas(QWidget):
         self.found: list[int] = []   # positions the find bar matched, in order
         self.found_current = -1      # the one the find bar is on
         self._widths: dict[str, int] = {}
+        self._statics: dict[str, QStaticText] = {}  # chip texts laid out once, by token
         self._layout_width = -1
         self._content_height = 40
         self.apply_theme(self.theme)
@@ -88,6 +108,7 @@ class ChipCanvas(QWidget):
         self.theme = theme
         self.setFont(theme.font(1.1, mono=False))
         self._widths.clear()
+        self._statics.clear()
         self._relayout()
 
     def set_data(self, snap: Snapshot) -> None:
@@ -196,6 +217,20 @@ class ChipCanvas(QWidget):
         return -1
 
     # ------------------------------------------------------------------ paint
+    def _static_text(self, token: str, room: float) -> QStaticText | None:
+        """The chip text of ``token`` laid out once (None when it is wider than ``room``:
+        drawText cuts it there)."""
+        st = self._statics.get(token)
+        if st is None:
+            st = QStaticText(drawn_text(token) or " ")
+            st.setTextFormat(Qt.TextFormat.PlainText)
+            st.setPerformanceHint(QStaticText.PerformanceHint.AggressiveCaching)
+            st.prepare(QTransform(), self.font())
+            if len(self._statics) > 50_000:  # a long text of many distinct tokens
+                self._statics.clear()
+            self._statics[token] = st
+        return st if st.size().width() <= room else None
+
     def paintEvent(self, e) -> None:  # noqa: N802 - Qt name
         th = self.theme
         p = QPainter(self)
@@ -210,37 +245,46 @@ class ChipCanvas(QWidget):
         query_pen = QPen(QColor(th.accent), 3.0)
         ws, q, pl = self.window_start, self.query, self.prompt_len
         nw = self.weights.shape[0]
+        black = QColor("#000000")
+        align = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft
+        fm = QFontMetricsF(self.font())
+        text_h = fm.ascent() + fm.descent()  # the line drawText centres in the chip
+        weights, forced, tokens, rects = self.weights, self.forced, self.tokens, self.rects
+        n_forced = forced.shape[0]
+        pad = self.PAD_X
         # Only the chips in the clip (rows are sorted by y): a long text has 100,000s.
-        h = self.rects[0].height() if self.rects else 0
+        h = rects[0].height() if rects else 0
         first = bisect.bisect_left(self._ys, clip.top() - h)
         last = bisect.bisect_right(self._ys, clip.bottom())
+        top, bottom = clip.top(), clip.bottom()
         for i in range(first, last):
-            r = self.rects[i]
-            if r.bottom() < clip.top() or r.top() > clip.bottom():
+            r = rects[i]
+            if r.bottom() < top or r.top() > bottom:
                 continue
-            bg = QColor(gen_bg if i >= pl else prompt_bg)
+            bg = gen_bg if i >= pl else prompt_bg
             k = i - ws
             if 0 <= k < nw and q >= 0:
-                a = float(self.weights[k])
+                a = float(weights[k])
                 if a > 0.0:  # square-root scale: 0.01 -> 10 %, 0.25 -> 50 %, 1 -> full
                     bg = _mix(bg, tint, 0.9 * min(1.0, a) ** 0.5)
-            rf = QRectF(r).adjusted(0.5, 0.5, -0.5, -0.5)
             if i == q:
                 p.setPen(query_pen)
             elif i >= pl:
-                p.setPen(forced_pen if (i < self.forced.shape[0] and self.forced[i]) else gen_pen)
+                p.setPen(forced_pen if (i < n_forced and forced[i]) else gen_pen)
             else:
                 p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(bg)
-            p.drawRoundedRect(rf, 4, 4)
-            outside = i < ws or i > q
-            if outside:
+            p.drawRoundedRect(QRectF(r).adjusted(0.5, 0.5, -0.5, -0.5), 4, 4)
+            if i < ws or i > q:
                 p.setPen(dim_c)
             else:
-                p.setPen(QColor("#000000") if luma(bg) > 150 else text_c)
-            p.drawText(r.adjusted(self.PAD_X, 0, -self.PAD_X + 1, 0),
-                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
-                       drawn_text(self.tokens[i]))
+                p.setPen(black if luma(bg) > 150 else text_c)
+            text = tokens[i]
+            static = self._static_text(text, r.width() - 2 * pad + 1)
+            if static is not None:  # the same place drawText puts the text, laid out once
+                p.drawStaticText(QPointF(r.x() + pad, r.y() + (r.height() - text_h) / 2), static)
+            else:  # a chip narrower than its text (cut at the strip's width)
+                p.drawText(r.adjusted(pad, 0, -pad + 1, 0), align, drawn_text(text))
         self._paint_marks(p, clip)
         p.end()
 
@@ -357,7 +401,9 @@ class TokenStrip(QWidget):
         self.scroll.setWidgetResizable(True)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.legend = QLabel()
+        # a new text every step (the query): a steady label lays the window out again only
+        # when the legend needs another height (a second line)
+        self.legend = SteadyLabel(label=QLabel())
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.legend.setWordWrap(True)  # big presentation fonts: a second line, not a clip

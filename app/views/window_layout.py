@@ -12,8 +12,11 @@ resize, font change, new model and panel shown or hidden lays the panels out aga
   wide (font-relative, so presentation fonts get a wider column);
 * the head grid gets the rest of the width and, when panels share its column (the fine-tuned
   head, the analysis tabs), the height its thumbnails fill at that width; the fine-tuned head
-  gets what it needs, an analysis panel in front at least :data:`ANALYSIS_SHARE` of the height
-  (and :data:`ANALYSIS_LEAST_EM` lines, as far as the head grid's minimum allows).
+  gets what it needs; with an analysis panel shown the grid keeps at least
+  :data:`GRID_SHARE` of the column (as far as its thumbnails fill it) and the panel gets the
+  rest. A column too short for both (1024 x 640, presentation fonts: the panel would get fewer
+  than :data:`ANALYSIS_LEAST_EM` lines) puts the head grid in the panels' tabs instead
+  ("All heads" one click away), so that neither is squeezed unreadable.
 
 View ▸ Reset panel layout puts the panels back in their places and sizes them this way again.
 """
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QFontMetricsF
-from PySide6.QtWidgets import QDockWidget, QStyle
+from PySide6.QtWidgets import QDockWidget, QStyle, QToolBar
 
 #: Least share of the panels' width the attention map keeps.
 MAP_SHARE = 0.42
@@ -37,12 +40,16 @@ NEXT_FRACTION = 0.2
 NEXT_LEAST_EM = 12.0
 NEXT_LEAST_FRACTION = 0.15
 GRID_FRACTION = 0.28
-#: Least share of the head grid's column an analysis panel gets when one is shown.
-ANALYSIS_SHARE = 0.5
-#: ... and at least this many text lines when the window is short (1024 x 640, 1280 x 800,
-#: presentation fonts): the panel the user opened gets room for its plots, the head grid keeps
-#: what is left (at least its minimum).
-ANALYSIS_LEAST_EM = 18.0
+#: Least share of its column the head grid keeps when an analysis panel shares it (less when
+#: its thumbnails fill less).
+GRID_SHARE = 0.4
+#: Least height of an analysis panel under the head grid, in text lines (the panel's own least
+#: height and its tab bar); a shorter column tabs the grid with the panels.
+ANALYSIS_LEAST_EM = 16.5
+#: Pixels of a dock's frame around its panel (left and right together).
+PANEL_FRAME = 12
+#: Lines more the column needs before tabbed panels split again (no flip-flop at the edge).
+UNTAB_MARGIN_EM = 1.0
 #: Windows at least this many text lines tall show three lines of prompt.
 TALL_EM = 60
 #: Lines of token chips the text panel shows.
@@ -68,6 +75,8 @@ class WindowLayout(QObject):
         self.passes = 0          # layouts applied (tests wait on :attr:`pending`)
         self._followups = 0
         self._default_state = None
+        self._arranging = False  # the docks move for the layout, not for the user
+        self._split_state = None  # the arrangement before the head grid went into the tabs
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
@@ -90,9 +99,13 @@ class WindowLayout(QObject):
         self.win.token_strip.legend.installEventFilter(self)
 
     def watch_dock(self, dock: QDockWidget) -> None:
-        dock.dockLocationChanged.connect(lambda *_: self.set_auto(False))
-        dock.topLevelChanged.connect(lambda *_: self.set_auto(False))
+        dock.dockLocationChanged.connect(lambda *_: self._user_moved())
+        dock.topLevelChanged.connect(lambda *_: self._user_moved())
         dock.visibilityChanged.connect(lambda *_: self.schedule())
+
+    def _user_moved(self) -> None:
+        if not self._arranging:
+            self.set_auto(False)
 
     def set_auto(self, on: bool) -> None:
         """Let the panels follow the window (``on``), or keep them as the user arranged them."""
@@ -199,6 +212,66 @@ class WindowLayout(QObject):
         mw, mh = g.H * g.pitch - g.gap, g.L * g.pitch - g.gap
         return (width - ox - MOSAIC_MARGIN) * mh / mw + MOSAIC_MARGIN + oy
 
+    # ------------------------------------------------------------------ tabs
+    def tabbed(self) -> bool:
+        """The head grid is a tab of the panels' group (a column too short for both)."""
+        grid = self.win.docks["grid"]
+        return any(not d.isFloating() for d in self.win.tabifiedDockWidgets(grid))
+
+    def _lower_docks(self) -> list[QDockWidget]:
+        """Every dock of the group under the head grid (hidden ones too), in window order."""
+        w = self.win
+        keys = set(LOWER_DOCKS) | set(getattr(getattr(w, "analysis", None), "panels", {}))
+        return [d for k, d in w.docks.items() if k in keys and not d.isFloating()
+                and w.dockWidgetArea(d) == Qt.DockWidgetArea.RightDockWidgetArea]
+
+    def panel_least_width(self) -> float:
+        """Width of the grid's column at which an analysis panel needs no sideways scrolling:
+        the panel's least width and its dock's frame."""
+        from gptviz_app.panels.docks import PANEL_LEAST_EM
+
+        return PANEL_LEAST_EM[0] * self.em() + PANEL_FRAME
+
+    def want_tabs(self, column: float, analysis: bool) -> bool:
+        """Whether a column ``column`` pixels tall is too short for the head grid's share and
+        an analysis panel's least height, one above the other."""
+        if not analysis:
+            return False
+        em = self.em()
+        room = column * (1.0 - GRID_SHARE)
+        need = ANALYSIS_LEAST_EM * em + (UNTAB_MARGIN_EM * em if self.tabbed() else 0.0)
+        return room < need
+
+    def _set_tabs(self, on: bool) -> None:
+        """Put the head grid in the panels' tabs (``on``) or back above them; the panel in
+        front stays in front, the panels and toolbars shown stay shown."""
+        w = self.win
+        grid = w.docks["grid"]
+        lower = self._lower_docks()
+        if not lower:
+            return
+        front = [d for d in lower if not d.isHidden() and not d.visibleRegion().isEmpty()]
+        self._arranging = True
+        try:
+            if on:
+                self._split_state = w.saveState()
+                for d in lower:
+                    w.tabifyDockWidget(grid, d)
+            else:
+                # Qt splits no dock off its own tab group (a hidden one even comes back to its
+                # tab): the arrangement from before the tabs comes back instead
+                shown = {k: not d.isHidden() for k, d in w.docks.items()}
+                bars = {tb: not tb.isHidden() for tb in w.findChildren(QToolBar)}
+                w.restoreState(self._split_state or self._default_state)
+                for k, d in w.docks.items():
+                    d.setVisible(shown[k])
+                for tb, visible in bars.items():
+                    tb.setVisible(visible)
+            for d in front[:1]:
+                d.raise_()
+        finally:
+            self._arranging = False
+
     def apply(self) -> bool:
         """Lay the panels out now (when ``auto`` and shown); whether any size changed."""
         w = self.win
@@ -227,11 +300,20 @@ class WindowLayout(QObject):
         lower, analysis = self.lower_group()
         if grid not in right:
             lower = None
+        if grid in right and self.want_tabs(plot_h, analysis) != self.tabbed() and (
+                lower is not None or self.tabbed()) and self._followups < 3:
+            self._set_tabs(not self.tabbed())
+            self.passes += 1
+            self._followups += 1
+            self._timer.start()  # sized in the next pass, from the new arrangement
+            return True
+        if self.tabbed():
+            lower = None         # one tab of the column at a time: each gets its full height
         lower_h = 0
         if lower is not None:
             need = lower.minimumSizeHint().height()
-            if analysis:
-                need = max(need, ANALYSIS_SHARE * plot_h, ANALYSIS_LEAST_EM * em)
+            if analysis:  # the grid keeps its share, the panel (it scrolls) the rest
+                need = max(need, plot_h - sep - GRID_SHARE * plot_h)
             else:
                 need = max(need, lower.sizeHint().height())
             lower_h = min(need, plot_h - sep - w.docks["grid"].minimumSizeHint().height())
@@ -254,13 +336,18 @@ class WindowLayout(QObject):
         if grid in right:
             grid_min = grid.minimumSizeHint().width()
             grid_w = avail - map_w - next_w
-            want = self.grid_fill_width(plot_h - (lower_h + sep if lower is not None else 0))
+            # tabbed, the grid is not always in front: no width for it then (the map would
+            # change size with the tab shown)
+            want = None if self.tabbed() else self.grid_fill_width(
+                plot_h - (lower_h + sep if lower is not None else 0))
             if want is not None and grid_w < want:
                 give = min(want - grid_w, max(0.0, next_w - next_lo))
                 next_w, grid_w = next_w - give, grid_w + give
                 give = min(want - grid_w, max(0.0, map_w - map_lo))
                 map_w, grid_w = map_w - give, grid_w + give
             comfortable = max(grid_min, GRID_FRACTION * width)
+            if analysis:  # the panel's least width, else it scrolls sideways
+                comfortable = max(comfortable, self.panel_least_width())
             if grid_w < comfortable:  # big fonts in a small window: the next column gives way
                 least = max(NEXT_LEAST_EM * em, NEXT_LEAST_FRACTION * width,
                             nxt.minimumSizeHint().width() if nxt in right else 0.0)

@@ -29,6 +29,11 @@ precise text, with the corner cases, is in ``docs/analysis.md``):
 tokens repeated twice, run through the model, mean attention from each token of the second
 copy to the token right after its first occurrence.
 
+:func:`head_scores` also takes a source read a layer at a time (a session's
+:meth:`~gptviz.engine.session.Session.packed_attention`): it then scores one layer's
+``[H, T, T]`` after the other (every score of a head depends on that head's map only), so
+that it never holds the whole window's float32 at once.
+
 ``convention="transformer_lens"`` (:func:`head_scores`) computes ``prev_token``,
 ``duplicate_token`` and ``induction`` as TransformerLens' ``detect_head`` does (its defaults,
 ``error_measure="mul"``, no excluded positions): ``sum(att * pattern) / sum(att)`` over the
@@ -48,6 +53,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from gptviz.analysis.sources import AttentionSource, as_array, is_source
 
 if TYPE_CHECKING:  # torch is only needed by the model-based probe
     from gptviz.model.gpt import GPT
@@ -434,8 +441,21 @@ class HeadScores:
         }
 
 
-def head_scores(att: np.ndarray, ids: Sequence[int] | np.ndarray, causal: bool = True,
-                probe_induction: np.ndarray | None = None,
+def _scores_by_layer(att: AttentionSource, ids: Sequence[int] | np.ndarray, causal: bool,
+                     probe_induction: np.ndarray | None, convention: str) -> HeadScores:
+    """:func:`head_scores` of a source, one layer's ``[H, T, T]`` at a time, stacked."""
+    parts = [head_scores(att.layer(layer), ids, causal, None, convention)
+             for layer in range(att.shape[0])]
+    first = parts[0]
+    grids = {name: np.stack([getattr(p, name) for p in parts]) for name in SCORE_NAMES}
+    return HeadScores(**grids, n_tokens=first.n_tokens,
+                      induction_queries=first.induction_queries,
+                      duplicate_queries=first.duplicate_queries,
+                      probe_induction=probe_induction, convention=convention)
+
+
+def head_scores(att: np.ndarray | AttentionSource, ids: Sequence[int] | np.ndarray,
+                causal: bool = True, probe_induction: np.ndarray | None = None,
                 convention: str = "gptviz") -> HeadScores:
     """Every per-head score of one text.
 
@@ -443,7 +463,9 @@ def head_scores(att: np.ndarray, ids: Sequence[int] | np.ndarray, causal: bool =
     ----------
     att
         ``[L, H, T, T]`` attention probabilities (any ``[..., T, T]`` works; the score arrays
-        then have shape ``[...]``).
+        then have shape ``[...]``), or a source read a layer at a time
+        (:class:`~gptviz.analysis.maps.AttentionSource`, e.g.
+        :meth:`Session.packed_attention <gptviz.engine.session.Session.packed_attention>`).
     ids
         ``[T]`` token ids.
     causal
@@ -462,7 +484,9 @@ def head_scores(att: np.ndarray, ids: Sequence[int] | np.ndarray, causal: bool =
     if convention not in CONVENTIONS:
         raise ValueError(f"score convention must be one of {', '.join(CONVENTIONS)} "
                          f"(got {convention!r})")
-    att = _as_float(att)
+    if is_source(att):
+        return _scores_by_layer(att, ids, causal, probe_induction, convention)
+    att = _as_float(as_array(att))
     t = att.shape[-1]
     ids = _as_ids(ids, t)
     tl = convention == "transformer_lens"

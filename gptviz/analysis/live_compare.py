@@ -6,7 +6,10 @@ another branch of the branch tree (A, :mod:`gptviz.engine.branches`: one forward
 branch's window with the session's ablation) against the current branch (B). The
 difference ``A - B`` is taken on aligned positions
 (:func:`~gptviz.analysis.compare.attention_difference`: the common token prefix, or position
-by position).
+by position). Every side is read a head (or a layer) at a time: the current one from the
+session's packed history, the pinned one from a copy of it (float16 rows for big models), the
+clean and branch ones from a forward kept packed
+(:func:`~gptviz.analysis.sources.forward_attention`).
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from gptviz.analysis import attention_array
 from gptviz.analysis.compare import attention_difference
 from gptviz.analysis.live import AnalysisInputs, LiveAnalysis, LRUCache
 from gptviz.analysis.maps import head_map, layer_windows, masked_map
+from gptviz.analysis.sources import forward_attention
 
 __all__ = ["COMPARE_SOURCES", "ALIGNS", "CompareSettings", "CompareView", "HeadComparison"]
 
@@ -66,7 +69,8 @@ class HeadComparison(LiveAnalysis):
     settings_type = CompareSettings
 
     def reset(self) -> None:
-        #: The pinned state A: ``ids``, ``att`` [L, H, T, T], ``tokens``, ``label``.
+        #: The pinned state A: ``ids``, ``att`` (a copy of the session's packed
+        #: attention, [L, H, T, T] read a head at a time), ``tokens``, ``label``.
         self.pinned: dict[str, Any] | None = None
         self._clean_att = LRUCache(2)
         self._branch_att = LRUCache(2)
@@ -77,7 +81,7 @@ class HeadComparison(LiveAnalysis):
             toks = s.display_tokens()[s.window_start:]
             tail = "".join(toks[-4:])
             note = f", {len(abl.heads)} head(s) ablated" if abl.heads else ""
-            self.pinned = {"ids": inputs.ids.copy(), "att": s.attention(copy=True),
+            self.pinned = {"ids": inputs.ids.copy(), "att": s.packed_attention(copy=True),
                            "tokens": toks, "label": f"{inputs.T} tokens …{tail!r}{note}"}
             return False
         if op == "unpin":
@@ -85,16 +89,15 @@ class HeadComparison(LiveAnalysis):
             return False
         return super().command(inputs, op, **kw)
 
-    def _clean_attention(self, inputs: AnalysisInputs) -> np.ndarray:
+    def _clean_attention(self, inputs: AnalysisInputs) -> Any:
         att = self._clean_att.get(inputs.text_key)
         if att is None:
-            att = attention_array(inputs.session.model, inputs.ids)  # [L, H, T, T], clean
-            att.flags.writeable = False
+            att = forward_attention(inputs.session.model, inputs.ids)  # [L, H, T, T], clean
             self._clean_att.put(inputs.text_key, att)
         return att
 
     def _branch_side(self, inputs: AnalysisInputs, bid: int
-                     ) -> tuple[np.ndarray, np.ndarray, list[str], str] | str:
+                     ) -> tuple[Any, np.ndarray, list[str], str] | str:
         """Attention ``[L, H, T, T]``, window ids, tokens and label of branch ``bid``, from
         one forward of its window (the window the session would hold at its length); or why
         not (a message)."""
@@ -114,8 +117,7 @@ class HeadComparison(LiveAnalysis):
         key = (tuple(ids), inputs.ablation.key)
         att = self._branch_att.get(key)
         if att is None:
-            att = attention_array(s.model, ids, ablation=s.device_ablation)  # [L, H, T, T]
-            att.flags.writeable = False
+            att = forward_attention(s.model, ids, ablation=s.device_ablation)  # [L, H, T, T]
             self._branch_att.put(key, att)
         toks = [s.display(t) for t in ids]
         return att, np.asarray(ids, np.int64), toks, f"branch #{b.id} ({len(b)} tokens)"
@@ -127,7 +129,7 @@ class HeadComparison(LiveAnalysis):
         cv = CompareView(source=settings.source, align=settings.align, layer=layer,
                          head=head, average=average)
         toks = s.display_tokens()[s.window_start:]
-        cur = s.attention()  # [L, H, T, T]
+        cur = s.packed_attention()  # [L, H, T, T], read a head or a layer at a time
         if settings.source == "ablation":
             if abl.key is None:
                 a_att, note = cur, "No head is ablated: A and B are the same model."

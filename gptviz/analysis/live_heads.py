@@ -1,6 +1,7 @@
 """Head diagnostics of a live session: every head's scores on the text in the model's window.
 
-:func:`~gptviz.analysis.heads.head_scores` of ``session.attention()`` and the window's ids,
+:func:`~gptviz.analysis.heads.head_scores` of the window's attention (read a layer at a time,
+:meth:`~gptviz.engine.session.Session.packed_attention`) and its ids,
 plus the probe induction score (:func:`~gptviz.analysis.heads.induction_scores`, measured once
 per session on the clean model), in the chosen convention (gptviz's or TransformerLens').
 Recomputed only when the text, the ablation or the convention changed.
@@ -72,7 +73,7 @@ class HeadDiagnostics(LiveAnalysis):
         key = (inputs.text_key, inputs.ablation.key, settings.convention)
         hs = self._scores.get(key)
         if hs is None:
-            hs = head_scores(s.attention(), inputs.ids, probe_induction=self.probe,
+            hs = head_scores(s.packed_attention(), inputs.ids, probe_induction=self.probe,
                              convention=settings.convention)
             self._scores.put(key, hs)
         return hs

@@ -3,7 +3,8 @@
 Heads are averaged per layer without the ablated ones (an ablated head moves nothing between
 positions). The whole ``[T, T]`` map is computed only when asked for (``map``), and grows by
 one row per generated token (rollout is causal: appending a token changes no earlier row);
-otherwise only the query's row.
+otherwise only the query's row. Both read the session's attention a layer at a time
+(:meth:`~gptviz.engine.session.Session.packed_attention`).
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ class WindowRollout(LiveAnalysis):
         else:
             row = self._rows.get(key + (q_rel,))
             if row is None:
-                row = rollout_row(inputs.session.attention(), q_rel, residual=residual,
+                row = rollout_row(inputs.session.packed_attention(), q_rel, residual=residual,
                                   head_mask=inputs.ablation.keep)
                 row = np.asarray(row, np.float32)
                 self._rows.put(key + (q_rel,), row)
@@ -75,7 +76,7 @@ class WindowRollout(LiveAnalysis):
             return m
         s, tk, abl_key, mask = inputs.session, inputs.text_key, inputs.ablation.key, \
             inputs.ablation.keep
-        att = s.attention()  # [L, H, T, T]
+        att = s.packed_attention()  # [L, H, T, T], read a layer at a time
         T = att.shape[-1]
         prev = self._prev
         ws = tk[0]

@@ -4,6 +4,12 @@ query) in every layer, and in a local layer (GPT-Neo) the keys outside its windo
 
 Which cells are masked is the model's own :func:`gptviz.model.gpt.window_mask` (what
 :func:`~gptviz.model.gpt.attention_mask` applies before the softmax), read here as numpy.
+
+The analyses take an attention ``att`` either as an ``[L, H, T, T]`` array or as a source
+read a layer at a time (a session's
+:meth:`~gptviz.engine.session.Session.packed_attention`: anything with ``shape``,
+``layer(l)`` and ``head(l, h)``), so that they never unpack a whole window at once
+(:mod:`gptviz.analysis.sources`, :func:`head_map`).
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gptviz.analysis.sources import AttentionSource, as_array, is_source, layer_reader
 from gptviz.model.config import GPTConfig
 from gptviz.model.gpt import key_window, window_mask
 
-__all__ = ["upper_mask", "display_mask", "layer_windows", "masked_map", "head_map",
-           "mask_images", "mask_pooled", "mask_row", "mask_pooled_row"]
+__all__ = ["AttentionSource", "is_source", "layer_reader",
+           "upper_mask", "display_mask", "layer_windows", "masked_map", "head_map",
+           "mask_images", "mask_pooled", "mask_row", "mask_pooled_row", "map_scale",
+           "map_cells"]
 
 _MASKS: dict[int | None, np.ndarray] = {}  # per window: one growing mask, sliced for every T
 
@@ -52,9 +61,14 @@ def masked_map(a: np.ndarray, window: int | None = None) -> np.ndarray:
     return out
 
 
-def head_map(att: np.ndarray, layer: int, head: int, average: bool) -> np.ndarray:
-    """The ``[T, T]`` map of one head (or its layer's mean) of ``att`` ``[L, H, T, T]``."""
-    return att[layer].mean(axis=0) if average else att[layer, head]
+def head_map(att: np.ndarray | AttentionSource, layer: int, head: int,
+             average: bool) -> np.ndarray:
+    """The ``[T, T]`` map of one head (or its layer's mean) of ``att`` ``[L, H, T, T]`` (an
+    array or an :class:`AttentionSource`, of which it reads that layer or head only)."""
+    if is_source(att):
+        return att.layer(layer).mean(axis=0) if average else att.head(layer, head)
+    a = as_array(att)
+    return a[layer].mean(axis=0) if average else a[layer, head]
 
 
 def _local(windows: Sequence[int | None] | None) -> list[tuple[int, int]]:
@@ -115,3 +129,52 @@ def mask_pooled_row(cells: np.ndarray, T: int, f: int,
     n, r = math.ceil(T / f), (T - 1) // f
     for layer, w in local:
         cells[layer, :, r, :n][:, _pooled_mask(T, f, w)[r]] = np.nan
+
+
+def map_scale(T: int, cell: int) -> tuple[str, int]:
+    """How a ``T``-token map fits a ``cell``-pixel thumbnail: ``("up", f)``, ``f = cell // T``
+    pixels a token, while it fits; else ``("pool", f)``, max over blocks of ``f = ceil(T /
+    cell)`` tokens."""
+    if cell >= T:
+        return ("up", max(1, cell // T))
+    return ("pool", math.ceil(T / cell))
+
+
+def _layer_cells(a: np.ndarray, kind: str, f: int, window: int | None,
+                 dst: np.ndarray) -> None:
+    """One layer's thumbnails of ``a`` ``[H, T, T]`` into ``dst`` ``[H, >= cell, >= cell]``
+    (see :func:`map_cells`)."""
+    T = a.shape[-1]
+    if kind == "up":
+        img = a.repeat(f, axis=1).repeat(f, axis=2).astype(np.float32)  # [H, T f, T f]
+        img[:, display_mask(T).repeat(f, 0).repeat(f, 1)] = np.nan
+        if window is not None:
+            img[:, display_mask(T, window).repeat(f, 0).repeat(f, 1)] = np.nan
+        dst[:, :T * f, :T * f] = img
+        return
+    n = math.ceil(T / f)
+    if n * f != T:
+        pad = np.zeros((a.shape[0], n * f, n * f), np.float32)
+        pad[:, :T, :T] = a
+    else:
+        pad = a
+    pooled = pad.reshape(a.shape[0], n, f, n, f).max(axis=(2, 4))  # [H, n, n]
+    pooled[:, upper_mask(n)] = np.nan
+    if window is not None:
+        pooled[:, _pooled_mask(T, f, window)] = np.nan
+    dst[:, :n, :n] = pooled
+
+
+def map_cells(att: np.ndarray | AttentionSource, cell: int, out: np.ndarray,
+              windows: Sequence[int | None] | None = None) -> tuple[str, int]:
+    """Every head's thumbnail at :func:`map_scale` into ``out`` ``[L, H, >= cell, >= cell]``
+    (the cells of a mosaic), NaN where masked, one layer of ``att`` read at a time; returns
+    the scale. ``out`` is written only in the drawn ``[: T f, : T f]`` or ``[:n, :n]``
+    corner of each cell."""
+    (L, _, T, _), read = layer_reader(att)
+    kind, f = map_scale(T, cell)
+    if T == 0:
+        return kind, f
+    for layer in range(L):  # the layer's read is let go before the next one is made
+        _layer_cells(read(layer), kind, f, windows[layer] if windows else None, out[layer])
+    return kind, f

@@ -7,11 +7,20 @@ through the layers, ``R = A'_{L-1} ··· A'_1 A'_0``: ``R[i, k]`` is how much o
 input flows into position ``i``'s output of the last layer. Products of row-stochastic lower
 triangular matrices stay row-stochastic and lower triangular, so ``R`` is causal and its rows
 sum to 1.
+
+Every function takes the attention as an ``[L, H, T, T]`` array or as a source read a layer
+at a time (:class:`~gptviz.analysis.sources.AttentionSource`, e.g. a session's
+:meth:`~gptviz.engine.session.Session.packed_attention`): from a source the rollout and its
+row read one layer's ``[H, T, T]`` after the other and hold one ``A'_l`` at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+
+from gptviz.analysis.sources import AttentionSource, as_array, is_source
 
 __all__ = ["attention_rollout", "rollout_row", "rollout_layers"]
 
@@ -60,7 +69,28 @@ def rollout_layers(att: np.ndarray, residual: bool = True,
     return mixed
 
 
-def attention_rollout(att: np.ndarray, residual: bool = True,
+def _layer_mixing(att: AttentionSource, residual: bool, head_mask: np.ndarray | None
+                  ) -> tuple[int, int, Callable[[int], np.ndarray]]:
+    """``(L, T, mixing)`` of a source: ``mixing(l)`` is ``A'_l`` ``[T, T]`` float32 from
+    layer ``l``'s ``[H, T, T]`` alone, the same numbers as ``rollout_layers(...)[l]``."""
+    n_layer, n_head, t, t2 = att.shape
+    if t != t2:
+        raise ValueError(f"attention must have shape [L, H, T, T], got {tuple(att.shape)}")
+    w = None
+    if head_mask is not None:
+        w = np.asarray(head_mask, dtype=np.float32)
+        if w.shape != (n_layer, n_head):
+            raise ValueError(f"head_mask must have shape {(n_layer, n_head)}, got {w.shape}")
+
+    def mixing(layer: int) -> np.ndarray:
+        a = att.layer(layer)[None]  # [1, H, T, T]
+        m = None if w is None else w[layer:layer + 1]  # [1, H]
+        return rollout_layers(a, residual=residual, head_mask=m)[0]  # [T, T]
+
+    return n_layer, t, mixing
+
+
+def attention_rollout(att: np.ndarray | AttentionSource, residual: bool = True,
                       head_mask: np.ndarray | None = None,
                       n_layers: int | None = None) -> np.ndarray:
     """Attention rollout over all layers (or the first ``n_layers``).
@@ -68,7 +98,8 @@ def attention_rollout(att: np.ndarray, residual: bool = True,
     Parameters
     ----------
     att
-        ``[L, H, T, T]`` attention probabilities.
+        ``[L, H, T, T]`` attention probabilities (an array, or a source read a layer at a
+        time).
     residual
         Model the skip connection as ``0.5 A + 0.5 I`` (the paper's choice).
     head_mask
@@ -83,24 +114,29 @@ def attention_rollout(att: np.ndarray, residual: bool = True,
         ``[T, T]``: row ``i`` is the attribution of the last rolled-out layer's output at
         position ``i`` to the input positions.
     """
-    mixed = rollout_layers(att, residual=residual, head_mask=head_mask)  # [L, T, T]
-    n = mixed.shape[0] if n_layers is None else int(n_layers)
-    if not 1 <= n <= mixed.shape[0]:
-        raise ValueError(f"n_layers must be in 1..{mixed.shape[0]}")
-    rollout = mixed[0]
+    if is_source(att):
+        n_layer, _, mix = _layer_mixing(att, residual, head_mask)
+    else:
+        mixed = rollout_layers(as_array(att), residual=residual, head_mask=head_mask)
+        n_layer, mix = mixed.shape[0], mixed.__getitem__
+    n = n_layer if n_layers is None else int(n_layers)
+    if not 1 <= n <= n_layer:
+        raise ValueError(f"n_layers must be in 1..{n_layer}")
+    rollout = mix(0)
     for layer in range(1, n):  # one T×T product per layer
-        rollout = mixed[layer] @ rollout
+        rollout = mix(layer) @ rollout
     return rollout
 
 
-def rollout_row(att: np.ndarray, query: int, residual: bool = True,
+def rollout_row(att: np.ndarray | AttentionSource, query: int, residual: bool = True,
                 head_mask: np.ndarray | None = None, n_layers: int | None = None) -> np.ndarray:
     """Row ``query`` of :func:`attention_rollout`, computed with vector-matrix products only.
 
     Parameters
     ----------
     att
-        ``[L, H, T, T]`` attention probabilities.
+        ``[L, H, T, T]`` attention probabilities (an array, or a source read a layer at a
+        time).
     query
         The query position (negative counts from the end).
     residual, head_mask, n_layers
@@ -111,15 +147,18 @@ def rollout_row(att: np.ndarray, query: int, residual: bool = True,
     np.ndarray
         ``[T]``, sums to 1, zero after ``query``.
     """
-    mixed = rollout_layers(att, residual=residual, head_mask=head_mask)  # [L, T, T]
-    t = mixed.shape[-1]
+    if is_source(att):
+        n_layer, t, mix = _layer_mixing(att, residual, head_mask)
+    else:
+        mixed = rollout_layers(as_array(att), residual=residual, head_mask=head_mask)
+        n_layer, t, mix = mixed.shape[0], mixed.shape[-1], mixed.__getitem__
     q = query + t if query < 0 else query
     if not 0 <= q < t:
         raise ValueError(f"query {query} is outside 0..{t - 1}")
-    n = mixed.shape[0] if n_layers is None else int(n_layers)
-    if not 1 <= n <= mixed.shape[0]:
-        raise ValueError(f"n_layers must be in 1..{mixed.shape[0]}")
-    row = mixed[n - 1, q]  # [T]
+    n = n_layer if n_layers is None else int(n_layers)
+    if not 1 <= n <= n_layer:
+        raise ValueError(f"n_layers must be in 1..{n_layer}")
+    row = mix(n - 1)[q]  # [T]
     for layer in range(n - 2, -1, -1):
-        row = row @ mixed[layer]
+        row = row @ mix(layer)
     return row

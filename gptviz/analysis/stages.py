@@ -103,7 +103,7 @@ class StageMaps:
         if out is not None:
             return out
         model = session.model
-        att = session.attention()  # (L, H, T, T)
+        att = session.packed_attention()  # (L, H, T, T), read a layer at a time
         T = att.shape[-1]
         cache = session.kv_cache_snapshot(T, room=0)  # a copy of the window's keys and values
         out = np.empty(att.shape, np.float32)
@@ -111,7 +111,7 @@ class StageMaps:
             v = cache.v[layer, 0, :, :T].float()  # (nkv, T, hd)
             norms = value_norms(model, layer, v).cpu().numpy()  # (nh, T)
             vw = out[layer]  # (nh, T, T), computed in place: no temporaries of that size
-            np.multiply(att[layer], norms[:, None, :], out=vw)
+            np.multiply(att.layer(layer), norms[:, None, :], out=vw)
             np.divide(vw, np.maximum(vw.sum(-1, keepdims=True), 1e-30), out=vw)
         self._grids.put(key, out)
         return out

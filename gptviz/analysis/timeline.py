@@ -17,6 +17,7 @@ next-token distribution after the prompt, the per-head scores of the prompt
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gptviz.analysis.heads import HeadScores, head_scores, induction_scores
+from gptviz.io.files import MAX_JSON_DEPTH, file_problem, json_too_deep
 
 if TYPE_CHECKING:
     from gptviz.io.checkpoint import ModelBundle
@@ -44,7 +46,9 @@ STAGE_ORDER: tuple[str, ...] = ("pretrain", "induct", "anneal", "finetune")
 DEFAULT_PROMPT = ("the salty ship sailed on the shore. a fox found the old lamp. "
                   "the salty ship sailed on the shore.")
 
-_NAME = re.compile(rf"^\d{{{SNAPSHOT_DIGITS}}}$")
+# ASCII digits only (``\d`` takes other scripts' digits, ``$`` a trailing newline: either
+# would give two folders the same iteration).
+_NAME = re.compile(rf"^[0-9]{{{SNAPSHOT_DIGITS}}}\Z")
 
 
 class TimelineError(ValueError):
@@ -128,23 +132,95 @@ def default_series_dir() -> Path:
     return Path(resource_path("timeline"))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+#: Largest ``metadata.json`` / ``losses.json`` read (real ones: a few hundred bytes / a few
+#: hundred kilobytes).
+MAX_METADATA_BYTES = 1 << 20
+MAX_LOSSES_BYTES = 64 << 20
+#: Characters of a value a message quotes.
+_QUOTE_CHARS = 80
+
+
+def _quoted(value: Any) -> str:
+    """``repr(value)``, cut: a message stays one readable line."""
+    out = repr(value)
+    return out if len(out) <= _QUOTE_CHARS else out[:_QUOTE_CHARS - 2] + "…" + out[-1]
+
+
+def _read_json(path: Path, limit: int = MAX_METADATA_BYTES) -> dict[str, Any]:
+    """A JSON object from ``path``, or a :class:`TimelineError` naming it. The entry is looked
+    at before it is opened (a named pipe would block the read forever) and its size bounded."""
+    problem = file_problem(path)
+    if problem is not None:
+        raise TimelineError(f"{path}: {problem}")
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise TimelineError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if size > limit:
+        raise TimelineError(f"{path}: {size:,} bytes, more than a series file holds "
+                            f"({limit:,} at most)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TimelineError(f"{path}: cannot be read ({e})") from None
+    except OSError as e:
+        raise TimelineError(f"{path}: cannot be read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise TimelineError(f"{path}: not UTF-8 text (byte {e.start} is invalid)") from None
+    except json.JSONDecodeError as e:
+        raise TimelineError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column "
+                            f"{e.colno})") from None
+    except RecursionError:
+        raise TimelineError(f"{path}: not valid JSON (nested too deeply)") from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise TimelineError(f"{path}: a number of more digits than can be read") from None
     if not isinstance(data, dict):
         raise TimelineError(f"{path}: expected a JSON object")
+    if json_too_deep(data):
+        raise TimelineError(f"{path}: nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     return data
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _curves(data: dict[str, Any], path: Path) -> dict[str, np.ndarray]:
+    curves = data.get("curves") or {}
+    if not isinstance(curves, dict):
+        raise TimelineError(f"{path}: 'curves' is not an object of name: [[iteration, loss], "
+                            "...]")
     out = {}
-    for name, pts in (data.get("curves") or {}).items():
-        a = np.asarray(pts, dtype=np.float64)
+    for name, pts in curves.items():
+        bad = TimelineError(f"{path}: curve {_quoted(name)} is not a list of [iteration, "
+                            "loss]")
+        if isinstance(pts, list) and not pts:
+            out[str(name)] = np.zeros((0, 2))  # a stage that logged nothing
+            continue
+        try:
+            a = np.asarray(pts, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise bad from None
         if a.ndim != 2 or a.shape[1] != 2:
-            raise TimelineError(f"{path}: curve {name!r} is not a list of [iteration, loss]")
+            raise bad
+        if not np.isfinite(a[:, 0]).all():
+            raise TimelineError(f"{path}: curve {_quoted(name)} has an iteration that is not "
+                                "a finite number")
         out[str(name)] = a
+    return out
+
+
+def _stages(data: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    stages = data.get("stages") or []
+    if not isinstance(stages, list):
+        raise TimelineError(f"{path}: 'stages' is not a list")
+    out = []
+    for i, st in enumerate(stages):
+        if not isinstance(st, dict):
+            continue
+        if not isinstance(st.get("stage"), str) or not all(
+                _number(st.get(k, 0)) for k in ("start", "end")):
+            raise TimelineError(f"{path}: stages[{i}] is not {{\"stage\": name, \"start\": "
+                                f"iteration, \"end\": iteration}} ({_quoted(st)})")
+        out.append(dict(st))
     return out
 
 
@@ -154,23 +230,30 @@ def read_series(directory: str | Path) -> Series:
     Raises
     ------
     TimelineError
-        No snapshot folder; a ``metadata.json`` without an integer ``iteration`` or a known
-        ``stage``, or whose iteration is not its folder's name; stages out of pipeline order.
+        No snapshot folder; a ``metadata.json`` that is missing, not a file, too large, not a
+        JSON object, without an integer ``iteration`` or a known ``stage``, or whose iteration
+        is not its folder's name; stages out of pipeline order; a ``losses.json`` whose
+        curves or stages are not what :func:`gptviz.train.snapshots.write_losses` writes.
     """
     d = Path(directory)
     if not d.is_dir():
         raise TimelineError(f"{d}: not a folder of training snapshots")
     entries = []
-    for sub in sorted(p for p in d.iterdir() if p.is_dir() and _NAME.match(p.name)):
+    try:
+        subs = sorted(p for p in d.iterdir() if _NAME.match(p.name) and p.is_dir())
+    except OSError as e:
+        raise TimelineError(f"{d}: cannot be read ({e.strerror or e})") from None
+    for sub in subs:
         meta = _read_json(sub / "metadata.json")
         it, stage = meta.get("iteration"), meta.get("stage")
         if not isinstance(it, int) or isinstance(it, bool):
             raise TimelineError(f"{sub / 'metadata.json'}: no integer 'iteration'")
         if it != int(sub.name):
-            raise TimelineError(f"{sub / 'metadata.json'}: iteration {it} in folder {sub.name}")
-        if stage not in STAGE_ORDER:
-            raise TimelineError(f"{sub / 'metadata.json'}: unknown stage {stage!r} (expected "
-                                f"one of {', '.join(STAGE_ORDER)})")
+            raise TimelineError(f"{sub / 'metadata.json'}: iteration {_quoted(it)} in folder "
+                                f"{sub.name}")
+        if not isinstance(stage, str) or stage not in STAGE_ORDER:
+            raise TimelineError(f"{sub / 'metadata.json'}: unknown stage {_quoted(stage)} "
+                                f"(expected one of {', '.join(STAGE_ORDER)})")
         entries.append(SnapshotEntry(it, str(stage), sub))
     if not entries:
         raise TimelineError(f"{d}: no snapshot folders (named by iteration, e.g. 000000/)")
@@ -181,8 +264,8 @@ def read_series(directory: str | Path) -> Series:
     curves: dict[str, np.ndarray] = {}
     losses = d / LOSSES_FILE
     if losses.is_file():
-        data = _read_json(losses)
-        stages = [dict(s) for s in data.get("stages") or [] if isinstance(s, dict)]
+        data = _read_json(losses, MAX_LOSSES_BYTES)
+        stages = _stages(data, losses)
         curves = _curves(data, losses)
     return Series(d, entries, stages, curves)
 

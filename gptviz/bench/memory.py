@@ -9,6 +9,14 @@ recorded steps), for random-weight models of each shape: a real session for the 
 (no weights in memory; the buffers are the ones a real prefill fills, tested in
 ``tests/test_engine_memory.py``).
 
+:func:`real_session_memory` builds the random-weight model of one shape and measures the
+process itself: resident memory (RSS) with the model loaded, after the prefill and the steps,
+and the peak in between (``VmHWM`` of ``/proc/self/status`` after resetting it through
+``/proc/self/clear_refs``; where that is not there, ``ru_maxrss``, which then also counts the
+model's own build). The session's memory is what it adds to the loaded model (the weights are
+not the session's). :func:`measure_real` runs it in a child process per shape (python -m
+gptviz.bench.memory SHAPE), so that every peak is that shape's alone.
+
 :func:`soak` runs ``n`` steps of one session and reads the process's resident memory (RSS)
 every 1,000 steps: what stays behind per step (history, buffers, caches) shows up as growth
 after the first window.
@@ -17,7 +25,10 @@ after the first window.
 from __future__ import annotations
 
 import gc
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,11 +38,16 @@ import torch
 from gptviz.bench.speed import GPT2_SMALL, PROMPT_VOCAB, Shape, _random_prompt, bundled_shape
 from gptviz.model.config import GPTConfig
 
-__all__ = ["GPT2_MEDIUM", "GPT2_XL", "MEMORY_SHAPES", "resident_bytes", "session_memory", "soak"]
+__all__ = ["GPT2_MEDIUM", "GPT2_XL", "MEMORY_SHAPES", "REAL_BY_DEFAULT", "measure_real",
+           "peak_bytes", "real_session_memory", "reset_peak", "resident_bytes",
+           "session_memory", "soak"]
 
 GPT2_MEDIUM = Shape("gpt2-medium", 24, 16, 1024, 50257, 1024, "gelu_tanh")
 GPT2_XL = Shape("gpt2-xl", 48, 25, 1600, 50257, 1024, "gelu_tanh")
 MEMORY_SHAPES = (bundled_shape(), GPT2_SMALL, GPT2_MEDIUM, GPT2_XL)
+#: Shapes measured as real sessions (a child process each) by default; the others are counted
+#: on a meta-device model unless asked for (``bench --memory-real gpt2-xl``).
+REAL_BY_DEFAULT = ("bundled-shape", "gpt2-small", "gpt2-medium")
 _MB = 1e6
 
 
@@ -49,6 +65,33 @@ def resident_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def reset_peak() -> bool:
+    """Reset the process's peak resident memory (``VmHWM``) to its current RSS, through
+    ``/proc/self/clear_refs`` (Linux); ``False`` where that cannot be done."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_bytes() -> int:
+    """The process's peak resident memory since it started or since :func:`reset_peak`
+    (``VmHWM``; ``ru_maxrss`` where ``/proc/self/status`` is not there)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # the file says kB
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, else kB
 
 
 def _config(shape: Shape) -> GPTConfig:
@@ -72,22 +115,88 @@ def _accounted(shape: Shape, tokens: int, steps: int) -> dict[str, int]:
     return w.nbytes()
 
 
-def _real(shape: Shape, tokens: int, steps: int) -> dict[str, int]:
+def _shape(label: str) -> Shape:
+    for shape in MEMORY_SHAPES:
+        if shape.label == label:
+            return shape
+    names = ", ".join(s.label for s in MEMORY_SHAPES)
+    raise ValueError(f"no memory shape {label!r} (one of {names})")
+
+
+def real_session_memory(label: str, tokens: int = 1024, steps: int = 4) -> dict[str, Any]:
+    """Resident memory of a real session of one shape, measured in this process (see the
+    module notes; run it in a process of its own for a peak that is the session's only).
+
+    Returns
+    -------
+    dict
+        Decimal MB: ``rss_start_mb`` (before the model), ``rss_model_mb`` (model loaded),
+        ``rss_after_mb`` (after a prefill to ``tokens - steps`` tokens and ``steps`` steps),
+        ``session_rss_mb`` (after minus model), ``session_peak_mb`` (peak minus model),
+        ``buffers_mb`` (:meth:`Session.memory_bytes`, summed) and ``buffers`` (each buffer),
+        ``peak_reset`` (whether the peak counts from the loaded model on, else from the
+        start), ``prefill_s`` and ``steps_s``.
+    """
     from gptviz.bench.speed import build_models
     from gptviz.engine.sampling import SamplingSettings
     from gptviz.engine.session import Session
 
+    shape = _shape(label)
+    if not 2 <= tokens <= shape.block_size or not 0 <= steps < tokens:
+        raise ValueError(f"tokens must be in 2..{shape.block_size}, steps in 0..tokens - 1")
+    gc.collect()
+    start = resident_bytes()
     bundle, _ = build_models(shape, use_hf=False)
-    s = Session(bundle, _random_prompt(tokens - steps, PROMPT_VOCAB, 1),
-                SamplingSettings(greedy=True))
+    prompt = _random_prompt(tokens - steps, PROMPT_VOCAB, 1)
+    gc.collect()
+    model = resident_bytes()
+    was_reset = reset_peak()
+    t0 = time.perf_counter()
+    s = Session(bundle, prompt, SamplingSettings(greedy=True))
+    t1 = time.perf_counter()
     s.generate(steps)
-    return s.memory_bytes()
+    t2 = time.perf_counter()
+    gc.collect()
+    after, peak = resident_bytes(), peak_bytes()
+    buffers = s.memory_bytes()
+    return {"shape": label, "tokens": tokens, "steps": steps,
+            "rss_start_mb": round(start / _MB, 1), "rss_model_mb": round(model / _MB, 1),
+            "rss_after_mb": round(after / _MB, 1),
+            "session_rss_mb": round((after - model) / _MB, 1),
+            "session_peak_mb": round((peak - model) / _MB, 1),
+            "buffers_mb": round(sum(buffers.values()) / _MB, 1),
+            "buffers": {f"{k}_mb": round(v / _MB, 1) for k, v in buffers.items()},
+            "peak_reset": was_reset,
+            "prefill_s": round(t1 - t0, 2), "steps_s": round(t2 - t1, 2)}
+
+
+def measure_real(label: str, tokens: int = 1024, steps: int = 4, threads: int | None = None,
+                 timeout: float = 3600.0) -> dict[str, Any]:
+    """:func:`real_session_memory` of one shape in a child process of its own (``python -m
+    gptviz.bench.memory``), so that its peak is that session's alone."""
+    _shape(label)  # a clear error before starting anything
+    cmd = [sys.executable, "-m", "gptviz.bench.memory", label, str(tokens), str(steps),
+           str(threads or 0)]
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"memory of a {label} session: the child process failed ({tail})")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def session_memory(shapes: tuple[Shape, ...] = MEMORY_SHAPES, tokens: int = 1024,
-                   steps: int = 4, real: tuple[str, ...] = ("bundled-shape", "gpt2-small"),
-                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   steps: int = 4, real: tuple[str, ...] = REAL_BY_DEFAULT,
+                   log: Callable[[str], None] | None = None,
+                   threads: int | None = None) -> dict[str, Any]:
     """MB of every buffer of a session at ``tokens`` tokens, per shape (see the module notes).
+
+    The shapes in ``real`` run a real session in a child process each
+    (:func:`measure_real`): their row also has the resident memory the process measured,
+    ``session_rss_mb`` and ``session_peak_mb`` (what the session added to the loaded model,
+    after the steps and at its peak), ``rss_model_mb`` and ``prefill_s``.
 
     Returns
     -------
@@ -98,13 +207,18 @@ def session_memory(shapes: tuple[Shape, ...] = MEMORY_SHAPES, tokens: int = 1024
     out: dict[str, Any] = {}
     for shape in shapes:
         if log:
-            log(f"session memory: {shape.label} at {tokens} tokens")
-        how = "session" if shape.label in real else "buffers"
-        mem = _real(shape, tokens, steps) if how == "session" else _accounted(shape, tokens,
-                                                                                 steps)
-        row: dict[str, Any] = {"how": how, "tokens": tokens,
-                               "total_mb": round(sum(mem.values()) / _MB, 1)}
-        row.update({f"{k}_mb": round(v / _MB, 1) for k, v in mem.items()})
+            log(f"session memory: {shape.label} at {tokens} tokens"
+                + (" (a real session)" if shape.label in real else ""))
+        row: dict[str, Any] = {"how": "buffers", "tokens": tokens}
+        if shape.label in real:
+            got = measure_real(shape.label, tokens, steps, threads)
+            row.update(how="session", total_mb=got["buffers_mb"], **got["buffers"])
+            row.update({k: got[k] for k in ("session_rss_mb", "session_peak_mb",
+                                            "rss_model_mb", "prefill_s", "peak_reset")})
+        else:
+            mem = _accounted(shape, tokens, steps)
+            row["total_mb"] = round(sum(mem.values()) / _MB, 1)
+            row.update({f"{k}_mb": round(v / _MB, 1) for k, v in mem.items()})
         out[shape.label] = row
     return out
 
@@ -170,3 +284,18 @@ def soak(n_steps: int, shape: str = "bundled", every: int = 1000,
             "first_window_step": base_step, "growth_mb": round(growth / _MB, 1),
             "growth_mb_per_1000": round(growth / _MB * 1000 / span, 2),
             "ms_per_step": round(elapsed * 1e3 / n_steps, 3)}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m gptviz.bench.memory SHAPE [TOKENS [STEPS [THREADS]]]``: one JSON line of
+    :func:`real_session_memory` (what :func:`measure_real` runs)."""
+    label = argv[0]
+    given = [int(a) for a in argv[1:4]]
+    tokens, steps, threads = given + [1024, 4, 0][len(given):]
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+    print(json.dumps(real_session_memory(label, tokens, steps)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

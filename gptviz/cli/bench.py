@@ -5,8 +5,12 @@ ablation timings (:func:`gptviz.bench.analysis.bench_analysis`); ``--gui`` runs 
 offscreen in a child process (``python -m gptviz_app.bench_gui``) so that the core never imports Qt.
 Beside transformers, every run also times a Pythia-160m and a SmolLM-135m shape
 (:mod:`gptviz.bench.families`; ``--no-families`` skips them, ``--families-only`` runs only them).
-Every run also reports each shape's session memory (:func:`gptviz.bench.memory.session_memory`);
-``--soak N`` runs only the soak test (:func:`gptviz.bench.memory.soak`).
+Every run also reports each shape's session memory (:func:`gptviz.bench.memory.session_memory`):
+real sessions in a child process each, measured by the process (resident memory after and at
+the peak), for the bundled shape, GPT-2 small and medium; the GPT-2-XL shape counted from its
+buffers unless ``--memory-real gpt2-xl`` (minutes: a 6 GB model and a 1,020-token prefill).
+``--memory-only`` runs only that; ``--soak N`` runs only the soak test
+(:func:`gptviz.bench.memory.soak`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "(RSS) every 1,000 steps")
     p.add_argument("--soak-shape", choices=("bundled", "gpt2-small"), default="bundled",
                    help="the model of --soak: the bundled one, or a random GPT-2-small shape")
+    p.add_argument("--memory-real", action="append", default=[], metavar="SHAPE",
+                   choices=("bundled-shape", "gpt2-small", "gpt2-medium", "gpt2-xl"),
+                   help="also measure a real session of this shape (repeatable; gpt2-xl: "
+                        "about 9 GB of memory and minutes of prefill)")
+    p.add_argument("--memory-only", action="store_true",
+                   help="only the session memory of each shape at 1,024 tokens")
 
 
 def _run_gui(as_json: bool) -> int:
@@ -74,6 +84,30 @@ def _soak_table(out: dict) -> str:
             f"{out['growth_mb']:.1f} MB, {out['growth_mb_per_1000']:.2f} MB per 1,000 steps")
 
 
+def _memory_table(mem: dict) -> str:
+    """Session memory per shape as plain text."""
+    lines = ["session memory at 1,024 tokens (MB): buffers (attention); real sessions: what "
+             "the process grew by after the steps and at the peak, over the loaded model"]
+    for k, v in mem.items():
+        line = f"  {k}: {v['total_mb']:.0f} ({v['attention_mb']:.0f})"
+        if v["how"] == "session":
+            line += (f"; measured {v['session_rss_mb']:.0f}, peak {v['session_peak_mb']:.0f}"
+                     f" (model {v['rss_model_mb']:.0f}, prefill {v['prefill_s']:.0f} s)")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _run_memory_only(args: argparse.Namespace, log: Callable[[str], None]) -> int:
+    """``--memory-only``: the session memory of every shape, nothing else."""
+    from gptviz.bench.memory import REAL_BY_DEFAULT, session_memory
+    from gptviz.bench.speed import dumps
+
+    mem = session_memory(real=REAL_BY_DEFAULT + tuple(args.memory_real), log=log,
+                         threads=args.threads)
+    print(dumps({"memory": mem}) if args.json else _memory_table(mem))
+    return 0
+
+
 def _run_families_only(args: argparse.Namespace, log: Callable[[str], None]) -> int:
     """``--families-only``: the GPT-NeoX and Llama shapes beside transformers, nothing else."""
     from gptviz.bench.families import format_family_table, run_family_bench
@@ -91,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark; progress goes to stderr, the table or JSON to stdout."""
     if args.gui:
         return _run_gui(args.json)
-    from gptviz.bench.memory import session_memory, soak
+    from gptviz.bench.memory import REAL_BY_DEFAULT, session_memory, soak
     from gptviz.bench.speed import dumps, format_table, run_bench
 
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
@@ -104,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.families_only:
         return _run_families_only(args, log)
+    if args.memory_only:
+        return _run_memory_only(args, log)
     res = run_bench(quick=args.quick, steps=args.steps, reps=args.reps,
                     use_hf=False if args.no_hf else None, threads=args.threads, log=log)
     if res["transformers"] and not (args.no_families or args.no_hf):
@@ -120,7 +156,8 @@ def run(args: argparse.Namespace) -> int:
         from gptviz.bench.live_costs import bench_live_costs
 
         res["analysis_per_step"] = bench_live_costs(repeats=2 if args.quick else 3, log=log)
-    res["memory"] = session_memory(log=log)
+    res["memory"] = session_memory(real=REAL_BY_DEFAULT + tuple(args.memory_real), log=log,
+                                   threads=args.threads)
     if args.json:
         print(dumps(res))
     else:
@@ -130,9 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
             print("\nother families, side by side on the same weights:\n"
                   + format_family_table(res["families"]))
-        print("\nsession memory at 1,024 tokens (MB): " + ", ".join(
-            f"{k} {v['total_mb']:.0f} (attention {v['attention_mb']:.0f})"
-            for k, v in res["memory"].items()))
+        print("\n" + _memory_table(res["memory"]))
         if "analysis" in res:
             print("\nanalysis (ms): " + json.dumps(
                 {k: v for k, v in res["analysis"].items() if k != "model"}, default=float))

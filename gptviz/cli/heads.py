@@ -86,11 +86,12 @@ def _table(name: str, grid: list[list[float | None]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Compute and print the scores."""
-    from gptviz.analysis import attention_array, head_scores, induction_scores
+    from gptviz.analysis import head_scores, induction_scores
+    from gptviz.analysis.sources import forward_attention
 
     bundle, ids = load_prompt(args)
     model = bundle.model
-    att = attention_array(model, ids)  # [L, H, T, T]
+    att = forward_attention(model, ids)  # [L, H, T, T] packed, scored a layer at a time
     probe = None
     probe_info = None
     if args.probe_len and args.probe_len > 0:

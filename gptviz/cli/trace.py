@@ -46,8 +46,11 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from gptviz.analysis.scores import trace_extras
 from gptviz.cli.generate import add_generation_args, run_session
+from gptviz.engine.memory import format_bytes
 from gptviz.io.export import check_target, write_trace_npz
 from gptviz.io.provenance import trace_file_arrays
 
@@ -86,9 +89,11 @@ def run(args: argparse.Namespace) -> int:
     L, H, T, _ = arrays["attention"].shape
     # The summary goes where the data did not: stderr when the NPZ went to stdout.
     log = sys.stderr if _is_stdout(out) else sys.stdout
+    size = format_bytes(sum(int(np.asarray(a).nbytes) for a in arrays.values()))
     print(f"wrote {out}: {T} tokens ({session.prompt_len} prompt, {session.n_generated} "
-          f"generated), attention [{L}, {H}, {T}, {T}], probs {list(arrays['probs'].shape)}",
-          file=log)
+          f"generated), attention [{L}, {H}, {T}, {T}] float32 "
+          f"({format_bytes(arrays['attention'].nbytes)}), probs "
+          f"{list(arrays['probs'].shape)}; {size} of arrays", file=log)
     return 0
 
 

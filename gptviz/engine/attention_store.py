@@ -16,14 +16,25 @@ Numbers are stored as float16 once the float32 triangle at the model's full wind
 below that (exact, and it costs little). Every read gives float32: one head's ``(T, T)`` map,
 one layer ``(H, T, T)``, the whole ``(L, H, T, T)``, or one query's row ``(L, H, t + 1)``.
 The history lives in CPU memory whatever the model's device.
+
+Reading a layer at a time
+-------------------------
+The whole ``(L, H, T, T)`` float32 is ``2 L H T^2`` bytes more than the packed float16 rows
+(604 MB at GPT-2 small's shape and 1,024 tokens): an analysis that needs every layer reads
+them one after another through :class:`PackedAttention` (:meth:`PackedAttention.layer`,
+:meth:`PackedAttention.layers`), so that what it holds at once is one layer's ``(H, T, T)``.
+:meth:`AttentionHistory.copy` keeps the rows of a moment compactly (a pinned state).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
-__all__ = ["FLOAT32_LIMIT", "AttentionHistory", "history_dtype", "packed_size"]
+__all__ = ["FLOAT32_LIMIT", "AttentionHistory", "PackedAttention", "history_dtype",
+           "packed_size"]
 
 #: Float32 triangle size (bytes, at the model's full window) above which float16 is used.
 FLOAT32_LIMIT = 64 * 2 ** 20
@@ -96,6 +107,14 @@ class AttentionHistory:
         buf[:, :, :used] = self.buf
         self.buf, self._tbuf, self.rows = buf, torch.from_numpy(buf), rows
 
+    def copy(self, rows: int) -> AttentionHistory:
+        """A new history holding a copy of the first ``rows`` rows (room for just those)."""
+        rows = max(0, min(int(rows), self.rows))
+        out = AttentionHistory(self.L, self.H, self.dtype)
+        out.buf = self.buf[:, :, :packed_size(rows)].copy()  # (L, H, P), never a view
+        out._tbuf, out.rows = torch.from_numpy(out.buf), rows
+        return out
+
     # ------------------------------------------------------------------ writing
     def row_tensor(self, t: int) -> torch.Tensor:
         """``(L, H, t + 1)`` torch view of row ``t`` (to be written in place)."""
@@ -133,3 +152,63 @@ class AttentionHistory:
             for i in range(flat.shape[0]):  # one head at a time: no float32 copy of them all
                 out[i].index_copy_(0, idx, flat[i].float())
         return out.reshape(*lead, T, T).numpy()
+
+
+class PackedAttention:
+    """The ``(L, H, T, T)`` attention of the first ``T`` rows of a history, read a layer or a
+    head at a time (float32, zero above the diagonal, a new array each read).
+
+    It reads the history it was given when asked: a session's live history
+    (:meth:`Session.packed_attention <gptviz.engine.session.Session.packed_attention>`) is
+    valid until the session changes; pass a :meth:`AttentionHistory.copy` to keep a moment.
+
+    Attributes
+    ----------
+    shape
+        ``(L, H, T, T)``: what :meth:`full` would return.
+    """
+
+    def __init__(self, history: AttentionHistory, T: int) -> None:
+        if not 0 <= T <= history.rows:
+            raise ValueError(f"{T} rows asked of a history with room for {history.rows}")
+        self.history = history
+        self.T = int(T)
+        self.shape = (history.L, history.H, self.T, self.T)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the packed rows it reads (not of a float32 read)."""
+        return self.history.L * self.history.H * packed_size(self.T) \
+            * self.history.dtype.itemsize
+
+    def _layer_index(self, layer: int) -> int:
+        L = self.history.L
+        i = int(layer)
+        if not -L <= i < L:
+            raise ValueError(f"no layer {layer}: there are {L}")
+        return i % L
+
+    def layer(self, layer: int) -> np.ndarray:
+        """``(H, T, T)`` float32 of one layer."""
+        return self.history.maps(self.T, self._layer_index(layer))
+
+    def head(self, layer: int, head: int) -> np.ndarray:
+        """``(T, T)`` float32 of one head."""
+        H = self.history.H
+        if not -H <= int(head) < H:
+            raise ValueError(f"no head {head}: there are {H} a layer")
+        return self.history.maps(self.T, self._layer_index(layer), int(head) % H)
+
+    def layers(self) -> Iterator[np.ndarray]:
+        """Every layer's ``(H, T, T)`` float32 in order, one at a time."""
+        for layer in range(self.history.L):
+            yield self.history.maps(self.T, layer)
+
+    def full(self) -> np.ndarray:
+        """The whole ``(L, H, T, T)`` float32 (``2 L H T^2`` bytes more than the rows: prefer
+        :meth:`layer`)."""
+        return self.history.maps(self.T)
+
+    def copy(self) -> PackedAttention:
+        """The same maps, kept: a copy of the packed rows, independent of the history."""
+        return PackedAttention(self.history.copy(self.T), self.T)

@@ -22,11 +22,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from gptviz.engine.attention_store import PackedAttention
 from gptviz.engine.validation import check_int
 from gptviz.engine.window import ContextWindow
 from gptviz.model.gpt import Ablation, KVCache
 
-__all__ = ["attention", "attention_head", "attention_layer", "attention_row",
+__all__ = ["attention", "attention_head", "attention_layer", "attention_row", "packed_attention",
            "final_hidden", "kv_cache_snapshot", "class_probs",
            "trace_arrays"]
 
@@ -70,6 +71,14 @@ def attention_layer(window: ContextWindow, layer: int) -> np.ndarray:
     out = window.attention_maps(layer)
     out.flags.writeable = False
     return out
+
+
+def packed_attention(window: ContextWindow, copy: bool = False) -> PackedAttention:
+    """The window's attention up to the cursor, read a layer or a head at a time
+    (:class:`~gptviz.engine.attention_store.PackedAttention`): on the live history (valid
+    until the window changes), or on a copy of its packed rows when ``copy``."""
+    maps = PackedAttention(window.attn, window.length)
+    return maps.copy() if copy else maps
 
 
 def attention_row(window: ContextWindow, pos: int | None = None) -> np.ndarray:
@@ -166,14 +175,90 @@ def trace_arrays(window: ContextWindow, tokens: list[int], prompt_len: int,
     idx = torch.tensor([ids], dtype=torch.long, device=window.device)  # (1, T)
     out = model(idx, None, return_attn=True, ablation=ablation)
     assert out.attentions is not None
-    att = torch.stack(out.attentions).reshape(cfg.n_layer, cfg.n_head, T, T)  # (L, H, T, T)
+    # Layer by layer into the array written, each forward map let go once copied: the peak is
+    # the forward's maps and the array, not twice the maps and the array.
+    att = np.empty((cfg.n_layer, cfg.n_head, T, T), np.float32)  # (L, H, T, T)
+    for layer in range(cfg.n_layer):
+        att[layer] = out.attentions[layer][0].float().cpu().numpy()
+        out.attentions[layer] = None
     probs = torch.softmax(out.logits[0].float(), dim=-1)  # (T, V)
     return {
         "token_ids": np.asarray(ids, dtype=np.int64),
         "tokens": np.asarray([display(t) for t in ids], dtype=np.str_),
-        "attention": att.float().cpu().numpy(),
+        "attention": att,
         "probs": probs.cpu().numpy(),
         "prompt_len": np.asarray(max(0, prompt_len - ws), dtype=np.int64),
         "window_start": np.asarray(ws, dtype=np.int64),
         "config": np.asarray(json.dumps(cfg.to_dict())),
     }
+
+
+class WindowReads:
+    """What a :class:`~gptviz.engine.session.Session` reads from its context window (mixed
+    into it): the next-token distribution at the cursor, the attention a head, a layer, a
+    row or the whole window at a time, the final
+    activations, a copy of the KV cache, the fine-tuning head's probabilities."""
+
+    _window: ContextWindow
+    top_k_report: int
+
+    def next_distribution(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """Top-k ids ``(k,)`` int64, their probabilities ``(k,)`` float32, and the entropy in
+        bits of the unfiltered next-token distribution at the cursor."""
+        nxt = self._window.next_candidates(self.top_k_report)
+        return nxt.ids.copy(), nxt.probs.copy(), nxt.entropy
+
+    def next_probs(self) -> np.ndarray:
+        """The full unfiltered next-token distribution ``(V,)`` float32 at the cursor."""
+        nxt = self._window.next_candidates(self.top_k_report)
+        return nxt.distribution.float().cpu().numpy().copy()
+
+    def attention(self, copy: bool = False) -> np.ndarray:
+        """Attention of the window ``(L, H, T, T)`` float32, lower-triangular.
+
+        Unpacked from the window's compact history (:mod:`gptviz.engine.attention_store`):
+        a new array each call, read-only unless ``copy``: ``4 L H T^2`` bytes (604 MB at GPT-2
+        small's shape and 1,024 tokens). To read less, use :meth:`packed_attention` (a layer
+        at a time), :meth:`attention_head`, :meth:`attention_layer` or :meth:`attention_row`.
+        """
+        return attention(self._window, copy)
+
+    def attention_head(self, layer: int, head: int) -> np.ndarray:
+        """Attention of one head over the window ``(T, T)`` float32 (read-only)."""
+        return attention_head(self._window, layer, head)
+
+    def attention_layer(self, layer: int) -> np.ndarray:
+        """Attention of every head of ``layer`` over the window ``(H, T, T)`` float32
+        (read-only)."""
+        return attention_layer(self._window, layer)
+
+    def packed_attention(self, copy: bool = False) -> PackedAttention:
+        """The window's attention ``(L, H, T, T)`` to be read a layer or a head at a time
+        (:class:`~gptviz.engine.attention_store.PackedAttention`: ``layer(l)``, ``layers()``,
+        ``head(l, h)``), without unpacking the whole window as :meth:`attention` does. Reads
+        the live history (valid until the session changes) unless ``copy``: then it keeps a
+        copy of the packed rows (float16 for big models: a quarter of :meth:`attention`)."""
+        return packed_attention(self._window, copy)
+
+    def attention_row(self, query: int | None = None) -> np.ndarray:
+        """The attention of the query at window position ``query`` (default: the newest)
+        in every layer and head, ``(L, H, query + 1)`` float32."""
+        return attention_row(self._window, query)
+
+    def final_hidden(self, copy: bool = False) -> torch.Tensor:
+        """The final activations of the window ``(T, C)`` on the model's device: the logits of
+        every window position without a forward pass (:func:`gptviz.engine.final_hidden`;
+        a view into the session's buffer unless ``copy``)."""
+        return final_hidden(self._window, copy)
+
+    def kv_cache_snapshot(self, length: int | None = None, room: int = 1) -> KVCache:
+        """A new :class:`~gptviz.model.gpt.KVCache` holding a copy of the keys and values of
+        the first ``length`` window positions (default: all) and room for ``room`` more, to
+        run one more position for the cost of one step
+        (:func:`gptviz.engine.kv_cache_snapshot`; ``ValueError`` on a bad size)."""
+        return kv_cache_snapshot(self._window, length, room)
+
+    def class_probs(self) -> np.ndarray | None:
+        """``(n_classes,)`` softmax of the fine-tuning head W_y at the last token, or ``None``
+        when the model has no head."""
+        return class_probs(self._window)

@@ -47,7 +47,7 @@ from gptviz.engine.validation import check_int, check_settings, check_token, enc
 from gptviz.engine.window import ContextWindow, window_start_for
 from gptviz.io.checkpoint import ModelBundle
 from gptviz.model.config import GPTConfig
-from gptviz.model.gpt import Ablation, KVCache
+from gptviz.model.gpt import Ablation
 
 __all__ = ["StepResult", "Session", "window_start_for"]
 
@@ -57,7 +57,7 @@ _DEFAULT_SETTINGS = SamplingSettings()
 _STEP_BYTES = 900
 
 
-class Session:
+class Session(readout.WindowReads):
     """A generation session on one model: prefill, step, undo/redo, force, ablate.
 
     Parameters
@@ -486,40 +486,6 @@ class Session:
         rerun_window(self._window, self._timeline.tokens, previous, converted)
 
     # ------------------------------------------------------------------ reading
-    def next_distribution(self) -> tuple[np.ndarray, np.ndarray, float]:
-        """Top-k ids ``(k,)`` int64, their probabilities ``(k,)`` float32, and the entropy in
-        bits of the unfiltered next-token distribution at the cursor."""
-        nxt = self._window.next_candidates(self.top_k_report)
-        return nxt.ids.copy(), nxt.probs.copy(), nxt.entropy
-
-    def next_probs(self) -> np.ndarray:
-        """The full unfiltered next-token distribution ``(V,)`` float32 at the cursor."""
-        nxt = self._window.next_candidates(self.top_k_report)
-        return nxt.distribution.float().cpu().numpy().copy()
-
-    def attention(self, copy: bool = False) -> np.ndarray:
-        """Attention of the window ``(L, H, T, T)`` float32, lower-triangular.
-
-        Unpacked from the window's compact history (:mod:`gptviz.engine.attention_store`):
-        a new array each call, read-only unless ``copy``. To read less, use
-        :meth:`attention_head`, :meth:`attention_layer` or :meth:`attention_row`.
-        """
-        return readout.attention(self._window, copy)
-
-    def attention_head(self, layer: int, head: int) -> np.ndarray:
-        """Attention of one head over the window ``(T, T)`` float32 (read-only)."""
-        return readout.attention_head(self._window, layer, head)
-
-    def attention_layer(self, layer: int) -> np.ndarray:
-        """Attention of every head of ``layer`` over the window ``(H, T, T)`` float32
-        (read-only)."""
-        return readout.attention_layer(self._window, layer)
-
-    def attention_row(self, query: int | None = None) -> np.ndarray:
-        """The attention of the query at window position ``query`` (default: the newest)
-        in every layer and head, ``(L, H, query + 1)`` float32."""
-        return readout.attention_row(self._window, query)
-
     def memory_bytes(self) -> dict[str, int]:
         """Bytes the session's buffers hold: ``attention`` (the history, in CPU memory),
         ``kv_cache``, ``residuals``, ``hidden`` (on the model's device), and ``steps``, an
@@ -529,24 +495,6 @@ class Session:
         n = len(tl.steps) + len(tl.undone) + (tl.aside.n_tokens if tl.aside else 0)
         out["steps"] = n * (_STEP_BYTES + 12 * self.top_k_report)
         return out
-
-    def final_hidden(self, copy: bool = False) -> torch.Tensor:
-        """The final activations of the window ``(T, C)`` on the model's device: the logits of
-        every window position without a forward pass (:func:`gptviz.engine.readout.final_hidden`;
-        a view into the session's buffer unless ``copy``)."""
-        return readout.final_hidden(self._window, copy)
-
-    def kv_cache_snapshot(self, length: int | None = None, room: int = 1) -> KVCache:
-        """A new :class:`~gptviz.model.gpt.KVCache` holding a copy of the keys and values of
-        the first ``length`` window positions (default: all) and room for ``room`` more, to
-        run one more position for the cost of one step
-        (:func:`gptviz.engine.readout.kv_cache_snapshot`; ``ValueError`` on a bad size)."""
-        return readout.kv_cache_snapshot(self._window, length, room)
-
-    def class_probs(self) -> np.ndarray | None:
-        """``(n_classes,)`` softmax of the fine-tuning head W_y at the last token, or ``None``
-        when the model has no head."""
-        return readout.class_probs(self._window)
 
     def trace_arrays(self) -> dict[str, np.ndarray]:
         """The window as the arrays of a trace NPZ file, from one full forward with the current

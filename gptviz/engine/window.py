@@ -39,6 +39,7 @@ import torch
 
 from gptviz.engine.attention_store import AttentionHistory, history_dtype
 from gptviz.engine.candidates import NextTokenCandidates, next_token_candidates
+from gptviz.engine.interrupt import check_interrupt
 from gptviz.engine.memory import NotEnoughMemory, available_bytes, format_bytes
 from gptviz.model.gpt import GPT, Ablation, KVCache
 
@@ -48,6 +49,8 @@ __all__ = ["ContextWindow", "chunk_rows", "window_start_for"]
 FORWARD_BUDGET = 256 * 2 ** 20
 #: Positions the buffers have room for at first.
 FIRST_CAPACITY = 64
+#: numpy dtype of the torch dtypes a history can be stored in.
+_NUMPY = {torch.float32: np.dtype(np.float32), torch.float16: np.dtype(np.float16)}
 
 
 def window_start_for(n: int, block_size: int, stride: int | None = None) -> int:
@@ -131,6 +134,7 @@ class ContextWindow:
         self.ablation: Ablation | None = None
         self._next_logits: torch.Tensor | None = None  # (V,) at the cursor, None = stale
         self._next: NextTokenCandidates | None = None
+        self._rows: torch.Tensor | None = None  # (L, H, capacity): see _row_buffer
 
     # ------------------------------------------------------------------ moving
     def holds(self, n: int) -> bool:
@@ -177,6 +181,7 @@ class ContextWindow:
         self.cache.length = 0
         c = chunk_rows(self.model.config.n_layer, self.model.config.n_head, T)
         for p0 in range(0, T, c):
+            check_interrupt()  # a caller closing down stops here (the buffers are then junk)
             p1 = min(T, p0 + c)
             idx = torch.tensor([window[p0:p1]], dtype=torch.long, device=self.device)  # (1, c)
             out = self.model(idx, self.cache, return_attn=True, return_resid=True,
@@ -208,14 +213,15 @@ class ContextWindow:
         T = pos + 1
         self.reserve(T)
         self.cache.length = pos
-        on_cpu = self.device.type == "cpu"
-        # On the CPU the step writes its attention rows straight into the history buffer.
-        rows = (self.attn.row_tensor(pos) if on_cpu  # (L, H, T) view
-                else torch.empty((self.attn.L, self.attn.H, T), device=self.device))
+        # On the CPU with a history of the model's dtype the step writes its attention rows
+        # straight into the history; else into a buffer of the model's dtype kept for every
+        # step (the softmax writes there, no allocation per layer), then one copy of all rows.
+        direct = self.device.type == "cpu" and self.attn.dtype == _NUMPY.get(self.cache.k.dtype)
+        rows = self.attn.row_tensor(pos) if direct else self._row_buffer(T)  # (L, H, T)
         logits, hidden = self.model.decode_step(tokens[-1], self.cache, attn_out=rows,
                                                 resid_out=self.resid[:, pos],
                                                 ablation=ablation)
-        if not on_cpu:
+        if not direct:
             self.attn.write_row(pos, rows)
         self.hidden[pos] = hidden
         del self.ids[pos:], self.owners[pos:]
@@ -228,6 +234,15 @@ class ContextWindow:
         self._next_logits = logits  # (V,)
         return False
 
+    def _row_buffer(self, T: int) -> torch.Tensor:
+        """``(L, H, T)`` view of a buffer of the model's dtype and device with room for
+        ``capacity`` keys, for steps whose rows the history cannot take directly."""
+        buf = self._rows
+        if buf is None or buf.shape[-1] < self.capacity:
+            buf = self._rows = torch.empty((self.attn.L, self.attn.H, self.capacity),
+                                           dtype=self.cache.k.dtype, device=self.device)
+        return buf.narrow(2, 0, T)
+
     @torch.inference_mode()
     def rerun_from(self, layer: int, ablation: Ablation | None) -> None:
         """Re-run blocks ``layer ..`` over the window from the stored residual stream; the
@@ -236,6 +251,7 @@ class ContextWindow:
         T = self.length
         c = chunk_rows(self.model.config.n_layer - layer, self.model.config.n_head, T)
         for p0 in range(0, T, c):
+            check_interrupt()
             p1 = min(T, p0 + c)
             x = self.resid[layer, p0:p1].unsqueeze(0)  # (1, c, C) entering block `layer`
             out = self.model.forward_from(x, layer, self.cache, p0, return_attn=True,
@@ -259,6 +275,9 @@ class ContextWindow:
         for i, att in enumerate(out.attentions, start=layer):
             self.attn.write_block(i, att[0], p0)  # (H, c, p1), to the history's dtype
         self.hidden[p0:p1] = out.hidden[0]
+        # Let this block's maps go now, not when the next forward's output replaces `out`
+        # (two blocks' maps at once: +255 MB at the peak of a GPT-2-medium prefill).
+        out.attentions = out.residuals = None
 
     # ------------------------------------------------------------------ next token
     def stale_next(self) -> None:

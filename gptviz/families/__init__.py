@@ -185,10 +185,16 @@ def load_model(path: str | Path | None = None, *, device: str | None = None,
     p = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if path is not None and not os.path.lexists(p) and hub.parse_name(str(path)) is not None:
         p = hub.resolve_name(str(path))  # the local cache only; a local path always wins
-    if not p.exists():
+    try:
+        exists = p.exists()
+    except (OSError, ValueError) as e:  # a name longer than the file system takes
+        raise CheckpointError(f"{hub.shown_name(str(p))}: cannot be read "
+                              f"({getattr(e, 'strerror', None) or e})") from None
+    if not exists:
         problem = file_problem(p)  # a dangling link is not "missing"
-        raise CheckpointError(f"{hub.shown(str(p))}: " + (problem if problem and "link" in problem
-                                                      else "no such file or directory"))
+        given = str(path) if isinstance(path, str) else str(p)  # as typed: not "a//b" -> "a/b"
+        raise CheckpointError(f"{hub.shown_name(given)}: " + (
+            problem if problem and "link" in problem else "no such file or directory"))
     if not p.is_dir():
         problem = file_problem(p)  # a pipe, a device: no family reads those
         if problem is not None:
@@ -214,6 +220,6 @@ def _unrecognised(p: Path) -> str:
         if model_type is None:
             return (f"{p / 'config.json'}: neither a gptviz config (no n_layer) nor a Hugging "
                     f"Face one (no model_type) (supported: {supported})")
-        return (f"{p / 'config.json'}: unsupported model_type {model_type!r} "
+        return (f"{p / 'config.json'}: unsupported model_type {hub.quoted(model_type)} "
                 f"(supported: {supported})")
     return f"{p}: no config.json or ckpt.pt found; not a model directory"

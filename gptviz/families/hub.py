@@ -15,20 +15,23 @@ The cache folder follows ``huggingface_hub``: ``$HF_HUB_CACHE``, else ``$HF_HOME
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
+import stat
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gptviz.io.checkpoint import CheckpointError
+from gptviz.io.checkpoint import CheckpointError, read_json
 from gptviz.io.files import file_problem
 
 __all__ = ["LEGACY_NAMES", "HubName", "CachedModel", "hub_cache_dir", "parse_name",
            "resolve_name", "cached_models", "download_command", "display_name",
-           "parameter_count"]
+           "parameter_count", "read_ref", "shown_name", "quoted", "cached_name_of"]
 
 #: Bare names of the Hub's first models and the repositories they now live in (the Hub
 #: redirects them; a cache made with the old name keeps it, so both are looked for).
@@ -44,7 +47,7 @@ LEGACY_NAMES = {
 # One Hub name part: what huggingface_hub's validate_repo_id accepts (letters, digits, - _ .;
 # no leading/trailing - or ., no "--" or "..").
 _PART = r"(?!.*(?:--|\.\.))[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
-_NAME = re.compile(rf"^(?P<repo>(?:{_PART}/)?{_PART})(?:@(?P<rev>[\w./-]{{1,200}}))?$")
+_NAME = re.compile(rf"^(?P<repo>(?:{_PART}/)?{_PART})(?:@(?P<rev>[\w./-]{{1,200}}))?\Z")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # File names that say "this is a path", never a Hub name.
 _PATH_SUFFIXES = (".pt", ".pth", ".ckpt", ".json", ".safetensors", ".bin")
@@ -101,6 +104,14 @@ class CachedModel:
         """A family recognises it."""
         return self.family is not None
 
+    @property
+    def spec(self) -> str:
+        """The name that opens it: ``org/name``, or ``org/name@<commit>`` when no ``main``
+        ref points at the snapshot listed."""
+        if "main" in self.refs or not self.revision:
+            return self.repo_id
+        return f"{self.repo_id}@{self.revision}"
+
 
 def hub_cache_dir() -> Path:
     """The Hugging Face hub cache folder, from the environment as it is now."""
@@ -147,28 +158,129 @@ def _candidates(repo_id: str) -> list[str]:
     return out
 
 
-def _snapshot(repo_id: str, revision: str | None, cache: Path) -> Path | None:
-    """The cached snapshot folder of ``repo_id`` at ``revision`` (``None``: not cached)."""
+#: Bytes a refs file may have (a commit hash is 40; hand edits add a newline or two).
+_MAX_REF_BYTES = 1024
+#: Bytes a config.json or safetensors header is read up to when listing the cache.
+_MAX_LISTED_JSON = 32 * 1024 * 1024
+#: Characters of a name, revision or path a message shows (a 100,000-character name stays one
+#: readable line).
+_SHOWN_CHARS = 300
+
+
+def shown_name(text: str) -> str:
+    """``text`` as a message shows a name: :func:`shown`, cut to :data:`_SHOWN_CHARS`."""
+    out = shown(text)
+    return out if len(out) <= _SHOWN_CHARS else out[:_SHOWN_CHARS - 1] + "…"
+
+
+def quoted(value: Any) -> str:
+    """``repr(value)`` cut to :data:`_SHOWN_CHARS` (escapes keep it one line)."""
+    out = repr(value)
+    return out if len(out) <= _SHOWN_CHARS else out[:_SHOWN_CHARS - 2] + "…" + out[-1]
+
+
+def _repo_dir(cache: Path, repo_id: str) -> Path:
+    return cache / ("models--" + repo_id.replace("/", "--"))
+
+
+def read_ref(path: Path) -> tuple[str | None, str | None]:
+    """The commit a refs file names: ``(commit, None)``, or ``(None, problem)`` in a few
+    words. Never blocks: the entry is looked at (``stat``) before it is opened, and opened
+    with ``O_NONBLOCK``; at most :data:`_MAX_REF_BYTES` are read."""
+    problem = file_problem(path)
+    if problem is not None:
+        return None, problem
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the stat above
+                return None, "is not a regular file"
+            raw = os.read(fd, _MAX_REF_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        return None, f"cannot be read ({e.strerror or e})"
+    if len(raw) > _MAX_REF_BYTES:
+        return None, f"is not a commit hash (more than {_MAX_REF_BYTES} bytes)"
+    text = raw.decode("ascii", errors="backslashreplace").strip()
+    if not text:
+        return None, "is empty"
+    if not _COMMIT.match(text):
+        start = text if len(text) <= 48 else text[:47] + "…"
+        return None, f"is not a commit hash ({shown(start)})"
+    return text, None
+
+
+def _dir_problem(path: Path) -> str | None:
+    """Why ``path`` is not a folder that can be listed (``None``: it is one)."""
+    problem = file_problem(path)
+    if problem == "is a directory, not a file":
+        return None
+    if problem is None:
+        return "is a file, not a folder"
+    return problem.replace(", not a regular file", ", not a folder")
+
+
+def _cached_snapshot(repo_id: str, revision: str | None, cache: Path
+                     ) -> tuple[Path | None, str | None]:
+    """The cached snapshot of ``repo_id`` at ``revision``: ``(folder, None)``, or ``(None,
+    problem)`` (``problem`` ``None``: not cached at all or not at that revision; else what is
+    broken in the cached repository, in a few words)."""
+    repo = _repo_dir(cache, repo_id)
+    if not os.path.lexists(repo):
+        return None, None
+    problem = _dir_problem(repo)
+    if problem is not None:
+        return None, f"its folder {repo.name} {problem}"
+    rev = revision or "main"
+    snaps = repo / "snapshots"
+    if os.path.lexists(snaps) and _dir_problem(snaps) is not None:
+        return None, f"snapshots/ {_dir_problem(snaps)}"
+    if _COMMIT.match(rev):
+        commit = rev
+    else:
+        if rev.startswith("/") or ".." in rev.split("/"):
+            return None, None  # no ref is called that (and it must not leave refs/)
+        refs = repo / "refs"
+        if os.path.lexists(refs) and _dir_problem(refs) is not None:
+            return None, f"refs/ {_dir_problem(refs)}"
+        ref = refs / rev
+        if not os.path.lexists(ref):
+            if revision is None and (known := sorted(_snapshot_times(snaps))):
+                return None, (f"no refs/main names a snapshot; open one by its commit, e.g. "
+                              f"{repo_id}@{known[0]}")
+            return None, None
+        found, problem = read_ref(ref)
+        if found is None:
+            return None, f"refs/{rev} {problem}"
+        commit = found
+    snap = snaps / commit
+    if not os.path.lexists(snap):
+        if revision is None or not _COMMIT.match(revision):
+            return None, f"refs/{rev} names commit {commit[:8]}, which has no snapshot folder"
+        return None, None
+    problem = _dir_problem(snap)
+    if problem is not None:
+        return None, f"snapshots/{commit[:8]}… {problem}"
+    return _hub_snapshot(repo_id, commit, cache), None
+
+
+def _hub_snapshot(repo_id: str, commit: str, cache: Path) -> Path | None:
+    """The snapshot folder of a commit, as huggingface_hub's own cache lookup gives it."""
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
     except ImportError:  # a declared dependency; without it no name can be looked up
         raise CheckpointError(f"{repo_id}: no such file or directory, and huggingface_hub "
                               "(which reads the model cache) is not installed") from None
-
-    refs = cache / ("models--" + repo_id.replace("/", "--")) / "refs"
-    ref = refs / (revision or "main")
-    if os.path.lexists(ref) and file_problem(ref) is not None:
-        return None  # a pipe, a folder, a link loop: huggingface_hub would block or fail
     try:
-        # local_files_only: resolve refs/<revision> or snapshots/<commit> in the cache; the
-        # Hub API object it builds is never called.
-        found = snapshot_download(repo_id, revision=revision, cache_dir=cache,
+        # local_files_only: resolve snapshots/<commit> in the cache; the Hub API object it
+        # builds is never called.
+        found = snapshot_download(repo_id, revision=commit, cache_dir=cache,
                                   local_files_only=True)
-    except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError, OSError,
-            RuntimeError):  # RuntimeError: pathlib's "Symlink loop" in the cache folder
-        return None
-    p = Path(str(found))  # an empty refs file gives the snapshots folder itself
+    except (LocalEntryNotFoundError, HFValidationError, OSError, ValueError, RuntimeError):
+        return None  # RuntimeError: pathlib's "Symlink loop"; ValueError: text it rejects
+    p = Path(str(found))
     return p if p.is_dir() and p.parent.name == "snapshots" else None
 
 
@@ -191,31 +303,40 @@ def resolve_name(text: str, cache_dir: str | Path | None = None) -> Path:
     Raises
     ------
     CheckpointError
-        ``text`` is not a name, or the model (at that revision) is not in the cache; the
-        message says so and gives the ``hf download`` command for a connected machine.
+        ``text`` is not a name, the model (at that revision) is not in the cache, or its
+        cached repository is damaged (a ref that is a pipe, a folder or no commit hash, a
+        snapshot folder that is missing or not a folder); one line that says which, with the
+        ``hf download`` command for a connected machine.
     """
     name = parse_name(text)
     cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
     if name is None:
-        raise CheckpointError(f"{shown(text)}: no such file or directory (and not a Hugging Face "
-                              "model name like gpt2 or org/name@revision)")
-    for repo in _candidates(name.repo_id):
-        found = _snapshot(repo, name.revision, cache)
+        raise CheckpointError(f"{shown_name(text)}: no such file or directory (and not a "
+                              "Hugging Face model name like gpt2 or org/name@revision)")
+    repos = _candidates(name.repo_id)
+    damaged: list[tuple[str, str]] = []
+    for repo in repos:
+        found, problem = _cached_snapshot(repo, name.revision, cache)
         if found is not None:
             return found
-    repos = _candidates(name.repo_id)
-    cached = [repo for repo in repos if (cache / ("models--" + repo.replace("/", "--"))).is_dir()]
-    where = f"the Hugging Face cache ({cache})"
+        if problem is not None:
+            damaged.append((repo, problem))
+    where = f"the Hugging Face cache ({shown_name(str(cache))})"
+    current = HubName(repos[0], name.revision)
+    fix = (f"on a connected machine run `{download_command(current)}`, then copy that cache "
+           "here or point HF_HUB_CACHE at it")
+    if damaged:
+        repo, problem = damaged[0]
+        raise CheckpointError(f"{shown_name(text)}: {repo} is in {where} but damaged: {problem}; "
+                              f"gptviz never downloads: to repair it {fix}")
+    cached = [repo for repo in repos if _repo_dir(cache, repo).is_dir()]
     if cached and name.revision:
-        problem = f"{cached[0]} is in {where} but not at revision {name.revision!r}"
+        problem = f"{cached[0]} is in {where} but not at revision {quoted(name.revision)}"
     else:
         also = "".join(f" (or {r})" for r in repos[1:])
         problem = f"{repos[0]}{also} is not in {where}"
-    current = HubName(repos[0], name.revision)
-    raise CheckpointError(
-        f"{text}: no such file or directory, and {problem}; gptviz never downloads: on a "
-        f"connected machine run `{download_command(current)}`, then copy that cache here or "
-        "point HF_HUB_CACHE at it")
+    raise CheckpointError(f"{shown_name(text)}: no such file or directory, and {problem}; "
+                          f"gptviz never downloads: {fix}")
 
 
 def display_name(path: Path) -> str | None:
@@ -228,79 +349,239 @@ def display_name(path: Path) -> str | None:
     return None
 
 
+def cached_name_of(path: str | Path) -> str | None:
+    """``org/name@<commit>`` for the path of a snapshot folder of a hub cache (this machine's
+    or another's: ``.../models--org--name/snapshots/<commit>``), else ``None``: the name that
+    finds the same weights in the cache here."""
+    p = Path(path)
+    repo = display_name(p)
+    if repo is None:
+        return None
+    name = parse_name(repo)
+    if name is None or name.revision is not None:
+        return None
+    return f"{repo}@{p.name}" if _COMMIT.match(p.name) else repo
+
+
 def cached_models(cache_dir: str | Path | None = None) -> list[CachedModel]:
     """Every model repository of the hub cache, sorted by name (an empty list when there is
     no cache); datasets and spaces are left out.
 
     Each is asked of the family registry (:func:`gptviz.families.find_family`); nothing is
-    loaded and nothing is downloaded.
+    loaded and nothing is downloaded. The cache is read here rather than with
+    ``huggingface_hub.scan_cache_dir``, which opens every refs entry blindly (a named pipe
+    blocks it forever) and drops the whole listing, or a whole repository without a word, on
+    one broken file: a broken repository is listed here, unsupported, with what is broken.
     """
-    try:
-        from huggingface_hub import scan_cache_dir
-        from huggingface_hub.errors import CacheNotFound
-    except ImportError:
-        return []
-
     from gptviz.families import find_family
 
     cache = Path(cache_dir) if cache_dir is not None else hub_cache_dir()
-    if _blocking_refs(cache):
-        return []  # huggingface_hub reads every refs file: a pipe there would block forever
     try:
-        info = scan_cache_dir(cache)
-    except (CacheNotFound, OSError, ValueError, RuntimeError):  # RuntimeError: a link loop
+        with os.scandir(cache) as it:
+            names = sorted(e.name for e in it if e.name.startswith("models--"))
+    except (OSError, ValueError):  # no cache, not a folder, a link loop, a NUL in the name
         return []
-    out = []
-    for repo in info.repos:
-        if repo.repo_type != "model" or not repo.revisions:
-            continue
-        revs = sorted(repo.revisions, key=lambda r: ("main" not in r.refs, -r.last_modified))
-        rev = revs[0]
-        path = Path(rev.snapshot_path)
-        family = find_family(path)
-        reason = None if family is not None else unsupported_reason(path)
-        out.append(CachedModel(
-            repo_id=repo.repo_id, path=path, revision=rev.commit_hash,
-            refs=tuple(sorted(rev.refs)), size_on_disk=int(repo.size_on_disk),
-            family=family.name if family else None, family_title=family.title if family else None,
-            reason=reason, n_params=parameter_count(path)))
+    out = [_cached_model(cache / name, find_family) for name in names]
     return sorted(out, key=lambda m: m.repo_id.lower())
 
 
-def _blocking_refs(cache: Path) -> list[Path]:
-    """The refs entries of the cache that are neither files nor folders (pipes, devices,
-    link loops): reading one would block or fail."""
-    bad = []
+def _cached_model(repo: Path, find_family: Any) -> CachedModel:
+    """One repository folder of the cache as a :class:`CachedModel` (broken: ``reason``)."""
+    repo_id = repo.name[len("models--"):].replace("--", "/")
+
+    def broken(reason: str, size: int = 0) -> CachedModel:
+        return CachedModel(repo_id=shown_name(repo_id) or repo.name, path=repo, revision="",
+                           refs=(), size_on_disk=size, family=None, family_title=None,
+                           reason=reason, n_params=None)
+
+    name = parse_name(repo_id)
+    if name is None or name.revision is not None:
+        return broken(f"{shown_name(repo.name)} is not the folder name of a repository")
+    problem = _dir_problem(repo)
+    if problem is not None:
+        return broken(f"{repo.name} {problem}")
+    size = _tree_size(repo)
+    refs, main_problem = _read_refs(repo / "refs")
+    if main_problem is not None:
+        return broken(main_problem, size)
+    snaps = repo / "snapshots"
+    problem = _dir_problem(snaps)
+    if problem is not None:
+        return broken(f"snapshots/ {problem}" if os.path.lexists(snaps)
+                      else "no snapshots folder", size)
+    revisions = _snapshot_times(snaps)
+    main = next((c for c, names in refs.items() if "main" in names), None)
+    if main is not None and main not in revisions:
+        if os.path.lexists(snaps / main):
+            return broken(f"snapshots/{main[:8]}… {_dir_problem(snaps / main)}", size)
+        return broken(f"refs/main names commit {main[:8]}, which has no snapshot folder", size)
+    if not revisions:
+        return broken("no snapshot in the cache", size)
+    commit = main if main is not None else max(revisions, key=lambda c: revisions[c])
+    path = snaps / commit
+    reason = _listing_problem(path)
+    family = find_family(path) if reason is None else None
+    if family is None and reason is None:
+        reason = unsupported_reason(path)
+    return CachedModel(
+        repo_id=repo_id, path=path, revision=commit, refs=tuple(sorted(refs.get(commit, ()))),
+        size_on_disk=size, family=family.name if family else None,
+        family_title=family.title if family else None, reason=reason,
+        n_params=parameter_count(path))
+
+
+#: Entries looked at in one repository folder (a cache repository holds tens).
+_MAX_ENTRIES = 100_000
+
+
+#: Folder depth looked into under a repository (a cache nests three or four levels).
+_MAX_DEPTH = 32
+
+
+def _walk(root: Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(root)`` without recursion (a deep tree raised ``RecursionError`` there),
+    at most :data:`_MAX_DEPTH` levels down, links never followed, unreadable folders
+    skipped: ``(dirpath, dirs, non-folder names)``; ``dirs`` includes links to folders."""
+    stack = [(str(root), 0)]
+    while stack:
+        path, depth = stack.pop()
+        dirs: list[str] = []
+        files: list[str] = []
+        try:
+            with os.scandir(path) as it:
+                for e in it:
+                    try:
+                        real_dir = e.is_dir(follow_symlinks=False)
+                        (dirs if real_dir or (e.is_symlink() and e.is_dir()) else files
+                         ).append(e.name)
+                    except OSError:
+                        files.append(e.name)
+        except OSError:
+            continue
+        yield path, dirs, files
+        if depth < _MAX_DEPTH:
+            stack.extend((os.path.join(path, d), depth + 1) for d in dirs
+                         if not os.path.islink(os.path.join(path, d)))
+
+
+def _tree_size(repo: Path) -> int:
+    """Bytes of the regular files under ``repo/blobs`` and ``repo/snapshots`` (the blobs,
+    and files a cache without links keeps in its snapshots; links are not followed)."""
+    total, seen = 0, 0
+    walks = [_walk(repo / "blobs"), _walk(repo / "snapshots")]
+    for dirpath, _dirs, files in (entry for walk in walks for entry in walk):
+        for f in files:
+            seen += 1
+            if seen > _MAX_ENTRIES:
+                return total
+            try:
+                st = os.lstat(os.path.join(dirpath, f))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+def _read_refs(refs: Path) -> tuple[dict[str, set[str]], str | None]:
+    """``({commit: {ref names}}, problem)``: the refs of a repository; ``problem`` says what
+    is wrong when ``refs/main`` (or the refs folder) is broken. Other broken refs are left
+    out: the listing opens ``main``."""
+    out: dict[str, set[str]] = {}
+    if not os.path.lexists(refs):
+        return out, None
+    problem = _dir_problem(refs)
+    if problem is not None:
+        return out, f"refs/ {problem}"
+    if os.path.lexists(refs / "main"):
+        commit, problem = read_ref(refs / "main")
+        if commit is None:
+            return out, f"refs/main {problem}"
+    seen = 0
+    for dirpath, dirs, files in _walk(refs):
+        for f in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
+            seen += 1
+            if seen > 1000:
+                return out, None
+            path = Path(dirpath) / f
+            name = path.relative_to(refs).as_posix()
+            commit, _problem = read_ref(path)
+            if commit is not None:
+                out.setdefault(commit, set()).add(name)
+    return out, None
+
+
+def _snapshot_times(snaps: Path) -> dict[str, float]:
+    """``{commit: modification time}`` of the snapshot folders (files, pipes, dangling links
+    and loops among them are left out)."""
+    out: dict[str, float] = {}
     try:
-        for refs in cache.glob("models--*/refs"):
-            for dirpath, dirnames, filenames in os.walk(refs):
-                for name in filenames + dirnames:
-                    p = Path(dirpath) / name
-                    if not p.is_dir() and file_problem(p) not in (None, "file is missing"):
-                        bad.append(p)
-    except (OSError, RuntimeError):
-        return [cache]
-    return bad
+        with os.scandir(snaps) as it:
+            for e in it:
+                try:
+                    if e.is_dir():
+                        out[e.name] = e.stat().st_mtime
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return out
+
+
+#: Files of a snapshot that a family reads: one that is a pipe, a folder or a dangling link
+#: makes the snapshot unopenable, and is named in the listing.
+_MODEL_FILES = ("config.json", "tokenizer.json", "vocab.json", "merges.txt", "*.safetensors",
+                "*.safetensors.index.json", "pytorch_model*.bin", "ckpt.pt")
+
+
+def _listing_problem(path: Path) -> str | None:
+    """What in a snapshot folder no family may open while listing (``None``: nothing)."""
+    try:
+        with os.scandir(path) as it:
+            names = sorted(e.name for e in it)[:_MAX_ENTRIES]
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    for name in names:
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in _MODEL_FILES):
+            problem = file_problem(path / name)
+            if problem is not None:
+                return f"{shown_name(name)} {problem}"
+    cfg = path / "config.json"
+    if os.path.lexists(cfg):
+        problem = file_problem(cfg)
+        if problem is not None:
+            return f"config.json {problem}"
+        try:
+            if cfg.stat().st_size > _MAX_LISTED_JSON:
+                return f"config.json is larger than {_MAX_LISTED_JSON // 2 ** 20} MB"
+        except OSError as e:
+            return f"config.json cannot be read ({e.strerror or e})"
+    return None
 
 
 def _config(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path / "config.json", encoding="utf-8") as f:
-            cfg = json.load(f)
-    except (OSError, ValueError):
+    if _listing_problem(path) is not None:
         return None
-    return cfg if isinstance(cfg, dict) else None
+    try:
+        return read_json(path / "config.json")
+    except CheckpointError:
+        return None
 
 
 def unsupported_reason(path: Path) -> str:
     """Why no family opens the snapshot ``path``, in a few words."""
+    problem = _listing_problem(path)
+    if problem is not None:
+        return problem
     cfg = _config(path)
     if cfg is None:
-        return "no config.json" if not (path / "config.json").exists() else "config.json unreadable"
+        return ("no config.json" if not os.path.lexists(path / "config.json")
+                else "config.json unreadable")
     mt = cfg.get("model_type")
     if mt is None:
         return "config.json has no model_type"
-    return f"model_type {mt!r} is not supported"
+    return f"model_type {quoted(mt) if isinstance(mt, str) else type(mt).__name__} is not " \
+        "supported"
 
 
 def _safetensors_count(path: Path) -> int | None:
@@ -311,18 +592,22 @@ def _safetensors_count(path: Path) -> int | None:
     total = 0
     try:
         for f in files:
+            if file_problem(f) is not None:  # a pipe would block the open; a folder fails
+                return None
             with open(f, "rb") as fh:
                 (n,) = struct.unpack("<Q", fh.read(8))
-                if n > 100_000_000:
+                if n > _MAX_LISTED_JSON:
                     return None
                 header = json.loads(fh.read(n))
+            if not isinstance(header, dict):
+                return None
             for key, t in header.items():
                 if key != "__metadata__" and isinstance(t, dict):
                     count = 1
                     for s in t.get("shape", []):
                         count *= int(s)
                     total += count
-    except (OSError, ValueError, struct.error, TypeError):
+    except (OSError, ValueError, struct.error, TypeError, AttributeError, RecursionError):
         return None
     return total
 

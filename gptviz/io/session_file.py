@@ -104,6 +104,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from gptviz.engine.interrupt import check_interrupt
 from gptviz.engine.sampling import SamplingSettings
 from gptviz.families import load_model
 from gptviz.io.checkpoint import DEFAULT_MODEL_DIR, CheckpointError, ModelBundle
@@ -675,6 +676,16 @@ def load_session_model(data: SessionData) -> ModelBundle:
         if not arg or arg.startswith("<"):
             raise SessionFileError(f"{data.path}: the session's model ({arg or 'unnamed'}) was "
                                    "not loaded from a file; open its model first")
+        from gptviz.families import hub
+
+        # A snapshot of a Hugging Face cache (another machine's, or one moved since): the same
+        # repository and commit in this machine's cache, or a message that says how to get it.
+        name = None if os.path.lexists(arg) else hub.cached_name_of(arg)
+        if name is not None:
+            repo, _, commit = name.partition("@")
+            where = f"{repo}" + (f" (commit {commit[:8]})" if commit else "")
+            arg = name
+        where = hub.shown_name(where)
     try:
         return load_model(arg)
     except CheckpointError as e:
@@ -747,7 +758,9 @@ def restore_session(data: SessionData, bundle: ModelBundle, *,
         file's.
     progress
         Called as ``progress(done, total)`` while tokens are replayed (from the calling
-        thread); an exception it raises aborts the restore (to cancel).
+        thread); an exception it raises aborts the restore (to cancel). The replay also
+        stops with :class:`~gptviz.engine.interrupt.Interrupted` between two tokens when a
+        check of the caller's :func:`~gptviz.engine.interrupt.interruptible` says so.
 
     Returns
     -------
@@ -799,6 +812,7 @@ def restore_session(data: SessionData, bundle: ModelBundle, *,
     if ablation is not None and applied_at == session.n_tokens:
         apply_ablation()
     for i, rec in enumerate(data.tokens):
+        check_interrupt()
         try:
             session.replay(rec.id, forced=rec.forced, settings=rec.settings)
         except ValueError as e:

@@ -48,10 +48,19 @@ def parse_iterations(text: str) -> tuple[int, ...]:
         part = part.strip()
         if not part:
             continue
-        if not part.isdigit():
-            raise ValueError(f"snapshot iterations must be non-negative integers, got {part!r}")
+        # ASCII digits only: str.isdigit() also takes "²" and other scripts' digits
+        if not (part.isascii() and part.isdigit()):
+            raise ValueError(f"snapshot iterations must be non-negative integers, got "
+                             f"{_short(part)}")
+        if len(part.lstrip("0")) > SNAPSHOT_DIGITS:
+            raise ValueError(f"snapshot iteration {_short(part)} does not fit "
+                             f"{SNAPSHOT_DIGITS} digits")
         out.add(int(part))
     return tuple(sorted(out))
+
+
+def _short(text: str, n: int = 40) -> str:
+    return repr(text if len(text) <= n else text[:n - 1] + "…")
 
 
 def save_snapshot(directory: str | Path, model: GPT, tokenizer: Tokenizer, iteration: int,
@@ -136,12 +145,27 @@ class Snapshots:
 
 def stage_offset(metadata: dict[str, Any]) -> int:
     """Iterations run before the stage that continues a checkpoint with ``metadata``:
-    pre-training's, plus the copying and anneal stages' when they ran."""
-    total = int(metadata.get("iters", 0))
+    pre-training's, plus the copying and anneal stages' when they ran.
+
+    Raises
+    ------
+    ValueError
+        An ``iters`` that is not a non-negative integer (a hand-edited ``metadata.json``);
+        the message names the field.
+    """
+    def iters(d: dict[str, Any], where: str) -> int:
+        v = d.get("iters", 0)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            r = repr(v)
+            raise ValueError(f"checkpoint metadata: {where} must be a whole number of "
+                             f"iterations (got {r if len(r) <= 40 else r[:39] + '…'})")
+        return v
+
+    total = iters(metadata, "'iters'")
     for stage in ("induct", "anneal"):
         part = metadata.get(stage)
         if isinstance(part, dict):
-            total += int(part.get("iters", 0))
+            total += iters(part, f"'{stage}.iters'")
     return total
 
 

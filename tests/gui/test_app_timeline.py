@@ -118,3 +118,24 @@ def test_clicking_the_block_diagram_selects_the_layer(qtbot, tiny_bundle):
     settle(qtbot, win)
     assert view.layer == 0
     close_window(win)
+
+
+def test_a_run_that_fails_to_open_gives_the_worker_back_the_run_shown(qtbot, tiny_bundle,
+                                                                       series, tmp_path):
+    """Open a good run, then a folder without snapshots: the panel says why and shows the
+    good run again; so does the worker (the next step's readout is the good run's, not the
+    bad folder's error)."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    win = show_window(qtbot, tiny_bundle)
+    panel = win.analysis.panels["timeline"]
+    _show(qtbot, win, "timeline")
+    panel.open_directory(str(series))
+    qtbot.waitUntil(lambda: panel.view is not None, timeout=TIMEOUT)
+    panel.open_directory(str(bad))
+    qtbot.waitUntil(lambda: panel.readout.text().startswith("Cannot open that run"),
+                    timeout=TIMEOUT)
+    settle(qtbot, win, win.controller.step(1))
+    qtbot.waitUntil(lambda: panel.readout.text().startswith("iteration"), timeout=TIMEOUT)
+    assert panel.directory == str(series) and "bad" not in panel.readout.text()
+    close_window(win)

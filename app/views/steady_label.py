@@ -1,0 +1,174 @@
+"""A label whose new texts do not lay the window out again unless its size hint changed.
+
+``QLabel.setText`` always calls ``updateGeometry()``: the layout holding the label is
+invalidated, and Qt's re-layout then climbs from parent to parent up to the main window
+(``QLayout.activate`` ends with the holder's own ``updateGeometry()``), even when the new text
+("step 12 / 12" after "step 11 / 11") needs exactly the room the old one had. Laying out
+the main window with its docks and toolbars cost more per step than painting the labels.
+
+:class:`SteadyLabel` holds the label in a box without a layout, as large as the box: the
+label's own requests stop at the box, and the box asks its layout to follow only when the
+label's size hint, minimum size hint or height for the box's width changed. It looks and
+lays out as the label would (the box takes the label's size policy and hints), and passes
+every other attribute on to the label: ``setText``, ``set_rich`` (an
+:class:`~gptviz_app.views.elided_label.ElidedLabel`'s), ``setAlignment``, ``text()``… Fonts,
+style sheets and tooltips go to the label itself (a font also to the box: it lays the window
+out again, as it should; :meth:`SteadyLabel.set_bold` changes the label's weight alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from PySide6.QtCore import QSize
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+
+
+class SteadyLabel(QWidget):
+    """``label`` (default: a new ``QLabel(text)``) in a box that keeps the layout still."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None,
+                 label: QLabel | None = None, grow_only: bool = False) -> None:
+        super().__init__(parent)
+        self.label = label if label is not None else QLabel(text)
+        self.label.setParent(self)
+        self.setSizePolicy(self.label.sizePolicy())
+        #: keep the widest width hint seen (a figure whose digits come and go, e.g. "9.8 ms"
+        #: and "10.2 ms": the fields beside it stay where they are)
+        self.grow_only = grow_only
+        self._widest = self._widest_min = 0
+        self._last: tuple | None = None  # (the label's state, its measures then)
+        self.relayouts = 0  # times a change asked the layout to follow (tests read it)
+
+    # ------------------------------------------------------------------ size
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt name
+        hint = self.label.sizeHint()
+        if self.grow_only:
+            self._widest = max(self._widest, hint.width())
+            hint.setWidth(self._widest)
+        return hint
+
+    def reset_width(self) -> None:
+        """Forget the widest width seen (``grow_only``; e.g. after a font change)."""
+        self._widest = self._widest_min = 0
+        self._last = None
+        self.updateGeometry()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt name
+        hint = self.label.minimumSizeHint()
+        if self.grow_only:
+            self._widest_min = max(self._widest_min, hint.width())
+            hint.setWidth(self._widest_min)
+        return hint
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt name
+        return self.label.hasHeightForWidth()
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt name
+        return self.label.heightForWidth(width)
+
+    def resizeEvent(self, e) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(e)
+        self.label.setGeometry(self.rect())
+
+    def _state(self) -> tuple:
+        """What the label's measures depend on, as far as they change without the box (a
+        resize, a font, a new elision); every change through the box is measured after it."""
+        lab = self.label
+        return (self.width(), lab.font().key(), lab.text(), lab.minimumSize(), lab.maximumSize())
+
+    def _measures(self) -> tuple:
+        """What the layout reads of the label, as it reads it: a side of ``Ignored`` policy
+        counts none of its hints, a label that wraps its height for the box's width. The
+        last ones are kept (rich text is laid out for each measure)."""
+        state = self._state()
+        if self._last is not None and self._last[0] == state:
+            return self._last[1]
+        lab = self.label
+        policy = self.sizePolicy()
+        ignored = QSizePolicy.Policy.Ignored
+        keep_w = policy.horizontalPolicy() != ignored
+        keep_h = policy.verticalPolicy() != ignored
+        hfw = lab.hasHeightForWidth()
+        least, most = lab.minimumSize(), lab.maximumSize()
+
+        def side(s: QSize, for_height: bool = True) -> tuple[int, int]:
+            return (s.width() if keep_w else 0,
+                    s.height() if keep_h and for_height else 0)
+
+        # as a layout item takes them: the hint within the label's minimum and maximum size
+        hint = (side(self.sizeHint().expandedTo(least).boundedTo(most), not hfw)
+                if keep_w or (keep_h and not hfw) else (0, 0))
+        # a wrapped label as wide as its layout makes it: its height for that width is what
+        # the layout takes (its minimum, every word on a line of its own, is not worth the
+        # rich text's layout at every change)
+        wrapped = hfw and not keep_w
+        out = (hint, (0, 0) if wrapped else side(self.minimumSizeHint().expandedTo(least)),
+               lab.heightForWidth(max(1, self.width())) if hfw else -1, least, most)
+        self._last = (state, out)
+        return out
+
+    @contextmanager
+    def steady(self) -> Iterator[None]:
+        """Changes of the label inside re-lay the window out only if its measures changed."""
+        before = self._measures()
+        try:
+            yield
+        finally:
+            self._last = None  # measured again: the change may be one the state misses
+            if self._measures() != before:
+                self.relayouts += 1
+                self.updateGeometry()
+
+    # ------------------------------------------------------------------ the label's API
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt name
+        if text == self.label.text() and not hasattr(self.label, "set_rich"):
+            return
+        with self.steady():
+            self.label.setText(text)
+
+    def setFont(self, font: QFont) -> None:  # noqa: N802 - Qt name
+        # the label's own (a child styled by a style sheet would not take the box's)
+        super().setFont(font)
+        with self.steady():
+            self.label.setFont(font)
+
+    def setStyleSheet(self, sheet: str) -> None:  # noqa: N802 - Qt name
+        with self.steady():
+            self.label.setStyleSheet(sheet)
+
+    def set_bold(self, on: bool) -> None:
+        """The label's text in bold (or not), without a font change of the box."""
+        if self.label.font().bold() == bool(on):
+            return
+        font = QFont(self.label.font())
+        font.setBold(bool(on))
+        with self.steady():
+            self.label.setFont(font)
+
+    def setToolTip(self, tip: str) -> None:  # noqa: N802 - Qt name
+        self.label.setToolTip(tip)
+
+    def toolTip(self) -> str:  # noqa: N802 - Qt name
+        return self.label.toolTip()
+
+    def setMinimumWidth(self, w: int) -> None:  # noqa: N802 - Qt name
+        super().setMinimumWidth(w)
+        self.label.setMinimumWidth(w)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "label" or name.startswith("__"):
+            raise AttributeError(name)
+        attr = getattr(self.label, name)
+        if name.startswith("set") and callable(attr):
+            return self._steady_call(attr)
+        return attr
+
+    def _steady_call(self, fn: Callable) -> Callable:
+        def call(*args, **kwargs):
+            with self.steady():
+                return fn(*args, **kwargs)
+        return call
