@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, QSignalBlocker, Qt
-from PySide6.QtGui import QColor, QPen
+from PySide6.QtGui import QColor, QFontMetricsF, QPen
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -302,12 +302,37 @@ class TimelinePanel(AnalysisPanel):
     def _draw_bars(self, f) -> None:
         k = len(f.top_probs)
         self.bars.setOpts(x0=np.zeros(k), y=np.arange(k), width=f.top_probs, height=0.7)
+        # every bar labelled where there is room, else every step-th (labels never overlap)
+        step = tick_step(pt_px(self.theme.pt(0.8)) * 1.2, self.bars_plot.vb.height() / max(1, k))
         self.bars_plot.getAxis("left").setTicks(
-            [[(i, shorten(t, MAP_LABEL_CHARS)) for i, t in enumerate(f.top_tokens)]])
+            [thin_ticks([shorten(t, MAP_LABEL_CHARS) for t in f.top_tokens], step, offset=0)])
         self.bars_plot.setXRange(0, 1, padding=0.02)
         self.bars_plot.setYRange(-0.6, k - 0.4, padding=0)
         self.bars_plot.setTitle("next token", color=self.theme.text,
                                 size=f"{self.theme.pt(0.9):.0f}pt")
+
+    def _draw_legend(self) -> None:
+        """The curves' legend as their title (nothing drawn over the curves): on one line
+        when it takes at most half the plots' width, else a key a line (a one-line legend
+        wider than its column starved the probe and the bars beside it on a projector)."""
+        keys = getattr(self, "_legend_keys", [])
+        size = self.theme.pt(0.8)
+        font = self.theme.font(0.8)
+        one_line = QFontMetricsF(font).horizontalAdvance("   ".join(t for _, t in keys))
+        sep = "&nbsp;&nbsp;" if one_line <= 0.5 * max(1, self.glw.width()) else "<br>"
+        html = sep.join(k for k, _ in keys)
+        if (html, size) != getattr(self, "_legend_html", None):
+            self._legend_html = (html, size)
+            self.curves.setTitle(html, size=f"{size:.0f}pt")
+            # pyqtgraph keeps a title row 30 px high: room for every line of this one
+            lines = html.count("<br>") + 1
+            h = max(30, int(lines * QFontMetricsF(font).lineSpacing() * 1.15) + 6)
+            self.curves.titleLabel.setMaximumHeight(h)
+            self.curves.layout.setRowFixedHeight(0, h)
+
+    def resizeEvent(self, e) -> None:  # noqa: N802 - Qt name
+        super().resizeEvent(e)
+        self._draw_legend()
 
     def _draw_curves(self, v: TimelineView) -> None:
         for name, _label, colour, dashed in CURVES:
@@ -323,10 +348,10 @@ class TimelinePanel(AnalysisPanel):
             item.setPen(pg.mkPen(colour, width=1.5 if dashed else 2,
                                  style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine))
             item.setData(pts[:, 0], pts[:, 1])
-        # the legend is the title: nothing drawn over the curves
-        keys = [f'<span style="color:{c}">{"╌" if d else "━"} {label}</span>'
-                for name, label, c, d in CURVES if len(v.curves.get(name, ()))]
-        self.curves.setTitle("&nbsp;&nbsp;".join(keys), size=f"{self.theme.pt(0.8):.0f}pt")
+        self._legend_keys = [(f'<span style="color:{c}">{"╌" if d else "━"} {label}</span>',
+                              f'{"╌" if d else "━"} {label}')
+                             for name, label, c, d in CURVES if len(v.curves.get(name, ()))]
+        self._draw_legend()
         for line in self.stage_lines:
             self.curves.removeItem(line)
         self.stage_lines = []

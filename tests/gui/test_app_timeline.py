@@ -139,3 +139,25 @@ def test_a_run_that_fails_to_open_gives_the_worker_back_the_run_shown(qtbot, tin
     qtbot.waitUntil(lambda: panel.readout.text().startswith("iteration"), timeout=TIMEOUT)
     assert panel.directory == str(series) and "bad" not in panel.readout.text()
     close_window(win)
+
+
+def test_the_curves_legend_takes_a_line_a_key_in_a_narrow_panel(qtbot, tiny_bundle):
+    """A one-line legend wider than half the plots made its column starve the probe and the
+    bars beside it (presentation fonts): there it takes a line a key, and the title row is
+    as high as its lines."""
+    from gptviz_app.panels.timeline import CURVES
+
+    win = show_window(qtbot, tiny_bundle)
+    panel = win.analysis.panels["timeline"]
+    panel._legend_keys = [(f"<span>{label}</span>", label) for _n, label, _c, _d in CURVES]
+    for width, wrapped in ((300, True), (4000, False)):
+        panel._legend_html = None
+        panel.glw.resize(width, 500)
+        panel._draw_legend()
+        html, _size = panel._legend_html
+        assert ("<br>" in html) == wrapped
+        lines = html.count("<br>") + 1
+        assert panel.curves.titleLabel.maximumHeight() >= min(30, 12 * lines)
+        if wrapped:
+            assert panel.curves.titleLabel.maximumHeight() > 30
+    close_window(win)
