@@ -66,7 +66,10 @@ class TimelinePanel(AnalysisPanel):
         self.directory = ""
         self.view: TimelineView | None = None
         self._shown: tuple[str, TimelineView] | None = None  # the run before "Open run…"
-        self._notice: str | None = None  # why the run opened last was given back
+        # why the run opened last was given back, and at how many tokens: said until the text
+        # moves on (the recomputed run's readout would hide it at once)
+        self._notice: tuple[str, int] | None = None
+        self._n_tokens = -1  # of the snapshot being drawn
         self.layer, self.head = 0, 0
         self.open_button = QPushButton("Open run…")
         self.open_button.setToolTip("A folder of snapshots written by python -m gptviz train "
@@ -202,6 +205,7 @@ class TimelinePanel(AnalysisPanel):
                                      f"{index + 1}/{len(v.iterations)}")
 
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
+        self._n_tokens = snap.n_tokens
         if "timeline" in res.errors:
             self._failed(res.errors["timeline"])
             return
@@ -229,8 +233,8 @@ class TimelinePanel(AnalysisPanel):
         if self.view is None and self._shown is not None:
             self.directory, self.view = self._shown
             self._shown = None
-            self._notice = f"Cannot open that run: {line}"
-            self.readout.setText(self._notice)
+            self._notice = (f"Cannot open that run: {line}", self._n_tokens)
+            self.readout.setText(self._notice[0])
             self.settingsChanged.emit()  # the worker goes back to that run too
             return
         self.readout.setText("Timeline: " + line)
@@ -261,9 +265,11 @@ class TimelinePanel(AnalysisPanel):
             f"iteration {f.iteration:,} ({f.stage}) · L{layer}H{head}: induction on the prompt "
             f"{ind_txt}, probe {probe[layer, head]:.2f}, previous-token "
             f"{f.scores.prev_token[layer, head]:.2f} · best induction head {best_txt}")
-        if self._notice:  # the run given back after a failed open: said once more, then gone
-            self.readout.setText(self._notice)
-            self._notice = None
+        if self._notice is not None:  # the run given back after a failed open
+            if self._notice[1] == self._n_tokens:
+                self.readout.setText(self._notice[0])
+            else:
+                self._notice = None
 
     def _relabel(self, *_) -> None:
         """Token labels on the map's axes, thinned so that none overlaps another."""

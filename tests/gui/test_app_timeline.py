@@ -131,7 +131,9 @@ def test_a_run_that_fails_to_open_gives_the_worker_back_the_run_shown(qtbot, tin
     panel = win.analysis.panels["timeline"]
     _show(qtbot, win, "timeline")
     panel.open_directory(str(series))
-    qtbot.waitUntil(lambda: panel.view is not None, timeout=TIMEOUT)
+    # the shipped run is shown first: wait for this one
+    qtbot.waitUntil(lambda: panel.view is not None and panel.view.directory == str(series),
+                    timeout=TIMEOUT)
     panel.open_directory(str(bad))
     qtbot.waitUntil(lambda: panel.readout.text().startswith("Cannot open that run"),
                     timeout=TIMEOUT)
