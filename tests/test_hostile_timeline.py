@@ -58,7 +58,7 @@ def panel(qapp):
     p.deleteLater()
 
 
-SNAP = types.SimpleNamespace(view=types.SimpleNamespace(layer=1, head=3))
+SNAP = types.SimpleNamespace(view=types.SimpleNamespace(layer=1, head=3), n_tokens=12)
 
 
 def one_line(message: str) -> None:
