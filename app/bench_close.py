@@ -51,23 +51,9 @@ RUN_BEFORE_CLOSE_S = 0.5
 
 def _wait(pred: Callable[[], bool], timeout_s: float) -> bool:
     """Run the Qt event loop until ``pred()`` holds (looked at every 10 ms) or the timeout."""
-    from PySide6.QtCore import QEventLoop, QTimer
+    from gptviz_app.bench_gui import _wait as wait
 
-    if pred():
-        return True
-    loop = QEventLoop()
-    poll = QTimer()
-    poll.setInterval(10)
-    poll.timeout.connect(lambda: loop.quit() if pred() else None)
-    deadline = QTimer()
-    deadline.setSingleShot(True)
-    deadline.timeout.connect(loop.quit)
-    poll.start()
-    deadline.start(int(timeout_s * 1000))
-    loop.exec()
-    poll.stop()
-    deadline.stop()
-    return pred()
+    return wait(pred, timeout_s, poll_ms=10)
 
 
 def _pause(seconds: float) -> None:

@@ -57,9 +57,9 @@ TARGETS_MS = {"small": 16.0, "gpt2": 33.0, "gpt2-1024": 16.0}
 TOKENS = {"small": 256, "gpt2": 512, "gpt2-1024": 1024}
 
 
-def _wait(pred, timeout_s: float, signals=()) -> bool:
-    """Run the Qt event loop until ``pred()`` holds (checked on the given signals and a
-    coarse timer), or the timeout passes."""
+def _wait(pred, timeout_s: float, signals=(), poll_ms: int = 20) -> bool:
+    """Run the Qt event loop until ``pred()`` holds (checked on the given signals and every
+    ``poll_ms``), or the timeout passes."""
     from PySide6.QtCore import QEventLoop, QTimer
 
     if pred():
@@ -72,7 +72,7 @@ def _wait(pred, timeout_s: float, signals=()) -> bool:
 
     conns = [s.connect(check) for s in signals]
     poll = QTimer()
-    poll.setInterval(20)
+    poll.setInterval(poll_ms)
     poll.timeout.connect(check)
     deadline = QTimer()
     deadline.setSingleShot(True)

@@ -9,6 +9,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -104,3 +108,44 @@ def fake_config_only(cache: Path, repo_id: str, config: dict) -> Path:
     src.mkdir(parents=True, exist_ok=True)
     (src / "config.json").write_text(json.dumps(config))
     return add_to_cache(cache, repo_id, src)
+
+
+def refuse_network(monkeypatch) -> None:
+    """Every connection and host lookup fails the test (gptviz never downloads); and gptviz
+    must be offline without being told so (``HF_HUB_OFFLINE`` unset)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network use: {args!r:.80}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+@contextmanager
+def fail_after(seconds: int, why: str = "blocked") -> Iterator[None]:
+    """Raise ``TimeoutError(why)`` in the body after ``seconds`` instead of hanging (a blind
+    read of a named pipe blocks forever)."""
+    def fail(*args):
+        raise TimeoutError(why)
+
+    old = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def good_and_bad_cache(root: Path, good: str, bad: str) -> Path:
+    """A cache under ``root`` with ``org/good`` and ``org/bad`` (the same tiny GPT-2 at
+    commits ``good`` and ``bad``): the one the hostile tests damage."""
+    tok = bpe_tokenizer()
+    src = save_model_dir(tiny_gpt2(tok.get_vocab_size()), tok, root / "src")
+    cache = root / "hub"
+    cache.mkdir()
+    add_to_cache(cache, "org/good", src, commit=good)
+    add_to_cache(cache, "org/bad", src, commit=bad)
+    return cache

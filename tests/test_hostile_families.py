@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import struct
 
 import pytest
 import torch
-from hub_cache import add_to_cache
+from hub_cache import add_to_cache, fail_after, refuse_network
 from safetensors.torch import load_file, save_file
 
 from gptviz.families import load_model
@@ -193,13 +191,7 @@ def test_a_tokenizer_json_that_is_a_pipe_is_named(copy):
 @pytest.fixture
 def no_network(monkeypatch):
     """Every connection and name lookup fails the test."""
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network use: {args!r:.80}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+    refuse_network(monkeypatch)
 
 
 @pytest.fixture
@@ -214,14 +206,8 @@ def cache(tmp_path, saved, monkeypatch, no_network):
 @pytest.fixture
 def alarm():
     """Fail instead of hanging (a read of a pipe blocks forever)."""
-    def fail(*args):
-        raise TimeoutError("blocked")
-
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(20)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with fail_after(20):
+        yield
 
 
 def test_a_ref_that_is_a_pipe_neither_blocks_the_lookup_nor_the_listing(cache, alarm):

@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 
 import pytest
-from hub_cache import add_to_cache, bpe_tokenizer, save_model_dir, tiny_gpt2
+from hub_cache import good_and_bad_cache, refuse_network
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -35,25 +34,12 @@ GOOD, BAD = "1" * 40, "2" * 40
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network use: {args!r:.80}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    refuse_network(monkeypatch)
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fuzz-hub")
-    tok = bpe_tokenizer()
-    src = save_model_dir(tiny_gpt2(tok.get_vocab_size()), tok, root / "src")
-    c = root / "hub"
-    c.mkdir()
-    add_to_cache(c, "org/good", src, commit=GOOD)
-    add_to_cache(c, "org/bad", src, commit=BAD)
-    return c
+    return good_and_bad_cache(tmp_path_factory.mktemp("fuzz-hub"), GOOD, BAD)
 
 
 @pytest.fixture

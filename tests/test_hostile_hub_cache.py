@@ -13,12 +13,10 @@ is refused: a connection attempt fails the test.
 from __future__ import annotations
 
 import shutil
-import signal
-import socket
 
 import pytest
 from hostile_cache import DAMAGE, NAMES
-from hub_cache import add_to_cache, bpe_tokenizer, save_model_dir, tiny_gpt2
+from hub_cache import fail_after, good_and_bad_cache, refuse_network
 
 from gptviz.cli import main as cli_main
 from gptviz.families import hub, load_model
@@ -32,40 +30,20 @@ GOOD, BAD = "1" * 40, "2" * 40
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network use: {args!r:.80}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    refuse_network(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
 def alarm():
     """Fail instead of hanging: a blind read of a named pipe blocks forever."""
-    def fail(*args):
-        raise TimeoutError("blocked (a named pipe opened without a check?)")
-
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with fail_after(30, "blocked (a named pipe opened without a check?)"):
+        yield
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """A cache with ``org/good`` and ``org/bad``, made once and copied for every case."""
-    root = tmp_path_factory.mktemp("hostile-cache")
-    tok = bpe_tokenizer()
-    src = save_model_dir(tiny_gpt2(tok.get_vocab_size()), tok, root / "src")
-    cache = root / "hub"
-    cache.mkdir()
-    add_to_cache(cache, "org/good", src, commit=GOOD)
-    add_to_cache(cache, "org/bad", src, commit=BAD)
-    return cache
+    return good_and_bad_cache(tmp_path_factory.mktemp("hostile-cache"), GOOD, BAD)
 
 
 @pytest.fixture

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 from pathlib import Path
 
 import pytest
-from hub_cache import add_to_cache
+from hub_cache import add_to_cache, fail_after, refuse_network
 
 from gptviz import save_checkpoint
 from gptviz.engine.session import Session
@@ -38,25 +36,13 @@ COMMIT = "3" * 40
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network use: {args!r:.80}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    refuse_network(monkeypatch)
 
 
 @pytest.fixture(autouse=True)
 def alarm():
-    def fail(*args):
-        raise TimeoutError("blocked")
-
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with fail_after(60):
+        yield
 
 
 @pytest.fixture

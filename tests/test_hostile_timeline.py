@@ -11,12 +11,12 @@ line, without raising; nothing blocks (an alarm: the pipes live in the test's co
 from __future__ import annotations
 
 import shutil
-import signal
 import types
 
 import numpy as np
 import pytest
 from hostile_series import DAMAGE, PROMPTS, small_series
+from hub_cache import fail_after
 
 from gptviz.analysis.live_timeline import TimelineSettings, TrainingTimeline
 from gptviz.analysis.runner import AnalysisResult, AnalysisSpec, error_text
@@ -26,14 +26,8 @@ from gptviz.io.checkpoint import CheckpointError
 
 @pytest.fixture(autouse=True)
 def alarm():
-    def fail(*args):
-        raise TimeoutError("blocked (a named pipe opened without a check?)")
-
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, old)
+    with fail_after(60, "blocked (a named pipe opened without a check?)"):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ network cut off: a socket that tries to connect fails the test.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("huggingface_hub")
 transformers.logging.set_verbosity_error()
 
-from hub_cache import PROBE, add_to_cache, bpe_tokenizer, save_model_dir, tiny_gpt2  # noqa: E402
+from hub_cache import PROBE, add_to_cache, bpe_tokenizer, refuse_network, save_model_dir, tiny_gpt2  # noqa: E402
 
 TOL = 1e-4
 
@@ -32,14 +31,7 @@ TOL = 1e-4
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     """Any attempt to open a connection or look up a host fails loudly."""
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[:2]}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # offline without being told so
+    refuse_network(monkeypatch)
 
 
 @pytest.fixture(scope="module")
