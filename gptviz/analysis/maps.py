@@ -25,7 +25,7 @@ from gptviz.model.gpt import key_window, window_mask
 
 __all__ = ["AttentionSource", "is_source", "layer_reader",
            "upper_mask", "display_mask", "layer_windows", "masked_map", "head_map",
-           "mask_images", "mask_pooled", "mask_row", "mask_pooled_row", "map_scale",
+           "mask_row", "mask_pooled_row", "map_scale",
            "map_cells"]
 
 _MASKS: dict[int | None, np.ndarray] = {}  # per window: one growing mask, sliced for every T
@@ -76,15 +76,6 @@ def _local(windows: Sequence[int | None] | None) -> list[tuple[int, int]]:
     return [(i, w) for i, w in enumerate(windows or ()) if w is not None]
 
 
-def mask_images(img: np.ndarray, T: int, f: int,
-                windows: Sequence[int | None] | None = None) -> None:
-    """NaN into ``img`` ``[L, H, T*f, T*f]`` (maps drawn ``f`` pixels per token) wherever a
-    token cell is masked in its layer; in place."""
-    img[:, :, display_mask(T).repeat(f, 0).repeat(f, 1)] = np.nan
-    for layer, w in _local(windows):
-        img[layer, :, display_mask(T, w).repeat(f, 0).repeat(f, 1)] = np.nan
-
-
 def _pooled_mask(T: int, f: int, window: int | None) -> np.ndarray:
     """``[n, n]`` (n = ceil(T / f)): True where every token cell of an ``f`` x ``f`` block is
     masked (cells past T count as masked)."""
@@ -92,16 +83,6 @@ def _pooled_mask(T: int, f: int, window: int | None) -> np.ndarray:
     full = np.ones((n * f, n * f), bool)
     full[:T, :T] = display_mask(T, window)
     return np.asarray(full.reshape(n, f, n, f).all(axis=(1, 3)))
-
-
-def mask_pooled(pooled: np.ndarray, T: int, f: int,
-                windows: Sequence[int | None] | None = None) -> None:
-    """NaN into max-pooled maps ``pooled`` ``[L, H, n, n]`` (blocks of ``f`` tokens) on the
-    blocks whose cells are all masked; in place. Without local layers that is
-    :func:`upper_mask` of n."""
-    pooled[:, :, upper_mask(pooled.shape[-1])] = np.nan
-    for layer, w in _local(windows):
-        pooled[layer, :, _pooled_mask(T, f, w)] = np.nan
 
 
 def mask_row(row: np.ndarray, windows: Sequence[int | None] | None = None) -> np.ndarray:
