@@ -19,8 +19,7 @@ GPT-2-small-shaped model, 12 layers x 12 heads x 768, vocabulary 50257):
 * ``analyses``      head scores, rollout, inside-head, embedding and saliency at ~1,000 tokens
   (gpt2);
 * ``saliency_backward``  closed inside saliency's backward pass at 1,000 tokens (gpt2): one
-  autograd call that cannot look at any check, the one known case over 1 s (the window closes
-  after the bounded wait; the thread is kept until the backward ends, then the process exits);
+  autograd call, which stops at the next module it passes (``backward_checks``);
 * ``play``, ``steps``  Play at full speed, and a 10,000-token multi-step run (small).
 
 Target: every close within 1 s. The figures are wall-clock on whatever machine runs it.
@@ -274,7 +273,8 @@ def case_analyses() -> dict[str, Any]:
 
 
 def case_saliency_backward() -> dict[str, Any]:
-    """Closed inside saliency's backward pass: one autograd call, which looks at no check."""
+    """Closed inside saliency's backward pass: one autograd call, which looks at the checks
+    at each module (``gptviz.engine.interrupt.backward_checks``)."""
     from gptviz.analysis.runner import AnalysisSpec
 
     bundle = _gpt2()

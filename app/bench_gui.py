@@ -65,9 +65,11 @@ def _wait(pred, timeout_s: float, signals=(), poll_ms: int = 20) -> bool:
     if pred():
         return True
     loop = QEventLoop()
+    held = []  # pred() held once: what the caller waited for (it may not hold by the return)
 
     def check(*_):
         if pred():
+            held.append(True)
             loop.quit()
 
     conns = [s.connect(check) for s in signals]
@@ -85,7 +87,7 @@ def _wait(pred, timeout_s: float, signals=(), poll_ms: int = 20) -> bool:
     for s, c in zip(signals, conns):
         with contextlib.suppress(RuntimeError, TypeError):  # already gone with its object
             s.disconnect(c)
-    return pred()
+    return bool(held) or pred()
 
 
 def _bundle(which: str):

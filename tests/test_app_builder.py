@@ -88,3 +88,49 @@ def test_builder_follows_the_session(tiny_bundle):
     np.testing.assert_allclose(np.nan_to_num(avg.attn), s.attention()[1].mean(0), atol=1e-7)
     q = b.build(4, "view", ViewSpec(query=2, grid_mode="row"))
     assert q.query == 2 and q.grid_mode == "row"
+
+
+def test_grid_cell_fitting_and_gaps():
+    """The largest thumbnail whose mosaic (cells and the gaps between them) fits, within
+    8..64 pixels; the gap is about a twentieth of a thumbnail, at least a pixel."""
+    from gptviz_app.runtime.snapshots import grid_cell_fitting, grid_gap
+
+    for cell in range(8, 65):
+        g = grid_gap(cell)
+        assert 1 <= g <= 3 and (g == 3) == (cell >= 40)
+    for w, h, L, H in ((400, 400, 12, 12), (805, 900, 12, 12), (300, 1000, 2, 8),
+                       (2000, 2000, 4, 4), (40, 40, 12, 12), (1000, 120, 4, 8)):
+        cell = grid_cell_fitting(w, h, L, H)
+        assert 8 <= cell <= 64
+        fits = [c for c in range(8, 65)
+                if H * (c + grid_gap(c)) - grid_gap(c) <= w
+                and L * (c + grid_gap(c)) - grid_gap(c) <= h]
+        assert cell == (max(fits) if fits else 8)
+
+
+@pytest.mark.parametrize("mode", ["map", "row"])
+def test_the_mosaic_is_drawn_at_the_size_the_view_asks_for(tiny_bundle, mode):
+    """A build naming a thumbnail size gets the mosaic at that size and gap (redrawn whole,
+    the same image as a builder made for that size); no size keeps the builder's own."""
+    from gptviz.engine.session import Session
+    from gptviz_app.runtime.snapshots import grid_gap
+
+    s = Session(tiny_bundle, "Once upon a time there was a little robot")
+    b = SnapshotBuilder(s, cell=16, gap=2)
+    L, H = tiny_bundle.config.n_layer, tiny_bundle.config.n_head
+    assert b.build(1, "v", ViewSpec(grid_mode=mode)).grid_cell == 16
+    for cell in (9, 23, 64, 200, 2):
+        snap = b.build(2, "v", ViewSpec(grid_mode=mode), grid_cell=cell)
+        want = min(64, max(8, cell))
+        assert (snap.grid_cell, snap.grid_gap) == (want, grid_gap(want))
+        p = want + grid_gap(want)
+        assert snap.grid.shape == (L * p, H * p)
+        ref = SnapshotBuilder(s, cell=want, gap=grid_gap(want)).build(0, "ref",
+                                                                        ViewSpec(grid_mode=mode))
+        np.testing.assert_array_equal(snap.grid, ref.grid)
+        b.note_step(s.step())  # and it goes on incrementally at that size
+        snap = b.build(3, "step", ViewSpec(grid_mode=mode), grid_cell=cell)
+        ref = SnapshotBuilder(s, cell=want, gap=grid_gap(want)).build(0, "ref",
+                                                                        ViewSpec(grid_mode=mode))
+        np.testing.assert_array_equal(snap.grid, ref.grid)
+    assert b.build(4, "v", ViewSpec(grid_mode=mode)).grid_cell == 8  # None: as it is

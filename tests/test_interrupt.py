@@ -12,6 +12,7 @@ import torch
 
 from gptviz.engine.interrupt import (
     Interrupted,
+    backward_checks,
     call_aside,
     check_interrupt,
     interruptible,
@@ -105,6 +106,41 @@ def test_module_checks_stop_one_forward_at_its_next_module(tiny_bundle):
         for h in handles:
             h.remove()
     assert global_pre_hooks() == 0
+
+
+def test_a_backward_pass_stops_at_its_next_module(tiny_bundle):
+    """Saliency's backward pass (one autograd call) looks at the caller's checks at each
+    module it passes; outside a scope, or with checks that never say stop, the gradients
+    are the same as without, and no module keeps a hook."""
+    import numpy as np
+
+    from gptviz.analysis.saliency import saliency
+
+    model = tiny_bundle.model
+    ids = [1, 5, 9, 14, 3, 7, 2]
+    plain = saliency(model, ids, position=-2)
+    never = After(10**9)
+    with interruptible(never):
+        checked = saliency(model, ids, position=-2)
+    np.testing.assert_array_equal(checked.scores, plain.scores)
+    np.testing.assert_array_equal(checked.signed, plain.signed)
+    assert never.calls > 0  # the backward asked the checks
+
+    # no module checks held: the forward asks nothing, so the checks asked are the backward's
+    stop = After(3)
+    with interruptible(stop), pytest.raises(Interrupted):
+        saliency(model, ids, position=-2)
+    assert stop.calls == 3  # stopped at the third module the backward passed
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_backward_checks_register_nothing_outside_a_scope(tiny_bundle):
+    model = tiny_bundle.model
+    with backward_checks(model):
+        assert all(not m._forward_hooks for m in model.modules())
+    with interruptible(lambda: False), backward_checks(model):
+        assert model._forward_hooks
+    assert all(not m._forward_hooks for m in model.modules())
 
 
 def test_restoring_a_session_stops_between_replayed_tokens(tmp_path, tiny_bundle):

@@ -203,6 +203,39 @@ def test_read_series_checks_names_and_stage_order(tmp_path, tiny_bundle):
         read_series(tmp_path)
 
 
+def test_the_live_timeline_reads_a_series_again_when_a_file_in_it_changes(tmp_path,
+                                                                          tiny_bundle):
+    """A ``metadata.json`` edited in place (its folders' times put back, as an editor that
+    writes in place leaves them) and a snapshot folder added are both noticed; an unchanged
+    series is not read again."""
+    import os
+
+    from gptviz.analysis.live_timeline import TimelineSettings, TrainingTimeline
+
+    d = _series(tmp_path / "run", tiny_bundle, [(0, "pretrain"), (10, "pretrain")])
+    timeline = TrainingTimeline()
+    timeline.reset()
+    assert timeline.compute(None, TimelineSettings(str(d), 1)).frame.stage == "pretrain"
+    first = timeline.series(str(d))
+    assert timeline.series(str(d)) is first  # nothing changed: the same series
+    meta = d / "000010" / "metadata.json"
+    folder_times = [(p, p.stat()) for p in (d, d / "000010")]
+    data = json.loads(meta.read_text())
+    data["stage"] = "finetune"
+    meta.write_text(json.dumps(data))
+    st = meta.stat()
+    os.utime(meta, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    for p, t in folder_times:
+        os.utime(p, ns=(t.st_atime_ns, t.st_mtime_ns))
+    edited = timeline.series(str(d))
+    assert [e.stage for e in edited.snapshots] == ["pretrain", "finetune"]
+    # and the frame shown says so too (not the one computed before the edit)
+    assert timeline.compute(None, TimelineSettings(str(d), 1)).frame.stage == "finetune"
+    save_snapshot(d, tiny_bundle.model, tiny_bundle.tokenizer, 20, "finetune")
+    assert timeline.series(str(d)).iterations == [0, 10, 20]
+    assert timeline.compute(None, TimelineSettings(str(d), 1)).frame.iteration == 10
+
+
 def test_run_prompt_is_a_fresh_forward(tiny_bundle):
     prompt = "the cat sat. the cat sat."
     frame = run_prompt(tiny_bundle, prompt, 2, 40, "pretrain", top_k=5)

@@ -19,8 +19,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -105,6 +105,7 @@ class SessionActions(QObject):
         self.gen = -1                       # the open in progress (-1: none)
         self._cancel: threading.Event | None = None
         self.progress: OpenProgressDialog | None = None
+        self._escape: QShortcut | None = None  # Escape in the window while an open runs
         self._show_progress = QTimer(self)
         self._show_progress.setSingleShot(True)
         self._show_progress.timeout.connect(self._progress_due)
@@ -192,6 +193,7 @@ class SessionActions(QObject):
         self._cancel = threading.Event()
         self.progress = OpenProgressDialog(self.win, Path(path).name)
         self.progress.cancelRequested.connect(self.cancel)
+        self._escape_cancels(True)
         self._show_progress.start(PROGRESS_DELAY_MS)
         self.win.status.showMessage(f"Opening {path}…")
         self.gen = c.request("open_session", path=path, cancel=self._cancel)
@@ -206,7 +208,31 @@ class SessionActions(QObject):
         if self.progress is not None and self.opening:
             self.progress.show()
 
+    def _escape_cancels(self, on: bool) -> None:
+        """While an open runs, Escape in the window cancels it (as in its dialog, which
+        need not have the focus); the window's own Escape (the query follows the newest
+        token) is back when the open ends."""
+        follow = self.win.actions.get("follow")
+        if on and self._escape is None:
+            self._escape = QShortcut(QKeySequence(Qt.Key.Key_Escape), self.win)
+            self._escape.activated.connect(self._escape_pressed)
+            if follow is not None:
+                follow.setEnabled(False)  # one action a key: two would block each other
+        elif not on and self._escape is not None:
+            self._escape.setEnabled(False)
+            self._escape.deleteLater()
+            self._escape = None
+            if follow is not None:
+                follow.setEnabled(True)
+
+    def _escape_pressed(self) -> None:
+        if self.progress is not None:
+            self.progress.reject()  # says "Cancelling…", as its own Escape does
+        else:
+            self.cancel()
+
     def _close_progress(self) -> None:
+        self._escape_cancels(False)
         self._show_progress.stop()
         if self.progress is not None:
             self.progress.hide()

@@ -350,6 +350,10 @@ class TimelinePanel(AnalysisPanel):
                 continue
             if item is None:
                 item = self.curves.plot([], [])
+                # a long run's curve has far more points than the plot has pixels: drawn from
+                # each pixel column's extremes (the same line), and only the part in view
+                item.setDownsampling(auto=True, method="peak")
+                item.setClipToView(True)
                 self.curve_items[name] = item
             item.setPen(pg.mkPen(colour, width=1.5 if dashed else 2,
                                  style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine))

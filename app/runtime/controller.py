@@ -149,6 +149,17 @@ class Controller(QObject):
         self.view = new
         return self.request("view")
 
+    def set_grid_cell(self, px: int) -> int:
+        """Draw the head grid's thumbnails at ``px`` pixels: from the next snapshot of what
+        runs (a request of its own would stop a run), or, when idle, redrawn now
+        (:meth:`EngineClient.refresh`: no new generation). Returns the refresh's generation
+        or -1."""
+        self.client.worker.grid_cell = int(px)
+        snap = self.snapshot
+        if self._playing or snap is None or snap.grid_cell == px:
+            return -1
+        return self.client.refresh(self.view)
+
     def select_head(self, layer: int, head: int) -> int:
         return self.set_view(layer=int(layer), head=int(head), average=False)
 

@@ -60,6 +60,27 @@ def _greedy(step) -> bool:
     return not step.forced and step.settings is not None and bool(step.settings.greedy)
 
 
+#: Smallest and largest thumbnail (pixels) the mosaic is drawn at.
+GRID_CELL_RANGE = (8, 64)
+
+
+def grid_gap(cell: int) -> int:
+    """Pixels between thumbnails of ``cell`` pixels: 3 at the largest, fewer for small ones
+    (they stay about a twentieth of a thumbnail, at least one pixel)."""
+    return 3 if cell >= 40 else 2 if cell >= 16 else 1
+
+
+def grid_cell_fitting(width_px: float, height_px: float, n_layer: int, n_head: int) -> int:
+    """The largest thumbnail size (pixels, within :data:`GRID_CELL_RANGE`) whose mosaic of
+    ``n_layer`` x ``n_head`` thumbnails and their gaps fits ``width_px`` x ``height_px``."""
+    lo, hi = GRID_CELL_RANGE
+    for cell in range(hi, lo - 1, -1):
+        g = grid_gap(cell)
+        if (n_head * (cell + g) - g <= width_px) and (n_layer * (cell + g) - g <= height_px):
+            return cell
+    return lo
+
+
 class GridMosaic:
     """One float32 image holding every layer's and head's thumbnail (rows = layers).
 
@@ -293,9 +314,23 @@ class SnapshotBuilder:
                           chosen_id=chosen_id, step=0,
                           knobs=candidate_knobs(s, "next", np.asarray(ids, np.int64)))
 
-    def build(self, gen: int, command: str, view: ViewSpec) -> Snapshot:
-        """The snapshot of the session as it is now, for ``view``."""
+    def _grid_size(self, cell: int | None) -> None:
+        """Draw the mosaic at ``cell`` pixels a thumbnail from now on (redrawn whole);
+        ``None`` keeps the size it has."""
+        if cell is None:
+            return
+        lo, hi = GRID_CELL_RANGE
+        cell = min(hi, max(lo, int(cell)))
+        if cell != self.grid.cell:
+            self.grid = GridMosaic(self.L, self.H, cell, grid_gap(cell), self.grid.windows)
+            self._grid_dirty = True
+
+    def build(self, gen: int, command: str, view: ViewSpec,
+              grid_cell: int | None = None) -> Snapshot:
+        """The snapshot of the session as it is now, for ``view``; the mosaic's thumbnails
+        ``grid_cell`` pixels from now on (``None``: as they are)."""
         t0 = time.perf_counter()
+        self._grid_size(grid_cell)
         s = self.session
         self.columns.update(s)
         N = s.n_tokens

@@ -116,6 +116,10 @@ class SessionWorker(QObject):
         self.session = None
         self.builder: SnapshotBuilder | None = None
         self.analyses = SnapshotAnalyses()  # fills snap.extra["analysis"]
+        #: The head grid's thumbnail size (pixels) as the window shows it, set from the UI
+        #: thread (one attribute: no request, so that it neither stops a run nor adds a
+        #: snapshot); the next snapshot draws the mosaic at it. ``None``: the default.
+        self.grid_cell: int | None = None
 
     # ------------------------------------------------------------------ for the handlers
     def stale(self, gen: int) -> bool:
@@ -142,7 +146,7 @@ class SessionWorker(QObject):
         """Send the state for ``req.view`` (nothing for a stale request)."""
         if self.builder is None or self.stale(req.gen):
             return
-        snap = self.builder.build(req.gen, req.command, req.view)
+        snap = self.builder.build(req.gen, req.command, req.view, grid_cell=self.grid_cell)
         self.analyses.extend(snap, self.session)
         snap.t_emit = time.perf_counter()
         self.yielded.emit(req.gen, snap)
@@ -222,6 +226,18 @@ class EngineClient(QObject):
         gen = self._latest.next()
         self.pending += 1
         self.submit.emit(Request(gen, command, dict(args), view))
+        return gen
+
+    def refresh(self, view: ViewSpec) -> int:
+        """The newest request's state again, for ``view`` (e.g. the head grid drawn at its
+        new size), under the newest request's generation: it stops nothing and leaves a wait
+        for the newest request's snapshot valid. Only when nothing is pending (``-1``
+        otherwise: what runs draws at the new size from its next snapshot)."""
+        if self.pending or not self.thread.isRunning():
+            return -1
+        gen = self._latest.value
+        self.pending += 1
+        self.submit.emit(Request(gen, "view", {}, view))
         return gen
 
     def _on_yielded(self, gen: int, snap) -> None:

@@ -182,6 +182,7 @@ class AttentionMapView(QWidget):
         self.readout.setFont(theme.font(1.0, mono=True))
         self.title.setFont(theme.font(1.0, bold=True))
         self._labels_key = self._ticks_drawn = None
+        self._short = None  # the labels' widths in the new font
         self._relabel()
 
     def _colorbar_ticks(self) -> None:
@@ -348,6 +349,9 @@ class AttentionMapView(QWidget):
 
     def _fit(self) -> None:
         self.vb.setRange(QRectF(0, 0, max(1, self.T), max(1, self.T)), padding=0.0)
+        # pyqtgraph moves the map's items to the new range only when it paints them next, and
+        # moving them there asks for a second paint of the whole map: moved now, painted once
+        self.vb.updateMatrix()
 
     def _on_manual_range(self, *_):
         self._user_range = True
@@ -383,32 +387,39 @@ class AttentionMapView(QWidget):
         self._ticks_drawn = key
         left = thin_ticks(labels, step_y, keep=self.query_rel)
         top = thin_ticks(labels, step_x)
+        # as wide as the window's widest label: the map keeps its width as tokens scroll by
+        self.plot.getAxis("left").reserve(self._short[5])
         self.plot.getAxis("left").setTicks([left])
         self.plot.getAxis("top").setTicks([top])
 
     def _window_labels(self, ws: int, T: int) -> tuple[list[str], np.ndarray]:
         """The window's token labels (shortened) and their lengths; a step shortens only its
-        new token (the list is kept while the tokens before it stay)."""
+        new token (the list is kept while the tokens before it stay). Also keeps the widest
+        label's width, for the query axis' width (:meth:`LabelAxis.reserve`)."""
         tokens = self.tokens
         cached = self._short
+        axis = self.plot.getAxis("left")
         if cached is not None and cached[0] == ws and cached[3] is tokens:
-            labels, lens = cached[1], cached[2]
+            labels, lens, widest = cached[1], cached[2], cached[5]
             if len(labels) == T:
                 return labels, lens
         else:
-            labels, lens = [], np.zeros(0, np.int32)
+            labels, lens, widest = [], np.zeros(0, np.int32), 0.0
             kept = self._kept_tokens
             if cached is not None and cached[0] == ws and kept is not None:
                 n = max(0, min(len(cached[1]), kept - ws, T))
                 labels, lens = cached[1][:n], cached[2][:n]
+                widest = cached[5] if n == len(cached[1]) else axis.widest(labels)
         n = len(labels)
         if n > T:
             labels, lens = labels[:T], lens[:T]
+            widest = axis.widest(labels)
         elif n < T:
             new = [shorten(t, LABEL_CHARS) for t in tokens[ws + n:ws + T]]
             labels = labels + new
             lens = np.concatenate([lens, np.fromiter(map(len, new), np.int32, len(new))])
-        self._short = (ws, labels, lens, tokens, next(_LABEL_LISTS))
+            widest = max(widest, axis.widest(new))
+        self._short = (ws, labels, lens, tokens, next(_LABEL_LISTS), widest)
         return labels, lens
 
     # ------------------------------------------------------------------ mouse

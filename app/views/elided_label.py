@@ -31,14 +31,14 @@ class ElidedLabel(QLabel):
         self._shorter: tuple[str, ...] = ()  # fallback templates of set_rich
         self._tip = ""
         self.elided = False                 # whether the text shown is shortened
+        self._shown_for: tuple | None = None  # what the text shown was made from (see _refresh)
         self.setText(text)
 
     # ------------------------------------------------------------------ content
     def setText(self, text: str) -> None:  # noqa: N802 - Qt name
         """Plain text, elided on the right when it does not fit."""
         self._template, self._part, self._shorter = None, str(text), ()
-        self.setTextFormat(Qt.TextFormat.PlainText)
-        self._refresh()
+        self._refresh(again=False)
 
     def set_rich(self, template: str, part: str = "", *, bold: bool = False,
                  shorter: tuple[str, ...] = ()) -> None:
@@ -49,8 +49,7 @@ class ElidedLabel(QLabel):
         that does not fit even with an empty slot is shown as elided plain text."""
         self._template, self._part, self._slot_bold = template, str(part), bold
         self._shorter = tuple(shorter)
-        self.setTextFormat(Qt.TextFormat.RichText)
-        self._refresh()
+        self._refresh(again=False)
 
     def full_text(self) -> str:
         """The whole text as plain text (what the tooltip shows when elided)."""
@@ -59,8 +58,9 @@ class ElidedLabel(QLabel):
         return _plain(self._template.replace(SLOT, html.escape(self._part)), self.font())
 
     def setToolTip(self, tip: str) -> None:  # noqa: N802 - Qt name
-        self._tip = tip
-        self._refresh()
+        if tip != self._tip:
+            self._tip = tip
+            self._set_tip()
 
     # ------------------------------------------------------------------ layout
     def minimumSizeHint(self):  # noqa: N802 - Qt name
@@ -77,13 +77,21 @@ class ElidedLabel(QLabel):
         if e.type() == QEvent.Type.FontChange:
             self._refresh()
 
-    def _refresh(self) -> None:
+    def _refresh(self, again: bool = True) -> None:
+        """Elide the text to the label's width; not ``again`` when the text, the width and
+        the font are those of the text shown (a view sets the same header every step)."""
         width = self.contentsRect().width() - 2 * self.margin() - 2  # 2: rounding, cursor
         if width <= 0:  # not laid out yet: show everything, elide at the first resize
             width = 1 << 20
         font = self.font()
+        made_of = (self._template, self._part, self._slot_bold, self._shorter, width,
+                   font.key())
+        if not again and made_of == self._shown_for:
+            return
+        self._shown_for = made_of
         mode = Qt.TextElideMode.ElideRight
         if self._template is None:
+            self.setTextFormat(Qt.TextFormat.PlainText)
             shown = QFontMetricsF(font).elidedText(self._part, mode, width)
             self.elided = shown != self._part
             QLabel.setText(self, shown)
@@ -111,6 +119,9 @@ class ElidedLabel(QLabel):
                 self.elided = True
                 self.setTextFormat(Qt.TextFormat.PlainText)
                 QLabel.setText(self, QFontMetricsF(font).elidedText(full, mode, width))
+        self._set_tip()
+
+    def _set_tip(self) -> None:
         tip = self._tip
         if self.elided:
             tip = self.full_text() + (f"\n{tip}" if tip else "")
@@ -118,22 +129,34 @@ class ElidedLabel(QLabel):
 
 
 _DOC: list[QTextDocument] = []  # one document measures every label (made once, on first use)
+#: What the document measured, by (rich text, font key): a header's fixed words are measured
+#: at every change of its slot, mostly the same few templates.
+_MEASURED: dict[tuple[str, str], tuple[float, str]] = {}
+_MEASURED_MAX = 2000
 
 
-def _document(text: str, font: QFont) -> QTextDocument:
-    if not _DOC:
-        _DOC.append(QTextDocument())
-        _DOC[0].setDocumentMargin(0)
-    doc = _DOC[0]
-    doc.setDefaultFont(font)
-    doc.setHtml(text)
-    return doc
+def _measure(text: str, font: QFont) -> tuple[float, str]:
+    """``(width on one line, plain text)`` of rich ``text`` in ``font``."""
+    key = (text, font.key())
+    got = _MEASURED.get(key)
+    if got is None:
+        if not _DOC:
+            _DOC.append(QTextDocument())
+            _DOC[0].setDocumentMargin(0)
+        doc = _DOC[0]
+        doc.setDefaultFont(font)
+        doc.setHtml(text)
+        got = (doc.idealWidth(), doc.toPlainText())
+        if len(_MEASURED) >= _MEASURED_MAX:
+            _MEASURED.clear()
+        _MEASURED[key] = got
+    return got
 
 
 def _html_width(text: str, font: QFont) -> float:
     """Width in pixels of rich ``text`` on one line in ``font``."""
-    return _document(text, font).idealWidth()
+    return _measure(text, font)[0]
 
 
 def _plain(text: str, font: QFont) -> str:
-    return _document(text, font).toPlainText()
+    return _measure(text, font)[1]

@@ -15,11 +15,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QWidget
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.runtime.snapshots import grid_cell_fitting
 from gptviz_app.views.axes import text_px, thin_ticks, tick_step
 from gptviz_app.views.elided_label import ElidedLabel
 from gptviz_app.views.fast_image import FastImageItem
@@ -28,16 +29,22 @@ from gptviz_app.views.plots import setup_map_plot, style_axis
 from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme, colormap
 
+#: How long the panel's size must stay put before the mosaic is asked for at that size (ms).
+WANT_DELAY_MS = 150
 # "Value-wtd": value-weighted maps (no wider than "Whole maps": the caption keeps its room)
 MODE_ITEMS = (("auto", "Auto"), ("map", "Whole maps"), ("row", "Query row"),
               ("value", "Value-wtd"))
 
 
 class HeadGrid(QWidget):
-    """Signals: ``headSelected(int layer, int head)``, ``modeChanged(str)``."""
+    """Signals: ``headSelected(int layer, int head)``, ``modeChanged(str)``,
+    ``cellWanted(int)``: the thumbnail size (device pixels) the panel shows now, for the
+    worker to draw the mosaic at from its next snapshot (the first size at once, a new one a
+    moment after the panel's size settles)."""
 
     headSelected = Signal(int, int)
     modeChanged = Signal(str)
+    cellWanted = Signal(int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -78,6 +85,11 @@ class HeadGrid(QWidget):
         self.glw.scene().sigMouseMoved.connect(self._on_move)
         self.vb.sigResized.connect(self._fit)
         self.vb.sigRangeChanged.connect(self._head_ticks)
+        self.wanted_cell: int | None = None  # the size last asked for (cellWanted)
+        self._want = QTimer(self)  # a resize's last size is asked for, not every one on the way
+        self._want.setSingleShot(True)
+        self._want.setInterval(WANT_DELAY_MS)
+        self._want.timeout.connect(self._ask_cell)
         self.apply_theme(self.theme)
 
     @property
@@ -112,6 +124,26 @@ class HeadGrid(QWidget):
         self.plot.getAxis("top").setTicks(
             [thin_ticks([f"H{j}" for j in range(self.H)], step, offset=c / 2, pitch=p)])
 
+    def cell_shown(self) -> int | None:
+        """The thumbnail size (device pixels) that fills the panel's thumbnails one pixel
+        per pixel: the mosaic's own size is then what is seen (``None``: not laid out)."""
+        if not self.L or not self.H:
+            return None
+        w, h = self.vb.width(), self.vb.height()
+        if w <= 1 or h <= 1:
+            return None
+        views = self.glw.scene().views()
+        dpr = views[0].devicePixelRatioF() if views else 1.0
+        margin_px = 3.0  # as _fit
+        return grid_cell_fitting((w - 2 * margin_px) * dpr, (h - 2 * margin_px) * dpr,
+                                 self.L, self.H)
+
+    def _ask_cell(self) -> None:
+        cell = self.cell_shown()
+        if cell is not None and cell != self.wanted_cell and self.isVisible():
+            self.wanted_cell = cell
+            self.cellWanted.emit(cell)
+
     def _fit(self, *_) -> None:
         """Show the whole mosaic with square cells, as large as the panel allows, anchored at
         the top left (with ``setAspectLocked`` it would float in the middle of a tall or wide
@@ -128,6 +160,10 @@ class HeadGrid(QWidget):
         x0 = y0 = -margin_px / scale
         self.vb.setRange(xRange=(x0, x0 + w / scale), yRange=(y0, y0 + h / scale), padding=0)
         self._head_ticks()
+        if self.wanted_cell is None:
+            self._ask_cell()  # the first size at once: the next snapshot is drawn at it
+        elif self.cell_shown() != self.wanted_cell:
+            self._want.start()
 
     def _show_mosaic(self) -> None:
         """The snapshot's mosaic on the image (a hidden panel's, once shown)."""
@@ -157,15 +193,18 @@ class HeadGrid(QWidget):
         self.L, self.H = info.n_layer, info.n_head
         # Grouped-query attention: fewer key/value heads than query heads (0: one each).
         self.kv_heads = getattr(info, "kv_heads", 0) or info.n_head
-        p, c = self.pitch, self.cell
-        self.plot.getAxis("left").setTicks(
-            [thin_ticks([f"L{i}" for i in range(self.L)], 1, offset=c / 2, pitch=p)])
+        self._layer_ticks()
         self._head_ticks()
         self.image.clear()
         self._pending = self._mosaic = None
         self._draw_backdrop()
         self._fit()
         self._place_selection()
+
+    def _layer_ticks(self) -> None:
+        p, c = self.pitch, self.cell
+        self.plot.getAxis("left").setTicks(
+            [thin_ticks([f"L{i}" for i in range(self.L)], 1, offset=c / 2, pitch=p)])
 
     def _place_selection(self) -> None:
         p, c = self.pitch, self.cell
@@ -181,7 +220,9 @@ class HeadGrid(QWidget):
         if (snap.grid_cell, snap.grid_gap) != (self.cell, self.gap):
             self.cell, self.gap = snap.grid_cell, snap.grid_gap
             self._draw_backdrop()
+            self._layer_ticks()
             self._fit()
+            self._place_selection()
         self._mosaic = snap.grid
         if self.isVisible():
             self._show_mosaic()

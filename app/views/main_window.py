@@ -14,7 +14,7 @@ Extension points for later panels (diagnostics, logit lens, export, presentation
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QFontMetricsF, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QFontMetricsF, QKeySequence, QPalette
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -43,6 +43,17 @@ from gptviz_app.views.token_strip import TokenStrip
 from gptviz_app.views.window_layout import WindowLayout
 
 DEFAULT_PROMPT = "Once upon a time, there was a little robot who"
+
+
+def paint_own_background(widget: QWidget, window: QWidget) -> None:
+    """Let ``widget`` (a dock's content, the central view) fill its background itself, with
+    the window's colour that its parents paint there anyway: a child's repaint (a caption's
+    new text every step) then stops at it, instead of painting its dock and the window below
+    it again. Not for a widget whose background the window's colour is not."""
+    brush = widget.palette().brush(widget.backgroundRole())
+    if not widget.autoFillBackground() and brush.isOpaque() \
+            and brush == window.palette().brush(QPalette.ColorRole.Window):
+        widget.setAutoFillBackground(True)
 
 
 class MainWindow(QMainWindow):
@@ -94,6 +105,7 @@ class MainWindow(QMainWindow):
 
         # ---- layout
         self.setCentralWidget(self.attention)
+        paint_own_background(self.attention, self)
         text = QWidget()
         tl = QVBoxLayout(text)
         tl.setContentsMargins(0, 0, 0, 0)
@@ -147,6 +159,8 @@ class MainWindow(QMainWindow):
         self.attention.scaleChanged.connect(lambda on: c.set_view(sqrt_scale=on))
         self.grid.headSelected.connect(c.select_head)
         self.grid.modeChanged.connect(lambda m: c.set_view(grid_mode=m))
+        # the mosaic drawn at the size the panel shows it (a pixel drawn is a pixel seen)
+        self.grid.cellWanted.connect(c.set_grid_cell)
         self.next_token.candidateClicked.connect(c.force)
         c.modelChanged.connect(self._on_model)
         c.modelChanged.connect(lambda _info: self.window_layout.schedule())
@@ -195,6 +209,7 @@ class MainWindow(QMainWindow):
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock-{key}")
         dock.setWidget(widget)
+        paint_own_background(widget, self)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)

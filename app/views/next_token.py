@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
+from gptviz_app.views.bar_rows import BarRows
 from gptviz_app.views.elided_label import ElidedLabel
 from gptviz_app.views.panel_layout import controls_row, stack
-from gptviz_app.views.plots import set_label_ticks, style_axis
+from gptviz_app.views.plots import label_axes, set_label_ticks, style_axis
 from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme
 from gptviz_app.views.token_strip import drawn_text
@@ -75,9 +76,7 @@ class NextTokenView(QWidget):
         # what was drawn last: a redraw only touches what changed (12 x 12 heads at 1,024
         # tokens left a few ms per step for this panel)
         self._brushes: dict[str, object] = {}
-        self._no_pen = pg.mkPen(None)
         self._said: dict[int, tuple] = {}
-        self._texts: list[str] = []
         self._raw_shown = False
         self._in_redraw = False
         self.count = QSpinBox()
@@ -95,6 +94,7 @@ class NextTokenView(QWidget):
         top.addWidget(self.knob_note)
         self.glw = pg.GraphicsLayoutWidget()
         self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
+        label_axes(self.plot)  # laid out again every step: the cheaper axes
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.vb = self.plot.getViewBox()
@@ -105,12 +105,12 @@ class NextTokenView(QWidget):
         # token labels: no SI prefix (looking for one sets the axis title again at every step)
         for name in ("left", "top", "right"):
             self.plot.getAxis(name).enableAutoSIPrefix(False)
-        self.bars = pg.BarGraphItem(x0=[], y=[], height=0.75, width=[], brushes=[])
-        self.plot.addItem(self.bars)
+        # the bars and their value labels, one item (see bar_rows)
+        self.rows = BarRows(self.theme.font(0.85), self.theme.text)
+        self.plot.addItem(self.rows)
+        self.bars = self.rows.bars
         # the model's own probabilities (temperature 1) while the knobs change them
-        self.raw_bars = pg.BarGraphItem(x0=[], y=[], height=0.3, width=[], brushes=[])
-        self.plot.addItem(self.raw_bars)
-        self.values: list[pg.TextItem] = []
+        self.raw_bars = self.rows.raw_bars
         self.n_shown = 0
         self._drawn_width = 0.0  # view-box width the x extent was computed for
         self.tick_step = 0.1  # spacing of the labelled probability ticks
@@ -143,9 +143,7 @@ class NextTokenView(QWidget):
         self.knob_note.setStyleSheet(f"color: {theme.text_dim}")
         self.hint.setStyleSheet(f"color: {theme.text_dim}")
         self.fit_note.setStyleSheet(f"color: {theme.accent}")
-        for t in self.values:
-            t.setFont(theme.font(0.85))
-            t.setColor(theme.text)
+        self.rows.set_style(theme.font(0.85), theme.text)
         # The chart never gets shorter than MIN_ROWS readable bars plus its probability axis
         # (two lines): with big presentation fonts the dock layout shrinks the panels below
         # this one instead of overlapping the token labels.
@@ -189,13 +187,6 @@ class NextTokenView(QWidget):
             self._raw_shown = False
         self.knob_note.hide()
 
-    def _ensure_values(self, n: int) -> None:
-        while len(self.values) < n:
-            t = pg.TextItem("", anchor=(0, 0.5), color=self.theme.text)
-            t.setFont(self.theme.font(0.85))
-            self.plot.addItem(t)
-            self.values.append(t)
-
     def rows_that_fit(self) -> int:
         """How many bars stay readable in the chart's height (at least :data:`MIN_ROWS`; any
         number before the chart is laid out)."""
@@ -214,9 +205,9 @@ class NextTokenView(QWidget):
         width = self.vb.width()
         if width <= 1 or not labels:
             return max(0.05, p_max * 1.25)
-        fm = QFontMetricsF(self.theme.font(0.85))
-        # TextItem pads its text by a few pixels on each side; 1.3 em covers it and a gap.
-        label_px = max(fm.horizontalAdvance(t) for t in labels) + 1.3 * fm.height()
+        # a label is padded by a few pixels on each side; 1.3 em covers it and a gap.
+        label_px = (max(self.rows.text_width(t) for t in labels)
+                    + 1.3 * QFontMetricsF(self.rows.font).height())
         frac = min(0.6, label_px / width)  # share of the width kept for the labels
         return max(0.05, p_max / (1.0 - frac) * 1.02)
 
@@ -241,7 +232,9 @@ class NextTokenView(QWidget):
         # half steps: labelled where pyqtgraph finds room for them, as with setTickSpacing
         minor = [round((i + 0.5) * step, 6) for i in range(n + 1)
                  if (i + 0.5) * step <= top + 1e-9]
-        axis.setTicks([[(v, f"{v:g}") for v in level] for level in (major, minor)])
+        ticks = [[(v, f"{v:g}") for v in level] for level in (major, minor)]
+        if ticks != axis._tickLevels:  # the same ticks keep the axis' picture
+            axis.setTicks(ticks)
         self.tick_step = step
 
     def _show_fit(self, shown: int, asked: int) -> None:
@@ -265,9 +258,7 @@ class NextTokenView(QWidget):
         if c is None:
             self.bars.setOpts(x0=[], y=[], width=[], brushes=[])
             self._no_raw_bars()
-            for t in self.values:
-                t.setText("")
-            self._texts = []
+            self.rows.set_labels([])
             self.n_shown = 0
             self._show_fit(0, 0)
             self._say(self.header, " ")
@@ -289,8 +280,7 @@ class NextTokenView(QWidget):
             ends, labels = self._draw_knobs(c.knobs, idx, probs, brushes)
         else:
             self._no_raw_bars()
-            self.bars.setOpts(x0=np.zeros(n), y=ys, width=probs, height=0.75, brushes=brushes,
-                              pens=[self._no_pen] * n)
+            self.bars.setOpts(x0=np.zeros(n), y=ys, width=probs, height=0.75, brushes=brushes)
         ticks = []
         for row, i in enumerate(idx):
             rank = f"#{i + 1}" if i >= n - 1 and i == c.chosen and c.chosen >= n else ""
@@ -302,17 +292,15 @@ class NextTokenView(QWidget):
         finally:
             self._in_redraw = False
         self._drawn_width = self.vb.width()
-        self._ensure_values(n)  # grows only
         xmax = self._x_extent(float(ends.max()) if n else 1.0, labels)
-        texts = labels + [""] * (len(self.values) - n)
-        for row, t in enumerate(self.values):
-            if row >= len(self._texts) or self._texts[row] != texts[row]:
-                t.setText(texts[row])
-            if row < n:
-                t.setPos(float(ends[row]) + xmax * 0.01, row)
-        self._texts = texts
+        self.rows.set_labels([(t, float(e) + xmax * 0.01, row)
+                              for row, (t, e) in enumerate(zip(labels, ends, strict=True))])
         self._space_x_ticks(xmax)
         self.vb.setRange(xRange=(0, xmax), yRange=(-0.6, n - 0.4), padding=0)
+        self.rows.set_extent(QRectF(0, -0.6, xmax, n + 0.2))
+        # the new range (or the width the token labels took) moves the bars now, not in the
+        # paint: pyqtgraph moves them there, which asked for a second paint of the chart
+        self.vb.updateMatrix()
         token = f"<span style='color:{th.bar_chosen}'><b>{{}}</b></span>"
         if c.kind == "last":
             how = "forced" if c.chosen_forced else "greedy" if c.chosen_greedy else "sampled"
@@ -353,10 +341,10 @@ class NextTokenView(QWidget):
         ys = np.arange(n, dtype=float)
         grey = self._brush(th.text_dim)
         self.raw_bars.setOpts(x0=np.zeros(n), y=ys - 0.22, width=probs, height=0.3,
-                              brushes=[grey] * n, pens=[self._no_pen] * n)
+                              brushes=[grey] * n)
         self._raw_shown = True
         self.bars.setOpts(x0=np.zeros(n), y=ys + 0.12, width=final, height=0.5,
-                          brushes=brushes, pens=[self._no_pen] * n)
+                          brushes=brushes)
         labels = [f"{p:.1%} → {f:.1%}" if on else f"{p:.1%} · cut"
                   for p, f, on in zip(probs, final, kept, strict=True)]
         self.knob_note.setText(k.describe(self.vocab_size or None)

@@ -31,6 +31,7 @@ from PySide6.QtGui import QBrush, QColor, QFont, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
 
 from gptviz_app.views.fast_image import FastImageItem
+from gptviz_app.views.label_axis import LabelAxis
 from gptviz_app.views.theme import ABLATED_COLOR, Theme, colormap
 
 
@@ -63,17 +64,22 @@ def set_label_ticks(plot: pg.PlotItem, name: str, ticks: list[tuple[float, str]]
     that paint, and the axis only grows for the next one. A step that brings a longer token
     (Play) then drew its chart once without that bar's label (and a screenshot taken then kept
     it so). Here the labels are measured first and the plot laid out again at once; as in
-    pyqtgraph, the axis narrows only when it would be more than 10 pixels too wide.
+    pyqtgraph, the axis narrows only when it would be more than 10 pixels too wide. The same
+    ticks again leave the axis as it is (its picture is kept); a :class:`LabelAxis` measures
+    each label once.
     """
     from PySide6.QtGui import QFontMetricsF
 
     axis = plot.getAxis(name)
-    axis.setTicks([ticks])
-    font = axis.style.get("tickFont") or QFont()
-    fm = QFontMetricsF(font)
-    box = QRectF(0, 0, 100, 100)  # how pyqtgraph measures a label (centred in a box)
-    text = max((fm.boundingRect(box, Qt.AlignmentFlag.AlignCenter, t).width()
-                for _pos, t in ticks), default=0.0)
+    if axis._tickLevels != [ticks]:
+        axis.setTicks([ticks])
+    if isinstance(axis, LabelAxis):
+        text = axis.widest(t for _pos, t in ticks)
+    else:
+        fm = QFontMetricsF(axis.style.get("tickFont") or QFont())
+        box = QRectF(0, 0, 100, 100)  # how pyqtgraph measures a label (centred in a box)
+        text = max((fm.boundingRect(box, Qt.AlignmentFlag.AlignCenter, t).width()
+                    for _pos, t in ticks), default=0.0)
     need = math.ceil(text + axis.style["tickTextOffset"][0] + max(0, axis.style["tickLength"])
                      + 2)
     if axis.label.isVisible():
@@ -84,6 +90,15 @@ def set_label_ticks(plot: pg.PlotItem, name: str, ticks: list[tuple[float, str]]
         plot.layout.activate()  # the new width takes effect before the next paint
 
 
+def label_axes(plot: pg.PlotItem) -> None:
+    """Give ``plot`` a :class:`LabelAxis` on each side (the same look; cheaper to lay out
+    again every step), each shown or hidden as before."""
+    shown = {name: plot.getAxis(name).isVisible() for name in ("left", "right", "top", "bottom")}
+    plot.setAxisItems({name: LabelAxis(name) for name in shown})
+    for name, visible in shown.items():
+        plot.showAxis(name, visible)
+
+
 def setup_map_plot(plot: pg.PlotItem, aspect: bool = False, mouse: bool = False,
                    top_axis: bool = True) -> pg.ViewBox:
     """Set ``plot`` up for a map and return its ViewBox: rows top to bottom, no context menu
@@ -91,6 +106,7 @@ def setup_map_plot(plot: pg.PlotItem, aspect: bool = False, mouse: bool = False,
     the bottom axis hidden and, with ``top_axis``, the top one shown (keys above the map)."""
     plot.setMenuEnabled(False)
     plot.hideButtons()
+    label_axes(plot)
     vb: pg.ViewBox = plot.getViewBox()
     vb.invertY(True)
     vb.setAspectLocked(aspect)
@@ -142,27 +158,58 @@ def sqrt_ticks(values: Iterable[float]) -> list[tuple[float, str]]:
     return [(math.sqrt(v), f"{v:g}") for v in values]
 
 
+def _fold(a: np.ndarray, f: int, axis: int, ufunc: np.ufunc,
+          out: np.ndarray | None = None) -> np.ndarray:
+    """``a`` with each run of ``f`` rows (``axis`` 0) or columns (``axis`` 1) made one by
+    ``ufunc`` (``np.fmax`` or ``np.fmin``; the last run: what is left), as float32 (into
+    ``out`` if given); ``a`` itself when ``f`` is 1. One pass per place in a run, each over
+    whole runs of rows or columns: for rows, contiguous memory read once."""
+    if f == 1:
+        return a
+    rows, cols = a.shape
+    shape = (-(-rows // f), cols) if axis == 0 else (rows, -(-cols // f))
+    out = np.empty(shape, np.float32) if out is None else out
+    src, dst = (a, out) if axis == 0 else (a.T, out.T)  # columns: the transposed views' rows
+    first, second = src[0::f], src[1::f]
+    k = len(second)
+    ufunc(first[:k], second, out=dst[:k])
+    dst[k:] = first[k:]  # a last run of a single row
+    for i in range(2, f):
+        s = src[i::f]
+        ufunc(dst[:len(s)], s, out=dst[:len(s)])
+    return out
+
+
+def _pooled(a: np.ndarray, fy: int, fx: int, ufunc: np.ufunc) -> np.ndarray:
+    """:func:`max_pool`'s blocks made one by ``ufunc`` (``np.fmax``: NaN loses to any
+    number; ``np.fmin``), as a new float32 array. Rows first (contiguous: the big array read
+    once), then the columns of the folded rows, a band of block rows at a time, so that the
+    folded band stays in the CPU's cache."""
+    if fy == 1 or fx == 1:  # one fold (or none)
+        out = _fold(_fold(a, fy, 0, ufunc), fx, 1, ufunc)
+        return np.array(a, np.float32) if out is a else out
+    rows, cols = a.shape
+    ny, nx = -(-rows // fy), -(-cols // fx)
+    band = max(1, (1 << 15) // cols)  # block rows whose folded rows fill 128 KB
+    folded = np.empty((min(band, ny), cols), np.float32)
+    out = np.empty((ny, nx), np.float32)
+    for b0 in range(0, ny, band):
+        part = a[b0 * fy:(b0 + band) * fy]
+        k = -(-len(part) // fy)
+        _fold(_fold(part, fy, 0, ufunc, out=folded[:k]), fx, 1, ufunc, out=out[b0:b0 + k])
+    return out
+
+
 def max_pool(a: np.ndarray, fy: int, fx: int, signed: bool = False) -> np.ndarray:
     """``a`` ``[rows, cols]`` in blocks of ``fy`` x ``fx`` cells, each block its largest value
     (``signed``: the value farthest from 0, its sign kept, for diverging scales). NaN cells are
     left out (a block of NaN only stays NaN); the last blocks of a side that ``fy`` or ``fx``
     does not divide are the cells that are left. Shape ``[ceil(rows/fy), ceil(cols/fx)]``."""
-    rows, cols = a.shape
-    ny, nx = -(-rows // fy), -(-cols // fx)
-    hi = np.full((ny, nx), np.nan, np.float32)
-    lo = np.full((ny, nx), np.nan, np.float32) if signed else None
-    for i in range(fy):      # fy * fx strided passes: each cell is read once
-        for j in range(fx):
-            s = a[i::fy, j::fx]
-            o = hi[:s.shape[0], :s.shape[1]]
-            np.fmax(o, s, out=o)   # fmax: NaN loses to any number
-            if lo is not None:
-                o = lo[:s.shape[0], :s.shape[1]]
-                np.fmin(o, s, out=o)
-    if lo is None:
-        return hi
-    with np.errstate(invalid="ignore"):
-        return np.where(-lo > hi, lo, hi)
+    hi = _pooled(a, fy, fx, np.fmax)
+    if signed:  # the smallest where it is farther from 0 (NaN compares false: hi stays)
+        lo = _pooled(a, fy, fx, np.fmin)
+        np.copyto(hi, lo, where=lo < -hi)
+    return hi
 
 
 class _MapImage(FastImageItem):

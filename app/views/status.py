@@ -33,6 +33,9 @@ class StatusBar(QStatusBar):
         self.timing = SteadyLabel("", grow_only=True)  # milliseconds, every step
         self.settings = SteadyLabel("")
         self.fields = QWidget()
+        # the bar's colour, painted by the fields themselves: their new texts every step
+        # repaint them alone, not the bar and the window under it
+        self.fields.setAutoFillBackground(True)
         row = QHBoxLayout(self.fields)
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(0)

@@ -78,7 +78,8 @@ class SteadyLabel(QWidget):
         """What the label's measures depend on, as far as they change without the box (a
         resize, a font, a new elision); every change through the box is measured after it."""
         lab = self.label
-        return (self.width(), lab.font().key(), lab.text(), lab.minimumSize(), lab.maximumSize())
+        return (self.width(), lab.font().key(), lab.text(), lab.textFormat(), lab.minimumSize(),
+                lab.maximumSize())
 
     def _measures(self) -> tuple:
         """What the layout reads of the label, as it reads it: a side of ``Ignored`` policy
@@ -112,23 +113,34 @@ class SteadyLabel(QWidget):
         return out
 
     @contextmanager
-    def steady(self) -> Iterator[None]:
-        """Changes of the label inside re-lay the window out only if its measures changed."""
+    def steady(self, text_only: bool = False) -> Iterator[None]:
+        """Changes of the label inside re-lay the window out only if its measures changed.
+        ``text_only``: the change is one of the label's text (and format), which the state
+        sees: the same state after it is the same measures, not measured again."""
         before = self._measures()
+        state = self._last[0] if self._last is not None else None
         try:
             yield
         finally:
-            self._last = None  # measured again: the change may be one the state misses
-            if self._measures() != before:
-                self.relayouts += 1
-                self.updateGeometry()
+            if not (text_only and self._state() == state):
+                self._last = None  # measured again: the change may be one the state misses
+                if self._measures() != before:
+                    self.relayouts += 1
+                    self.updateGeometry()
 
     # ------------------------------------------------------------------ the label's API
     def setText(self, text: str) -> None:  # noqa: N802 - Qt name
         if text == self.label.text() and not hasattr(self.label, "set_rich"):
             return
-        with self.steady():
+        with self.steady(text_only=True):
             self.label.setText(text)
+
+    def set_rich(self, *args, **kwargs) -> None:
+        """The label's :meth:`~gptviz_app.views.elided_label.ElidedLabel.set_rich` (a label
+        that has one)."""
+        set_rich = getattr(self.label, "set_rich")  # noqa: B009 - a QLabel has none
+        with self.steady(text_only=True):
+            set_rich(*args, **kwargs)
 
     def setFont(self, font: QFont) -> None:  # noqa: N802 - Qt name
         # the label's own (a child styled by a style sheet would not take the box's)

@@ -34,6 +34,7 @@ from PySide6.QtGui import (
     QFontMetricsF,
     QPainter,
     QPen,
+    QRegion,
     QStaticText,
     QTransform,
 )
@@ -49,10 +50,14 @@ from PySide6.QtWidgets import (
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot, tokens_kept
 from gptviz_app.views.panel_layout import controls_row, stack
 from gptviz_app.views.steady_label import SteadyLabel
-from gptviz_app.views.theme import DARK, Theme, luma
+from gptviz_app.views.theme import DARK, Theme
 
 #: Whole lines of chips the strip always shows (the newest line and the one before it).
 MIN_LINES = 2
+
+#: Pixels around a chip repainted with it (its thickest outline, the query's 3 px pen on a
+#: box inset half a pixel, reaches 1 px out; the gaps between chips are 4 px and 5 px).
+CHIP_BLEED = 2
 
 #: Marks drawn in place of the tokenizer's: its carriage return "␍" has no glyph in common
 #: fonts (an empty box), and must not look like the line feed "↵": CR is drawn "⇤" (back to
@@ -98,7 +103,14 @@ class ChipCanvas(QWidget):
         self.found: list[int] = []   # positions the find bar matched, in order
         self.found_current = -1      # the one the find bar is on
         self._widths: dict[str, int] = {}
-        self._statics: dict[str, QStaticText] = {}  # chip texts laid out once, by token
+        # chip texts laid out once, by token, with their widths
+        self._statics: dict[str, tuple[QStaticText, float]] = {}
+        self._brushes: dict[int, QColor] = {}  # chip fills, by rgb
+        # the look each chip was last painted with (see _chip_codes; -1: to be painted)
+        self._shown = np.zeros(0, np.int64)
+        self._looks_key: tuple | None = None
+        self._looks: dict = {}
+        self._codes: tuple | None = None  # (first, last, codes) of the data shown
         self._layout_width = -1
         self._content_height = 40
         self.apply_theme(self.theme)
@@ -109,7 +121,11 @@ class ChipCanvas(QWidget):
         self.setFont(theme.font(1.1, mono=False))
         self._widths.clear()
         self._statics.clear()
+        self._brushes.clear()
+        self._looks_key = None  # colours and pens made again
+        self._codes = None
         self._relayout()
+        self._update_chips(full=True)
 
     def set_data(self, snap: Snapshot) -> None:
         # Lay out only the chips after the tokens that stayed (a step: one chip); the
@@ -118,6 +134,8 @@ class ChipCanvas(QWidget):
         if kept is None:
             kept = _common_prefix(snap.tokens, self.tokens)
         tokens_changed = kept < len(self.tokens) or kept < len(snap.tokens)
+        # chips taken away, or the window's start moved (its bar): all painted again
+        full = kept < len(self.tokens) or snap.window_start != self.window_start
         self._tokens_rev = snap.tokens_rev
         self.tokens = snap.tokens
         self.ids = snap.ids
@@ -132,14 +150,16 @@ class ChipCanvas(QWidget):
         self._set_weights(np.nan_to_num(row[:q_rel + 1], nan=0.0),
                           f"attention from query {snap.query}")
         if tokens_changed:
-            self._relayout(kept)
-        self.update()
+            full |= not self._relayout(kept)
+        self._codes = None
+        self._update_chips(full)
 
     def set_weights(self, weights: np.ndarray, label: str) -> None:
         """Shade the chips of the window with ``weights`` instead of the query's attention
         (until the next :meth:`set_data`); ``label`` says what they are in the tooltips."""
         self._set_weights(np.asarray(weights, np.float32), label)
-        self.update()
+        self._codes = None
+        self._update_chips(full=False)
 
     def _set_weights(self, w: np.ndarray, label: str) -> None:
         self.weights = w
@@ -162,16 +182,23 @@ class ChipCanvas(QWidget):
         """Viewport height that shows exactly ``n`` whole lines of chips (margins included)."""
         return n * self.chip_height() + (n - 1) * self.GAP_Y + 2 * self.MARGIN
 
-    def _relayout(self, keep: int = 0) -> None:
+    def _relayout(self, keep: int = 0) -> bool:
         """Place the chips; the first ``keep`` stay where they are when the width did not
-        change (the chips after them are placed from there on)."""
+        change (the chips after them are placed from there on). True when they stayed."""
         fm = QFontMetrics(self.font())
         h = self.chip_height()
         width = max(100, self.width())
-        if width != self._layout_width or not 0 < keep <= len(self.rects):
+        kept = width == self._layout_width and 0 < keep <= len(self.rects)
+        if not kept:
             keep = 0
         rects, ys = self.rects, self._ys
         del rects[keep:], ys[keep:]  # in place: a copy of 400,000 rects costs more than a step
+        if self._shown.shape[0] < len(self.tokens):  # room for twice as many (a long text)
+            shown = np.full(2 * len(self.tokens), -1, np.int64)
+            shown[:keep] = self._shown[:keep]
+            self._shown = shown
+        self._shown[keep:] = -1  # the chips placed anew: not painted yet
+        self._codes = None
         x, y = self.MARGIN, self.MARGIN
         if rects:
             last = rects[-1]
@@ -190,6 +217,7 @@ class ChipCanvas(QWidget):
             self._content_height = content
             self.setMinimumHeight(content)
             self.updateGeometry()
+        return kept
 
     def sizeHint(self) -> QSize:
         return QSize(600, self._content_height)
@@ -220,71 +248,160 @@ class ChipCanvas(QWidget):
     def _static_text(self, token: str, room: float) -> QStaticText | None:
         """The chip text of ``token`` laid out once (None when it is wider than ``room``:
         drawText cuts it there)."""
-        st = self._statics.get(token)
-        if st is None:
+        got = self._statics.get(token)
+        if got is None:
             st = QStaticText(drawn_text(token) or " ")
             st.setTextFormat(Qt.TextFormat.PlainText)
             st.setPerformanceHint(QStaticText.PerformanceHint.AggressiveCaching)
             st.prepare(QTransform(), self.font())
             if len(self._statics) > 50_000:  # a long text of many distinct tokens
                 self._statics.clear()
-            self._statics[token] = st
-        return st if st.size().width() <= room else None
+            got = self._statics[token] = (st, st.size().width())
+        return got[0] if got[1] <= room else None
+
+    def _chip_looks(self) -> dict:
+        """What the chips are painted with (colours, pens), made once per theme and font."""
+        th = self.theme
+        fm = QFontMetricsF(self.font())
+
+        def rgb(c: str) -> np.ndarray:
+            q = QColor(c)
+            return np.array([q.red(), q.green(), q.blue()], np.int64)
+
+        return {
+            "inks": (QColor(th.text_dim), QColor("#000000"), QColor(th.text)),
+            "prompt": rgb(th.prompt_chip), "gen": rgb(th.generated_chip),
+            "tint": rgb(th.attention_tint),
+            "pens": (Qt.PenStyle.NoPen, QPen(QColor(th.generated_edge), 1.5),
+                     QPen(QColor(th.forced_edge), 2.0, Qt.PenStyle.DashLine),
+                     QPen(QColor(th.accent), 3.0)),
+            "text_h": fm.ascent() + fm.descent(),  # the line drawText centres in the chip
+        }
+
+    def _ensure_looks(self) -> None:
+        looks = (self.theme, self.font().key())
+        if self._looks_key != looks:
+            self._looks_key, self._looks = looks, self._chip_looks()
+            self._codes = None
+
+    def _codes_of(self, first: int, last: int) -> np.ndarray:
+        """:meth:`_chip_codes`, kept until the chips' data change (a step's update asks
+        for the chips in view, its paint for those in the dirty part of them)."""
+        got = self._codes
+        if got is not None and got[0] <= first and last <= got[1]:
+            return got[2][first - got[0]:last - got[0]]
+        codes = self._chip_codes(first, last)
+        self._codes = (first, last, codes)
+        return codes
+
+    def _chip_codes(self, first: int, last: int) -> np.ndarray:
+        """The looks of chips ``first..last-1`` (n,). A code holds everything a chip's
+        pixels depend on besides its token and place (which only :meth:`_relayout`
+        changes): ``rgb << 4 | outline << 2 | ink`` (``rgb``: its fill, 8 bits a channel);
+        the outline indexes the pens (none, generated, forced, query), the ink the inks
+        (dim, black, text)."""
+        self._ensure_looks()
+        looks, q, pl, ws = self._looks, self.query, self.prompt_len, self.window_start
+        n = last - first
+        # (slices of the range, not masks: the prompt, the window, the forced flags and
+        # the chips up to the query are each one run of it)
+        g = min(max(pl - first, 0), n)  # the first generated chip
+        fill = np.empty((n, 3), np.int64)
+        fill[:g], fill[g:] = looks["prompt"], looks["gen"]
+        pen = np.zeros(n, np.int64)
+        pen[g:] = 1
+        lo, hi = first + g, min(last, self.forced.shape[0])
+        if hi > lo:
+            pen[lo - first:hi - first] += self.forced[lo:hi]  # forced: 2
+        if first <= q < last:
+            pen[q - first] = 3
+        lo, hi = max(first, ws), min(last, ws + self.weights.shape[0])
+        if q >= 0 and hi > lo:
+            a = self.weights[lo - ws:hi - ws].astype(np.float64)
+            tinted = a > 0.0
+            if tinted.any():
+                # square-root scale: 0.01 -> 10 %, 0.25 -> 50 %, 1 -> full; pow as Python's
+                # `x ** 0.5` (numpy's `** 0.5` is a sqrt, which may round otherwise)
+                x = np.minimum(1.0, a[tinted])
+                t = 0.9 * np.power(x, np.full_like(x, 0.5))
+                run = fill[lo - first:hi - first]
+                base = run[tinted]
+                run[tinted] = (base + (looks["tint"] - base) * t[:, None]).astype(np.int64)
+        ink = np.zeros(n, np.int64)  # dim: outside the window and after the query
+        lo, hi = max(first, ws), min(last, q + 1)
+        if hi > lo:
+            f = fill[lo - first:hi - first]
+            luma = 0.299 * f[:, 0] + 0.587 * f[:, 1] + 0.114 * f[:, 2]  # theme.luma's
+            ink[lo - first:hi - first] = np.where(luma > 150, 1, 2)
+        rgb = fill[:, 0] << 16 | fill[:, 1] << 8 | fill[:, 2]
+        return rgb << 4 | pen << 2 | ink
+
+    def _visible_chips(self, area: QRect) -> tuple[int, int]:
+        """The chips whose rows meet ``area`` (rows are sorted by y): ``first, last``."""
+        h = self.rects[0].height() if self.rects else 0
+        return (bisect.bisect_left(self._ys, area.top() - h),
+                bisect.bisect_right(self._ys, area.bottom()))
+
+    def _update_chips(self, full: bool) -> None:
+        """Ask for a repaint of the chips whose pixels changed since they were painted (all
+        of them when ``full``): a step changes a few chips' look (the new one, the query's
+        outline, the shading where its colour moved) and the rest of the strip stays."""
+        if full:
+            self._shown[:] = -1
+            self.update()
+            return
+        vis = self.visibleRegion().boundingRect()
+        if vis.isEmpty() or not self.rects:
+            return  # hidden: a full paint when shown
+        first, last = self._visible_chips(vis)
+        codes = self._codes_of(first, last)
+        rects, b = self.rects, CHIP_BLEED
+        dirty = QRegion()  # one update for them all: each update() call costs more
+        for j in np.flatnonzero(self._shown[first:last] != codes).tolist():
+            dirty += rects[first + j].adjusted(-b, -b, b, b)
+        if not dirty.isEmpty():
+            self.update(dirty)
+
+    def _draw_chip(self, p: QPainter, r: QRect, text: str, code: int) -> None:
+        """One chip (its look: :meth:`_chip_codes`): its rounded box and its text, cut at
+        the box when it is too wide."""
+        looks = self._looks
+        pad = self.PAD_X
+        p.setPen(looks["pens"][(code >> 2) & 3])
+        rgb = code >> 4
+        fill = self._brushes.get(rgb)
+        if fill is None:
+            if len(self._brushes) > 4096:
+                self._brushes.clear()
+            fill = self._brushes[rgb] = QColor((rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255)
+        p.setBrush(fill)
+        p.drawRoundedRect(QRectF(r).adjusted(0.5, 0.5, -0.5, -0.5), 4, 4)
+        p.setPen(looks["inks"][code & 3])
+        static = self._static_text(text, r.width() - 2 * pad + 1)
+        if static is not None:  # the same place drawText puts the text, laid out once
+            p.drawStaticText(QPointF(r.x() + pad, r.y() + (r.height() - looks["text_h"]) / 2),
+                             static)
+        else:  # a chip narrower than its text (cut at the strip's width)
+            p.drawText(r.adjusted(pad, 0, -pad + 1, 0),
+                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                       drawn_text(text))
 
     def paintEvent(self, e) -> None:  # noqa: N802 - Qt name
-        th = self.theme
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         p.setFont(self.font())
-        clip = e.rect()
-        text_c, dim_c = QColor(th.text), QColor(th.text_dim)
-        prompt_bg, gen_bg = QColor(th.prompt_chip), QColor(th.generated_chip)
-        tint = QColor(th.attention_tint)
-        gen_pen = QPen(QColor(th.generated_edge), 1.5)
-        forced_pen = QPen(QColor(th.forced_edge), 2.0, Qt.PenStyle.DashLine)
-        query_pen = QPen(QColor(th.accent), 3.0)
-        ws, q, pl = self.window_start, self.query, self.prompt_len
-        nw = self.weights.shape[0]
-        black = QColor("#000000")
-        align = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft
-        fm = QFontMetricsF(self.font())
-        text_h = fm.ascent() + fm.descent()  # the line drawText centres in the chip
-        weights, forced, tokens, rects = self.weights, self.forced, self.tokens, self.rects
-        n_forced = forced.shape[0]
-        pad = self.PAD_X
-        # Only the chips in the clip (rows are sorted by y): a long text has 100,000s.
-        h = rects[0].height() if rects else 0
-        first = bisect.bisect_left(self._ys, clip.top() - h)
-        last = bisect.bisect_right(self._ys, clip.bottom())
-        top, bottom = clip.top(), clip.bottom()
-        for i in range(first, last):
+        clip, region = e.rect(), e.region()
+        # Only the chips in the clip: a long text has 100,000s.
+        first, last = self._visible_chips(clip)
+        codes = self._codes_of(first, last)
+        rects, tokens, shown, b = self.rects, self.tokens, self._shown, CHIP_BLEED
+        for j, code in enumerate(codes.tolist()):
+            i = first + j
             r = rects[i]
-            if r.bottom() < top or r.top() > bottom:
+            if not region.intersects(r.adjusted(-b, -b, b, b)):
                 continue
-            bg = gen_bg if i >= pl else prompt_bg
-            k = i - ws
-            if 0 <= k < nw and q >= 0:
-                a = float(weights[k])
-                if a > 0.0:  # square-root scale: 0.01 -> 10 %, 0.25 -> 50 %, 1 -> full
-                    bg = _mix(bg, tint, 0.9 * min(1.0, a) ** 0.5)
-            if i == q:
-                p.setPen(query_pen)
-            elif i >= pl:
-                p.setPen(forced_pen if (i < n_forced and forced[i]) else gen_pen)
-            else:
-                p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(bg)
-            p.drawRoundedRect(QRectF(r).adjusted(0.5, 0.5, -0.5, -0.5), 4, 4)
-            if i < ws or i > q:
-                p.setPen(dim_c)
-            else:
-                p.setPen(black if luma(bg) > 150 else text_c)
-            text = tokens[i]
-            static = self._static_text(text, r.width() - 2 * pad + 1)
-            if static is not None:  # the same place drawText puts the text, laid out once
-                p.drawStaticText(QPointF(r.x() + pad, r.y() + (r.height() - text_h) / 2), static)
-            else:  # a chip narrower than its text (cut at the strip's width)
-                p.drawText(r.adjusted(pad, 0, -pad + 1, 0), align, drawn_text(text))
+            self._draw_chip(p, r, tokens[i], code)
+            shown[i] = code  # what the screen shows there now
         self._paint_marks(p, clip)
         p.end()
 
@@ -373,12 +490,6 @@ def _common_prefix(a: list[str], b: list[str]) -> int:
         else:
             hi = mid
     return lo
-
-
-def _mix(a: QColor, b: QColor, t: float) -> QColor:
-    return QColor(int(a.red() + (b.red() - a.red()) * t),
-                  int(a.green() + (b.green() - a.green()) * t),
-                  int(a.blue() + (b.blue() - a.blue()) * t))
 
 
 class TokenStrip(QWidget):

@@ -19,6 +19,7 @@ import numpy as np
 from gptviz.analysis.live import AnalysisInputs, LiveAnalysis, LRUCache
 from gptviz.analysis.timeline import (
     DEFAULT_PROMPT,
+    LOSSES_FILE,
     Series,
     TimelineFrame,
     default_series_dir,
@@ -51,6 +52,29 @@ class TimelineView:
     frame: TimelineFrame
 
 
+def _stamp(d: Path) -> tuple:
+    """What changes when a series does: the folder's, each snapshot folder's, its weights'
+    and each of the files :func:`read_series` reads' modification time and size (looked at,
+    never opened)."""
+
+    def of(p: Path) -> tuple[int, int]:
+        try:
+            st = p.stat()
+        except OSError:
+            return (-1, -1)
+        return (st.st_mtime_ns, st.st_size)
+
+    if not d.is_dir():
+        return ()
+    try:
+        subs = sorted(p for p in d.iterdir() if p.name.isdigit())  # the snapshot folders
+    except OSError:
+        subs = []
+    return (of(d), of(d / LOSSES_FILE),
+            *((p.name, of(p), of(p / "metadata.json"), of(p / "model.safetensors"))
+              for p in subs))
+
+
 class TrainingTimeline(LiveAnalysis):
     """``"timeline"``: a :class:`TimelineView`."""
 
@@ -58,17 +82,22 @@ class TrainingTimeline(LiveAnalysis):
     settings_type = TimelineSettings
 
     def reset(self) -> None:
-        self._series: dict[str, tuple[float, Series]] = {}
+        self._series: dict[str, tuple[tuple, Series]] = {}
         self._bundles = LRUCache(4)
         self._probes = LRUCache(64)
         self._frames = LRUCache(8)
 
     def series(self, directory: str) -> Series:
-        """The series of ``directory`` (read again when its folder changed)."""
+        """The series of ``directory`` (read again when its folder, a snapshot folder or a
+        file the series is read from changed: a run still writing, a hand-edited
+        ``metadata.json``)."""
         d = Path(directory) if directory else default_series_dir()
-        stamp = d.stat().st_mtime if d.is_dir() else -1.0
+        stamp = _stamp(d)
         cached = self._series.get(str(d))
         if cached is None or cached[0] != stamp:
+            if cached is not None:  # changed: its snapshots' models and frames may have too
+                self._bundles, self._probes, self._frames = LRUCache(4), LRUCache(64), \
+                    LRUCache(8)
             cached = (stamp, read_series(d))
             self._series[str(d)] = cached
         return cached[1]
@@ -88,7 +117,7 @@ class TrainingTimeline(LiveAnalysis):
         n = len(series.snapshots)
         index = n - 1 if settings.index < 0 else min(int(settings.index), n - 1)
         entry = series.snapshots[index]
-        key = (str(entry.path), settings.prompt)
+        key = (str(entry.path), settings.prompt, index, entry.iteration, entry.stage)
         frame = self._frames.get(key)
         if frame is None:
             bundle = self._bundle(entry.path)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from gptviz.analysis.query_run import check_position, model_device
+from gptviz.engine.interrupt import backward_checks
 
 if TYPE_CHECKING:
     from gptviz.model.gpt import GPT, Ablation
@@ -186,7 +187,9 @@ def saliency(model: GPT, ids: Sequence[int] | np.ndarray | torch.Tensor, positio
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(False), torch.enable_grad():
+        # the backward pass (seconds on a long text) stops at its next module when the
+        # caller is interrupted (the window closing), as the forwards do
+        with torch.inference_mode(False), torch.enable_grad(), backward_checks(model):
             e = model.wte(prefix).detach()  # (T, C)
             if target is None:
                 if pos + 1 < ids_t.shape[0]:

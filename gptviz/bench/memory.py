@@ -107,7 +107,7 @@ def _accounted(shape: Shape, tokens: int, steps: int) -> dict[str, int]:
     from gptviz.model.gpt import GPT
 
     with torch.device("meta"):
-        model = GPT(_config(shape))
+        model = GPT(_config(shape), init_weights=False)  # no draws: normal_ on meta is slow
     w = ContextWindow(model)
     T = tokens - steps
     w.reserve(T, min(shape.block_size, T + 16))  # as a prefill does

@@ -10,7 +10,9 @@ real sessions in a child process each, measured by the process (resident memory 
 the peak), for the bundled shape, GPT-2 small and medium; the GPT-2-XL shape counted from its
 buffers unless ``--memory-real gpt2-xl`` (minutes: a 6 GB model and a 1,020-token prefill).
 ``--memory-only`` runs only that; ``--soak N`` runs only the soak test
-(:func:`gptviz.bench.memory.soak`).
+(:func:`gptviz.bench.memory.soak`). Every run but ``--quick`` also times opening a model
+(:func:`gptviz.bench.load.bench_load`: a GPT-2-small-shaped random checkpoint, the bundled
+model); ``--load-only`` runs only that.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "about 9 GB of memory and minutes of prefill)")
     p.add_argument("--memory-only", action="store_true",
                    help="only the session memory of each shape at 1,024 tokens")
+    p.add_argument("--load-only", action="store_true",
+                   help="only how long opening a model takes (a GPT-2-small-shaped random "
+                        "checkpoint, the bundled model) and its parts")
 
 
 def _run_gui(as_json: bool) -> int:
@@ -121,6 +126,19 @@ def _run_families_only(args: argparse.Namespace, log: Callable[[str], None]) -> 
     return 0
 
 
+def _run_load_only(args: argparse.Namespace, log: Callable[[str], None]) -> int:
+    """``--load-only``: how long opening a model takes, nothing else."""
+    import torch
+
+    from gptviz.bench.load import bench_load, format_load_table
+    from gptviz.bench.speed import default_threads, dumps
+
+    torch.set_num_threads(args.threads or default_threads())
+    res = bench_load(reps=args.reps or 3, log=log)
+    print(dumps({"load": res}) if args.json else format_load_table(res))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; progress goes to stderr, the table or JSON to stdout."""
     if args.gui:
@@ -140,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_families_only(args, log)
     if args.memory_only:
         return _run_memory_only(args, log)
+    if args.load_only:
+        return _run_load_only(args, log)
     res = run_bench(quick=args.quick, steps=args.steps, reps=args.reps,
                     use_hf=False if args.no_hf else None, threads=args.threads, log=log)
     if res["transformers"] and not (args.no_families or args.no_hf):
@@ -158,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
         res["analysis_per_step"] = bench_live_costs(repeats=2 if args.quick else 3, log=log)
     res["memory"] = session_memory(real=REAL_BY_DEFAULT + tuple(args.memory_real), log=log,
                                    threads=args.threads)
+    if not args.quick:  # a 500 MB checkpoint written and opened in fresh processes: minutes
+        from gptviz.bench.load import bench_load
+
+        res["load"] = bench_load(reps=args.reps or 3, log=log)
     if args.json:
         print(dumps(res))
     else:
@@ -168,6 +192,10 @@ def run(args: argparse.Namespace) -> int:
             print("\nother families, side by side on the same weights:\n"
                   + format_family_table(res["families"]))
         print("\n" + _memory_table(res["memory"]))
+        if "load" in res:
+            from gptviz.bench.load import format_load_table
+
+            print("\n" + format_load_table(res["load"]))
         if "analysis" in res:
             print("\nanalysis (ms): " + json.dumps(
                 {k: v for k, v in res["analysis"].items() if k != "model"}, default=float))

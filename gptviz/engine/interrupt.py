@@ -18,6 +18,10 @@ module too. It costs nothing to code outside an :func:`interruptible` scope, and
 all once released: the hook is registered only while some caller holds it (a window closing,
 a session open that can be cancelled), never left behind.
 
+A backward pass (one autograd call) runs no module's forward: a forward run inside
+:func:`backward_checks` leaves a check on each module's output, which the backward meets as it
+passes that module, so it too stops within one module's gradient.
+
 A call that cannot be interrupted at all (reading a big weight file, one long torch call) goes
 through :func:`call_aside`: it runs on a thread of its own, with the caller's checks, while the
 caller waits for it *and* looks at its checks every few milliseconds. An interrupted caller
@@ -35,7 +39,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Interrupted", "aside_running", "call_aside", "check_interrupt",
+__all__ = ["Interrupted", "aside_running", "backward_checks", "call_aside", "check_interrupt",
            "hold_module_checks", "interruptible", "module_checks", "release_module_checks",
            "wait_for_aside"]
 
@@ -120,6 +124,40 @@ def module_checks() -> Iterator[None]:
         yield
     finally:
         release_module_checks()
+
+
+@contextmanager
+def backward_checks(module: Any) -> Iterator[None]:
+    """Make a backward pass through the forwards of ``module`` (and its submodules) run in
+    the ``with`` body stop at its next module once a check of the current thread's
+    :func:`interruptible` scopes says stop.
+
+    Each module's output that needs a gradient gets a gradient hook that asks the checks
+    (those of the thread entering the body: autograd may run the hook on a thread of its
+    own) and raises :class:`Interrupted`; it leaves the gradient as it is. Nothing is
+    registered outside an interruptible scope, and the modules' forward hooks are removed at
+    the end of the body (the gradient hooks go with the graph).
+    """
+    checks = list(_checks())
+    if not checks:
+        yield
+        return
+
+    def check(_grad: Any) -> None:
+        if any(c() for c in checks):
+            raise Interrupted
+
+    def after_forward(_module: Any, _args: Any, out: Any) -> None:
+        for t in out if isinstance(out, tuple) else (out,):
+            if getattr(t, "requires_grad", False) and hasattr(t, "register_hook"):
+                t.register_hook(check)
+
+    handles = [m.register_forward_hook(after_forward) for m in module.modules()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def call_aside(fn: Callable[..., T], *args: Any,

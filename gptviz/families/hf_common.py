@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import torch
 
-from gptviz.io.checkpoint import CheckpointError, load_state
+from gptviz.io.checkpoint import CheckpointError, model_from_state
 from gptviz.io.config_checks import LIMITS, check_model_size, tensor_shapes
 from gptviz.io.tensor_files import strip_prefixes
 from gptviz.model.config import GPTConfig
@@ -164,8 +164,7 @@ def hf_model(config: GPTConfig, state: dict[str, torch.Tensor], weights_path: Pa
                                       f"{tuple(state[k].shape)}")
             state[k] = state[k].t().contiguous()  # Conv1D [in, out] -> Linear [out, in]
     check_model_size(config, tensor_shapes(state), config_path or weights_path, weights_path)
-    model = GPT(config)
-    load_state(model, state, weights_path)
+    model = model_from_state(config, state, weights_path)
     if q_scale is not None:
         # Fold a non-standard attention scale into the query projection, so that our
         # q·k / sqrt(hd) equals theirs exactly (up to rounding): only q rows change.

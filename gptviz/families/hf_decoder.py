@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from gptviz.families.hf_common import config_float, make_config
-from gptviz.io.checkpoint import CheckpointError, ModelBundle, load_state, read_json
+from gptviz.io.checkpoint import CheckpointError, ModelBundle, model_from_state, read_json
 from gptviz.io.config_checks import check_model_size, tensor_shapes
 from gptviz.io.tokenizer_files import check_tokenizer, gpt2_tokenizer
 from gptviz.model.config import GPTConfig, RopeScaling
@@ -154,8 +154,7 @@ def build_model(config: GPTConfig, mapped: dict[str, torch.Tensor], left: dict[s
         raise CheckpointError(f"{weights_path}: {len(extra)} tensors gptviz does not know how "
                               f"to use (e.g. {', '.join(extra[:3])})")
     check_model_size(config, tensor_shapes(mapped), config_path, weights_path)
-    model = GPT(config)
-    load_state(model, mapped, weights_path)
+    model = model_from_state(config, mapped, weights_path)
     return model.eval()
 
 

@@ -61,7 +61,7 @@ def load_hf_llama(directory: str | Path) -> ModelBundle:
     cfg_path = d / "config.json"
     cfg = read_json(cfg_path)
     kind = cfg.get("model_type")
-    if kind not in MODEL_TYPES:
+    if not isinstance(kind, str) or kind not in MODEL_TYPES:
         raise CheckpointError(f"{cfg_path}: model_type is {kind!r}, not 'llama' or 'qwen2'")
     act_name = config_choice(cfg, cfg_path, "hidden_act", "silu", LLAMA_ACTIVATIONS)
     n_layer = config_int(cfg, cfg_path, "num_hidden_layers")
@@ -169,4 +169,5 @@ def _map_weights(state: dict[str, torch.Tensor], n_layer: int, kwargs: dict[str,
 
 def recognises(path: Path) -> bool:
     """A folder whose ``config.json`` says ``model_type`` ``"llama"`` or ``"qwen2"``."""
-    return model_type(path) in MODEL_TYPES
+    kind = model_type(path)
+    return isinstance(kind, str) and kind in MODEL_TYPES  # a list is unhashable: no error

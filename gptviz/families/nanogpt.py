@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from gptviz.families.hf_common import config_int, make_config, untie_head
-from gptviz.io.checkpoint import CheckpointError, ModelBundle, load_state
+from gptviz.io.checkpoint import CheckpointError, ModelBundle, model_from_state
 from gptviz.io.config_checks import check_finite, check_model_size, tensor_shapes
 from gptviz.io.tensor_files import strip_prefixes, torch_load_tensors
 from gptviz.io.tokenizer import Tokenizer
@@ -166,8 +166,7 @@ def load_nanogpt(path: str | Path) -> ModelBundle:
     config, state = untie_head(config, state, path,
                                tie_word_embeddings="lm_head.weight" not in state)
     check_model_size(config, tensor_shapes(state), path, path)  # before anything is built
-    model = GPT(config)
-    load_state(model, state, path)
+    model = model_from_state(config, state, path)
     model.eval()
     tokenizer, tok_path = _nanogpt_tokenizer(path, ckpt)
     check_tokenizer(tokenizer, tok_path, config)

@@ -30,8 +30,8 @@ from gptviz.model.config import GPTConfig
 from gptviz.model.gpt import GPT
 
 __all__ = ["DEFAULT_MODEL_DIR", "CheckpointError", "ModelBundle", "read_json",
-           "read_safetensors", "safetensors_shapes", "load_state", "save_checkpoint",
-           "load_gptviz_checkpoint", "require_file"]
+           "read_safetensors", "safetensors_shapes", "load_state", "model_from_state",
+           "save_checkpoint", "load_gptviz_checkpoint", "require_file"]
 
 #: The bundled default model shipped in ``resources/``.
 DEFAULT_MODEL_DIR = resource_path("model")
@@ -118,12 +118,19 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file, turning any failure into a :class:`CheckpointError`."""
+    """Read a safetensors file, turning any failure into a :class:`CheckpointError`.
+
+    The tensors are in memory of their own, never views of the mapped file: a model
+    holds them as its parameters (:func:`model_from_state`), and a view of a file that is
+    then overwritten (a training run saving into the same folder) would crash the process
+    (SIGBUS) on its next read; the views also start wherever the file's header puts them,
+    unaligned. One copy, about as fast as reading the file another way.
+    """
     from safetensors.torch import load_file
 
     require_file(path, allow_empty=False)
     try:
-        return load_file(str(path))
+        return {k: v.clone() for k, v in load_file(str(path)).items()}
     except Exception as e:  # safetensors raises several types for truncated/corrupt files
         raise CheckpointError(f"{path}: not a readable safetensors file "
                               f"(truncated or corrupt: {e})") from None
@@ -149,9 +156,9 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
                               f"(truncated or corrupt: {e})") from None
 
 
-def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Copy ``state`` into ``model``, naming the file and the first mismatches on failure."""
-    own = model.state_dict()
+def _check_names(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor],
+                 path: Path) -> None:
+    """Refuse ``state`` unless it holds exactly the tensors of ``own``, of their shapes."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
@@ -165,8 +172,57 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pat
         if wrong:
             parts.append(f"shape mismatch: {'; '.join(wrong[:3])}")
         raise CheckpointError(f"{path}: weights do not match the config: " + "; ".join(parts))
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Copy ``state`` into ``model``, naming the file and the first mismatches on failure."""
+    own = model.state_dict()
+    _check_names(own, state, path)
     check_finite(state, path)
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+#: Where torch's CPU allocator starts every block (bytes).
+_ALIGNMENT = 64
+
+
+def model_from_state(config: GPTConfig, state: dict[str, torch.Tensor], path: Path) -> GPT:
+    """The :class:`~gptviz.model.gpt.GPT` of ``config`` holding the weights ``state`` (our
+    names), checked as :func:`load_state` checks them, in training mode.
+
+    Built without the random initialisation the weights would overwrite: the modules are
+    made on the ``meta`` device (names and shapes only), then the tensors become the
+    parameters (:meth:`~gptviz.model.gpt.GPT.assign_weights`), converted to the model's
+    dtype. A tensor is copied only where it is not what copying it into a fresh parameter
+    gave before: not contiguous, or not starting on an allocation's boundary (kernels sum in
+    another order on unaligned memory: measured, the one-token step differs in the last
+    bits), or sharing memory with another (changing one in place must not change the
+    other). So the same numbers come out as from ``GPT(config)`` + :func:`load_state`.
+    ``state`` must not be used afterwards.
+
+    Raises
+    ------
+    CheckpointError
+        Names, shapes or values (NaN, infinity) that do not fit, naming ``path``.
+    """
+    with torch.device("meta"):  # nothing allocated, nothing drawn
+        model = GPT(config, init_weights=False)
+    own = model.state_dict()
+    _check_names(own, state, path)
+    check_finite(state, path)
+    weights: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
+    for k, v in state.items():
+        t = v.detach().to(own[k].dtype).contiguous()
+        # A tied copy or views of one buffer share a storage; a view may start anywhere; a
+        # view of a bigger buffer (a flat save) would keep all of it alive behind one weight
+        storage = t.untyped_storage()
+        if (storage.data_ptr() in storages or t.data_ptr() % _ALIGNMENT
+                or storage.nbytes() != t.numel() * t.element_size()):
+            t = t.clone()
+        storages.add(t.untyped_storage().data_ptr())
+        weights[k] = t
+    return model.assign_weights(weights)
 
 
 def save_checkpoint(directory: str | Path, model: GPT, tokenizer: Tokenizer,
@@ -230,9 +286,7 @@ def load_gptviz_checkpoint(directory: str | Path) -> ModelBundle:
         raise CheckpointError(f"{tok_path}: tokenizer has {tokenizer.vocab_size} tokens but the "
                               f"model's vocab_size is {config.vocab_size}")
     check_model_size(config, safetensors_shapes(weights_path), cfg_path, weights_path)
-    state = read_safetensors(weights_path)
-    model = GPT(config)
-    load_state(model, state, weights_path)
+    model = model_from_state(config, read_safetensors(weights_path), weights_path)
     model.eval()
     meta_path = d / "metadata.json"
     metadata = read_json(meta_path) if meta_path.exists() else {}

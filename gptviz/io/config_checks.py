@@ -239,6 +239,10 @@ def check_model_size(config: GPTConfig, shapes: Mapping[str, Sequence[int]], con
             f"{_gb(buffers)}), more than half of this machine's {_gb(ram)}")
 
 
+# Float types torch.aminmax reads (not the float8 ones).
+_MINMAX_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def check_finite(state: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]],
                  path: Path) -> None:
     """Refuse weights that hold NaN or infinity (the model would print nonsense).
@@ -252,6 +256,14 @@ def check_finite(state: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.T
     for name, t in items:
         if not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
             continue
+        if t.dtype in _MINMAX_DTYPES:
+            # One read of the tensor, nothing allocated: min and max are finite exactly when
+            # every value is (both propagate NaN; an infinity is the min or the max).
+            # isfinite(t).all() writes and reads a mask as large: 20x slower (GPT-2 small:
+            # 0.5 s -> 25 ms on one thread).
+            lo, hi = torch.aminmax(t)
+            if bool(torch.isfinite(lo) & torch.isfinite(hi)):
+                continue
         finite = torch.isfinite(t)
         if not bool(finite.all()):
             bad = int(finite.numel() - finite.sum())

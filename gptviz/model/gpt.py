@@ -186,7 +186,10 @@ def rotary_frequencies(config: GPTConfig) -> torch.Tensor:
     s = (old / wavelength - low) / (high - low): (1 - s) f / factor + s f.
     """
     rd = config.rotary_width
-    exponents = torch.arange(0, rd, 2, dtype=torch.int64).float() / rd  # (rd/2,)
+    # on the CPU whatever device a model is being built on: on the meta device (a
+    # checkpoint's model, before its weights are assigned) a division would first import
+    # torch's compiler, seconds on a first load that nothing can interrupt
+    exponents = torch.arange(0, rd, 2, dtype=torch.int64, device="cpu").float() / rd  # (rd/2,)
     inv_freq = 1.0 / (config.rotary_base ** exponents)  # (rd/2,)
     rs = config.rope_scaling
     if rs is None or rs.rope_type == "dynamic":
@@ -211,7 +214,8 @@ def rotary_tables(config: GPTConfig) -> tuple[torch.Tensor, torch.Tensor]:
     twice (both halves).
     """
     inv_freq = rotary_frequencies(config)  # (rd/2,)
-    positions = torch.arange(config.block_size, dtype=torch.int64).float()  # (block_size,)
+    positions = torch.arange(config.block_size, dtype=torch.int64,
+                             device="cpu").float()  # (block_size,)
     angles = torch.outer(positions, inv_freq)  # (block_size, rd/2)
     angles = torch.cat((angles, angles), dim=-1)  # (block_size, rd)
     return angles.cos(), angles.sin()
@@ -457,6 +461,15 @@ class Block(nn.Module):
         return x, att, z
 
 
+def _embedding(n: int, dim: int, init_weights: bool) -> nn.Embedding:
+    """``nn.Embedding(n, dim)``; without ``init_weights`` its weight is an uninitialised
+    matrix instead of a random draw (``normal_`` on the ``meta`` device would import
+    ``torch._dynamo``: 2 s)."""
+    if init_weights:
+        return nn.Embedding(n, dim)
+    return nn.Embedding.from_pretrained(torch.empty(n, dim), freeze=False)
+
+
 class GPT(nn.Module):
     """Decoder-only GPT with an output head (tied to W_e by default) and an optional
     fine-tuning head W_y.
@@ -476,11 +489,14 @@ class GPT(nn.Module):
     rope_cos: torch.Tensor  # (block_size, rd) buffers, with rotary positions only
     rope_sin: torch.Tensor
 
-    def __init__(self, config: GPTConfig) -> None:
+    def __init__(self, config: GPTConfig, *, init_weights: bool = True) -> None:
+        """``init_weights=False`` skips GPT's initialisation (and leaves the embeddings
+        undrawn): for a model built on the ``meta`` device, whose weights are then assigned
+        (:meth:`assign_weights`)."""
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # W_e
-        self.wpe = (nn.Embedding(config.block_size, config.n_embd)
+        self.wte = _embedding(config.vocab_size, config.n_embd, init_weights)  # W_e
+        self.wpe = (_embedding(config.block_size, config.n_embd, init_weights)
                     if config.positional_embedding_type == "learned" else None)  # W_p
         if config.positional_embedding_type == "rotary":
             cos, sin = rotary_tables(config)  # (block_size, rd) each
@@ -493,11 +509,42 @@ class GPT(nn.Module):
                         else nn.Linear(config.n_embd, config.vocab_size, bias=False))
         self.classifier = (nn.Linear(config.n_embd, config.n_classes)
                            if config.n_classes > 0 else None)  # W_y
+        if not init_weights:
+            return
         self.apply(self._init_weights)
         # GPT-2's scaled init of the projections that write into the residual stream.
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def assign_weights(self, state: dict[str, torch.Tensor]) -> GPT:
+        """Make the tensors of ``state`` the model's parameters themselves (no copy), then
+        compute the buffers that are computed rather than loaded (the rotary tables) again
+        where the weights are.
+
+        What opening a checkpoint does to a model built on the ``meta`` device with
+        ``init_weights=False`` (shapes only: no memory, no random draws; see
+        :func:`gptviz.io.checkpoint.model_from_state`), instead of drawing random weights
+        and copying the file's over them.
+
+        Parameters
+        ----------
+        state
+            Every parameter under our names (a missing or extra one raises), of the model's
+            dtype, each in memory of its own.
+
+        Returns
+        -------
+        GPT
+            ``self``.
+        """
+        self.__dict__.pop("_decode_blocks_cache", None)  # views of the storage replaced here
+        self.load_state_dict(state, assign=True)
+        if self.config.positional_embedding_type == "rotary":
+            cos, sin = rotary_tables(self.config)  # (block_size, rd) each, as __init__ made them
+            device = self.wte.weight.device
+            self.rope_cos, self.rope_sin = cos.to(device), sin.to(device)
+        return self
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:

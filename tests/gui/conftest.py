@@ -84,6 +84,9 @@ def show_window(qtbot, bundle, prompt: str = DEFAULT_PROMPT, *, preferences=None
         win.resize(*size)
     win.show()
     qtbot.waitUntil(lambda: win.controller.snapshot is not None, timeout=TIMEOUT)
+    # the head grid asks for its thumbnails at the size it shows them (redrawn when the
+    # worker is idle): start from a snapshot drawn at it
+    settle(qtbot, win)
     if activate:
         win.activateWindow()
         qtbot.waitUntil(win.isActiveWindow, timeout=TIMEOUT)

@@ -100,7 +100,7 @@ def progress_of(results, gen):
 
 
 # ---------------------------------------------------------------------- session open
-@pytest.mark.parametrize("how", ["button", "escape"])
+@pytest.mark.parametrize("how", ["button", "escape", "escape_in_window"])
 def test_a_cancelled_session_open_leaves_the_session_as_it_was(qtbot, window, tmp_path,
                                                                slow_replay, how):
     c = window.controller
@@ -121,12 +121,19 @@ def test_a_cancelled_session_open_leaves_the_session_as_it_was(qtbot, window, tm
     with qtbot.waitSignal(sessions.cancelled, timeout=TIMEOUT):
         if how == "button":
             qtbot.mouseClick(d.cancel_button, Qt.MouseButton.LeftButton)
-        else:  # with the dialog active (the window's own Escape shortcuts stay out)
+        elif how == "escape":  # with the dialog active (the window's own Escape stays out)
             d.activateWindow()
             qtbot.waitUntil(d.isActiveWindow, timeout=TIMEOUT)
             qtbot.keyClick(d, Qt.Key.Key_Escape)
+        else:  # the focus left in the window: Escape there cancels too
+            window.activateWindow()
+            qtbot.waitUntil(window.isActiveWindow, timeout=TIMEOUT)
+            assert not window.actions["follow"].isEnabled()
+            window.attention.setFocus()
+            qtbot.keyClick(window.attention, Qt.Key.Key_Escape)
     after = settle(qtbot, window)
     assert after.gen == gen and not sessions.opening and sessions.progress is None
+    assert window.actions["follow"].isEnabled()  # Escape is the window's own again
     done = progress_of(results, gen)[-1]
     assert 0 < done[0] < done[1] == 60  # stopped midway through the replay
     assert worker_session(window) is session and session.tokens == tokens

@@ -167,12 +167,12 @@ def next_token_whole(win):
     and inside the chart; returns the number of bars drawn."""
     nt = win.next_token
     vb = nt.vb.sceneBoundingRect()
-    shown = [t for t in nt.values if t.textItem.toPlainText()]
+    shown = nt.rows.label_rects()
     bars = len(nt.bars.opts["y"])
     assert len(shown) == bars == nt.n_shown >= 3
-    for t in shown:
-        assert t.textItem.toPlainText().endswith("%")
-        assert t.sceneBoundingRect().right() <= vb.right() + 1, t.textItem.toPlainText()
+    for text, rect in shown:
+        assert text.endswith("%")
+        assert rect.right() <= vb.right() + 1, text
     axis = nt.plot.getAxis("bottom")
     label = axis.label.mapRectToScene(axis.label.boundingRect())
     assert axis.label.toPlainText().strip() == "probability"

@@ -260,7 +260,7 @@ def font_sizes(win):
         "map axis label": win.attention.plot.getAxis("left").label.font().pointSizeF(),
         "colour bar": win.attention.colorbar.axis.style["tickFont"].pointSizeF(),
         "grid labels": win.grid.plot.getAxis("left").style["tickFont"].pointSizeF(),
-        "bar labels": nt.values[0].textItem.font().pointSizeF(),
+        "bar labels": nt.rows.font.pointSizeF(),
         "candidate tokens": nt.plot.getAxis("left").style["tickFont"].pointSizeF(),
         "buttons": win.stepping.buttons["step"].font().pointSizeF(),
         "prompt": win.prompt_editor.edit.font().pointSizeF(),
@@ -286,7 +286,7 @@ def test_presentation_mode_scales_fonts_hides_advanced_panels_and_restores(qtbot
     # an "advanced" panel added later (like the diagnostics panels)
     window.add_panel("diag", "Diagnostics", QLabel("head scores")).show()
     assert window.docks["diag"].isVisible()
-    qtbot.waitUntil(lambda: len(window.next_token.values) > 0, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: len(window.next_token.rows.labels()) > 0, timeout=TIMEOUT)
     before = font_sizes(window)
     cmap_before = window.theme.colormap
     h_before = window.token_strip.canvas.rects[0].height()
@@ -413,9 +413,9 @@ def test_panels_stay_compact_at_presentation_sizes(qtbot, window):
         assert "whole maps" in grid.caption.full_text()
         # every bar's value label ends inside the chart (a fixed margin clipped "6.4%")
         right = nt.vb.sceneBoundingRect().right()
-        shown = [t for t in nt.values if t.textItem.toPlainText()]
+        shown = nt.rows.label_rects()
         assert len(shown) == nt.n_shown
-        assert all(t.sceneBoundingRect().right() <= right + 1 for t in shown)
+        assert all(rect.right() <= right + 1 for _text, rect in shown)
         # the probability axis' labelled ticks have room for their labels
         tick_px = nt.tick_step / nt.vb.viewRange()[0][1] * nt.vb.width()
         assert tick_px >= QFontMetricsF(font).horizontalAdvance("0.00")

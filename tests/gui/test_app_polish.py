@@ -95,7 +95,7 @@ def test_the_chart_shows_what_the_knobs_do(qtbot, window, tiny_bundle):
     n = nt.n_shown
     np.testing.assert_allclose(nt.raw_bars.opts["width"], cand.probs[:n], rtol=1e-6)
     np.testing.assert_allclose(nt.bars.opts["width"], want[cand.ids[:n]], atol=2e-6)
-    labels = [t.toPlainText() for t in nt.values[:n]]
+    labels = nt.rows.labels()[:n]
     assert all("→" in s for s in labels[:3]) and all(s.endswith("cut") for s in labels[3:])
     assert not nt.knob_note.isHidden() and "top-k 3" in nt.knob_note.full_text()
     # after a step: the distribution the newest token was drawn from, under the same knobs

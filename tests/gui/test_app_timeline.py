@@ -163,3 +163,35 @@ def test_the_curves_legend_takes_a_line_a_key_in_a_narrow_panel(qtbot, tiny_bund
         if wrapped:
             assert panel.curves.titleLabel.maximumHeight() > 30
     close_window(win)
+
+
+def test_a_long_loss_curve_is_drawn_from_its_extremes(qtbot, tiny_bundle):
+    """A run's curve of 200,000 points is drawn from about ten points per pixel column
+    (pyqtgraph's peak down-sampling: the highest and lowest of each block), its spikes kept
+    (drawing every point took 1.5 s for 10^6 points; peak-sampled 0.05 s)."""
+    from types import SimpleNamespace
+
+    from gptviz_app.panels.timeline import CURVES
+
+    win = show_window(qtbot, tiny_bundle)
+    try:
+        _show(qtbot, win, "timeline")
+        panel = win.analysis.panels["timeline"]
+        n = 200_000
+        x = np.arange(n, dtype=float)
+        rng = np.random.default_rng(1)
+        y = 3.0 * np.exp(-x / 40_000) + 0.01 * rng.standard_normal(n)
+        y[123_457] = 9.0   # a spike
+        y[77_001] = -1.0   # a dip
+        name = CURVES[0][0]
+        panel._draw_curves(SimpleNamespace(curves={name: np.stack([x, y], 1)},
+                                           stage_spans=[], iterations=[0, n - 1],
+                                           frame=SimpleNamespace(index=1)))
+        panel.curves.getViewBox().autoRange(padding=0)
+        panel.glw.grab()
+        xs, ys = panel.curve_items[name].getData()
+        columns = panel.curves.getViewBox().width()
+        assert 0 < len(xs) <= 12 * columns + 8  # (200,000 points on ~240 columns)
+        assert ys.max() == 9.0 and ys.min() == -1.0
+    finally:
+        close_window(win)

@@ -80,9 +80,8 @@ def test_fast_image_colours_every_cell_as_pyqtgraph(qapp, levels, cmap):
             q = item.qimage.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
             pixels.append(np.array([[q.pixel(x, y) for x in range(w)] for y in range(h)]))
         assert np.array_equal(pixels[0], pixels[1]), (h, w, levels, cmap)
-        # and it is the fast path that drew them (a colour table, or RGBA with holes)
-        assert item.qimage.format() in (QImage.Format.Format_Indexed8,
-                                        QImage.Format.Format_RGBA8888)
+        # and it is the fast path that drew them (premultiplied already: drawn as it is)
+        assert item.qimage.format() == QImage.Format.Format_RGBA8888_Premultiplied
 
 
 def test_fast_image_leaves_other_data_to_pyqtgraph(qapp):
