@@ -61,6 +61,7 @@ def test_fast_image_paints_what_pyqtgraph_paints(qapp, smooth):
                 pixels.append(_painted(item, size, smooth))
             assert np.array_equal(pixels[0], pixels[1]), ((h, w), size, levels)
             assert len(np.unique(pixels[1])) > 3  # a map was painted, not only background
+            assert item._fast_ok()  # by the fast path (not pyqtgraph's, which it stands for)
 
 
 def test_fast_image_paints_a_translucent_lookup_table_as_pyqtgraph(qapp):
