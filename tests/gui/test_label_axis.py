@@ -220,3 +220,38 @@ def test_label_axis_paints_the_pixels_pyqtgraph_paints(qtbot, orientation):
     for exposed in (None, QRect(0, 0, 200, 120)):
         ours, theirs = shot(LabelAxis, exposed), shot(pg.AxisItem, exposed)
         assert ours == theirs
+
+
+def test_a_step_paints_the_map_once(qtbot, tiny_bundle):
+    """pyqtgraph moved the map's items to the new range (one more token) while painting
+    them, which asked for a second paint of the whole map: a step paints it once."""
+    from PySide6.QtCore import QCoreApplication, QEvent, QObject
+
+    win = show_window(qtbot, tiny_bundle, prompt="a internationally b " * 4)
+    try:
+        port = win.attention.glw.viewport()
+        count = [0]
+
+        class Paints(QObject):
+            def eventFilter(self, obj, e):  # noqa: N802 - Qt name
+                if obj is port and e.type() == QEvent.Type.Paint:
+                    count[0] += 1
+                return False
+
+        c = win.controller
+        settle(qtbot, win, c.step(2))
+        qtbot.wait(50)
+        f = Paints()
+        port.installEventFilter(f)
+        per_step = []
+        for _ in range(6):
+            count[0] = 0
+            settle(qtbot, win, c.step(1))
+            for _ in range(4):
+                QCoreApplication.sendPostedEvents(None, 0)
+            qtbot.wait(10)
+            per_step.append(count[0])
+        port.removeEventFilter(f)
+        assert per_step == [1] * len(per_step)
+    finally:
+        close_window(win)
