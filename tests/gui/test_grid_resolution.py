@@ -49,7 +49,9 @@ def test_the_mosaic_is_drawn_one_pixel_a_pixel_and_follows_a_resize(qtbot,
         qtbot.waitUntil(lambda: c.snapshot.n_generated > n0, timeout=TIMEOUT)
         win.resize(1024, 640)
         snap = settle(qtbot, win, run)
-        assert snap.n_generated == n0 + 40
-        assert snap.grid_cell == grid.cell_shown()
+        assert snap.n_generated == n0 + 40  # not stopped
+        # drawn at the new size: by the run's next snapshot, or redrawn once it is idle
+        qtbot.waitUntil(lambda: c.snapshot.grid_cell == grid.cell_shown(), timeout=TIMEOUT)
+        assert c.client.latest == run and c.snapshot.n_generated == n0 + 40
     finally:
         close_window(win)
