@@ -29,6 +29,8 @@ from gptviz_app.views.plots import setup_map_plot, style_axis
 from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme, colormap
 
+#: Room around the mosaic for the selection outline (pixels).
+MARGIN_PX = 3.0
 #: How long the panel's size must stay put before the mosaic is asked for at that size (ms).
 WANT_DELAY_MS = 150
 # "Value-wtd": value-weighted maps (no wider than "Whole maps": the caption keeps its room)
@@ -134,8 +136,7 @@ class HeadGrid(QWidget):
             return None
         views = self.glw.scene().views()
         dpr = views[0].devicePixelRatioF() if views else 1.0
-        margin_px = 3.0  # as _fit
-        return grid_cell_fitting((w - 2 * margin_px) * dpr, (h - 2 * margin_px) * dpr,
+        return grid_cell_fitting((w - 2 * MARGIN_PX) * dpr, (h - 2 * MARGIN_PX) * dpr,
                                  self.L, self.H)
 
     def _ask_cell(self) -> None:
@@ -154,10 +155,9 @@ class HeadGrid(QWidget):
         w, h = self.vb.width(), self.vb.height()
         if w <= 1 or h <= 1:
             return
-        margin_px = 3.0          # room for the selection outline
         width, height = self.H * self.pitch - self.gap, self.L * self.pitch - self.gap
-        scale = max(1e-9, min((w - 2 * margin_px) / width, (h - 2 * margin_px) / height))
-        x0 = y0 = -margin_px / scale
+        scale = max(1e-9, min((w - 2 * MARGIN_PX) / width, (h - 2 * MARGIN_PX) / height))
+        x0 = y0 = -MARGIN_PX / scale
         self.vb.setRange(xRange=(x0, x0 + w / scale), yRange=(y0, y0 + h / scale), padding=0)
         self._head_ticks()
         if self.wanted_cell is None:

@@ -39,6 +39,38 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(mark)
 
 
+class EventCounts:
+    """Counts the events of some types each widget receives while entered (an application
+    event filter; ``with counts: ...``, then ``counts.of(widget)``)."""
+
+    def __init__(self, *types):
+        from PySide6.QtCore import QObject
+        from PySide6.QtWidgets import QApplication
+
+        counts: dict[int, list] = {}
+        self.counts = counts
+
+        class Filter(QObject):
+            def eventFilter(self, obj, e):  # noqa: N802 - Qt name
+                if e.type() in types:
+                    counts.setdefault(id(obj), [obj, 0])[1] += 1
+                return False
+
+        self._filter = Filter()
+        self._app = QApplication.instance()
+
+    def __enter__(self):
+        self.counts.clear()
+        self._app.installEventFilter(self._filter)
+        return self
+
+    def __exit__(self, *exc):
+        self._app.removeEventFilter(self._filter)
+
+    def of(self, widget) -> int:
+        return self.counts.get(id(widget), [None, 0])[1]
+
+
 # ---------------------------------------------------------------------- worker threads
 def running_threads():
     """The worker threads (of every window made so far) that are still running."""

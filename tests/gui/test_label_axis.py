@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from .conftest import close_window, settle, show_window  # noqa: E402
+from .conftest import EventCounts, close_window, settle, show_window  # noqa: E402
 
 WORDS = ["a", "the", "internationally", " ", "W", "…", "supercalifragi…", "ll", "é", "42",
          "'\\n'", "mmmmmmmm"]
@@ -36,25 +36,34 @@ def _specs(axis, own: bool):
             axis.textWidth, axis.textHeight)
 
 
+def _axis_plot(qtbot, cls, orientation: str, size: tuple[int, int], show: bool = True):
+    """A plot in a layout widget of ``size`` with a ``cls`` axis on ``orientation`` (shown,
+    and the widget on screen unless ``show`` is False): ``(glw, axis, plot)``."""
+    import pyqtgraph as pg
+
+    glw = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(glw)
+    glw.resize(*size)
+    axis = cls(orientation)
+    plot = glw.addPlot(row=0, col=0, axisItems={orientation: axis})
+    plot.showAxis(orientation)
+    if show:
+        glw.show()
+        qtbot.waitExposed(glw)
+    return glw, axis, plot
+
+
 @pytest.mark.parametrize("orientation", ["left", "right", "top", "bottom"])
 def test_label_axis_lays_labels_out_as_pyqtgraph(qtbot, orientation):
     """Same axis line, tick lines (pen, ends) and label rectangles, flags and strings as
     pyqtgraph's own ``generateDrawSpecs``, for ticks in and out of range, labels of any width
     (some past the axis' ends, which both leave out), ranges of any direction, two fonts and
     tick lengths in and out."""
-    import pyqtgraph as pg
     from PySide6.QtGui import QFont
 
     from gptviz_app.views.label_axis import LabelAxis
 
-    glw = pg.GraphicsLayoutWidget()
-    qtbot.addWidget(glw)
-    glw.resize(420, 330)
-    axis = LabelAxis(orientation)
-    plot = glw.addPlot(row=0, col=0, axisItems={orientation: axis})
-    plot.showAxis(orientation)
-    glw.show()
-    qtbot.waitExposed(glw)
+    glw, axis, plot = _axis_plot(qtbot, LabelAxis, orientation, (420, 330))
     rng = np.random.default_rng(3)
     checked = 0
     for trial in range(24):
@@ -84,17 +93,10 @@ def test_label_axis_lays_labels_out_as_pyqtgraph(qtbot, orientation):
 
 def test_label_axis_leaves_other_axes_to_pyqtgraph(qtbot):
     """Automatic ticks (numbers), several levels or a grid: pyqtgraph's own layout."""
-    import pyqtgraph as pg
 
     from gptviz_app.views.label_axis import LabelAxis
 
-    glw = pg.GraphicsLayoutWidget()
-    qtbot.addWidget(glw)
-    glw.resize(300, 200)
-    axis = LabelAxis("bottom")
-    plot = glw.addPlot(row=0, col=0, axisItems={"bottom": axis})
-    glw.show()
-    qtbot.waitExposed(glw)
+    glw, axis, plot = _axis_plot(qtbot, LabelAxis, "bottom", (300, 200))
     plot.setXRange(0, 10, padding=0)
     for ticks in (None, [[(1.0, "a")], [(2.0, "b")]]):
         axis.setTicks(ticks)
@@ -107,18 +109,11 @@ def test_label_axis_leaves_other_axes_to_pyqtgraph(qtbot):
 def test_a_reserved_axis_keeps_its_width_and_fits_its_widest_label(qtbot):
     """``reserve``: as wide as the widest label needs, whichever labels are in view; a new
     font is measured again; ``None`` gives the axis back to pyqtgraph's sizing."""
-    import pyqtgraph as pg
     from PySide6.QtGui import QFont
 
     from gptviz_app.views.label_axis import LabelAxis
 
-    glw = pg.GraphicsLayoutWidget()
-    qtbot.addWidget(glw)
-    glw.resize(400, 300)
-    axis = LabelAxis("left")
-    plot = glw.addPlot(row=0, col=0, axisItems={"left": axis})
-    glw.show()
-    qtbot.waitExposed(glw)
+    glw, axis, plot = _axis_plot(qtbot, LabelAxis, "left", (400, 300))
     labels = ["a", "internationally", "b"]
     axis.setStyle(tickFont=QFont("DejaVu Sans", 9))
     axis.reserve(axis.widest(labels))
@@ -196,12 +191,7 @@ def test_label_axis_paints_the_pixels_pyqtgraph_paints(qtbot, orientation):
     from gptviz_app.views.label_axis import LabelAxis
 
     def shot(cls, exposed=None):
-        glw = pg.GraphicsLayoutWidget()
-        qtbot.addWidget(glw)
-        glw.resize(360, 260)
-        axis = cls(orientation)
-        plot = glw.addPlot(row=0, col=0, axisItems={orientation: axis})
-        plot.showAxis(orientation)
+        glw, axis, plot = _axis_plot(qtbot, cls, orientation, (360, 260), show=False)
         axis.setStyle(tickFont=QFont("DejaVu Sans", 9), tickLength=-4)
         axis.setPen(pg.mkPen("#888"))
         axis.setTextPen(pg.mkPen("#eee"))
@@ -225,33 +215,23 @@ def test_label_axis_paints_the_pixels_pyqtgraph_paints(qtbot, orientation):
 def test_a_step_paints_the_map_once(qtbot, tiny_bundle):
     """pyqtgraph moved the map's items to the new range (one more token) while painting
     them, which asked for a second paint of the whole map: a step paints it once."""
-    from PySide6.QtCore import QCoreApplication, QEvent, QObject
+    from PySide6.QtCore import QCoreApplication, QEvent
 
     win = show_window(qtbot, tiny_bundle, prompt="a internationally b " * 4)
     try:
         port = win.attention.glw.viewport()
-        count = [0]
-
-        class Paints(QObject):
-            def eventFilter(self, obj, e):  # noqa: N802 - Qt name
-                if obj is port and e.type() == QEvent.Type.Paint:
-                    count[0] += 1
-                return False
-
         c = win.controller
         settle(qtbot, win, c.step(2))
         qtbot.wait(50)
-        f = Paints()
-        port.installEventFilter(f)
+        paints = EventCounts(QEvent.Type.Paint)
         per_step = []
         for _ in range(6):
-            count[0] = 0
-            settle(qtbot, win, c.step(1))
-            for _ in range(4):
-                QCoreApplication.sendPostedEvents(None, 0)
-            qtbot.wait(10)
-            per_step.append(count[0])
-        port.removeEventFilter(f)
+            with paints:
+                settle(qtbot, win, c.step(1))
+                for _ in range(4):
+                    QCoreApplication.sendPostedEvents(None, 0)
+                qtbot.wait(10)
+            per_step.append(paints.of(port))
         assert per_step == [1] * len(per_step)
     finally:
         close_window(win)

@@ -13,6 +13,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from .conftest import EventCounts  # noqa: E402
+
 SIZE = (360, 300)
 ROWS = 5
 
@@ -181,31 +183,21 @@ def chart(qtbot):
 def test_a_step_paints_the_chart_once(qtbot, chart):
     """pyqtgraph moved the bars to a new range (or beside a new width of the token labels) in
     the paint, which asked for a second paint of the whole chart: a step paints it once."""
-    from PySide6.QtCore import QCoreApplication, QEvent, QObject
+    from PySide6.QtCore import QCoreApplication, QEvent
 
     port = chart.glw.viewport()
-    count = [0]
-
-    class Paints(QObject):
-        def eventFilter(self, obj, e):  # noqa: N802 - Qt name
-            if obj is port and e.type() == QEvent.Type.Paint:
-                count[0] += 1
-            return False
-
     rng = np.random.default_rng(0)
     chart.apply_snapshot(_Snap(_candidates(1, rng), 10))
     qtbot.wait(50)
-    f = Paints()
-    port.installEventFilter(f)
+    paints = EventCounts(QEvent.Type.Paint)
     per_step = []
     for step in range(2, 14):
-        count[0] = 0
-        chart.apply_snapshot(_Snap(_candidates(step, rng), 9 + step))
-        for _ in range(4):
-            QCoreApplication.sendPostedEvents(None, 0)
-        qtbot.wait(10)
-        per_step.append(count[0])
-    port.removeEventFilter(f)
+        with paints:
+            chart.apply_snapshot(_Snap(_candidates(step, rng), 9 + step))
+            for _ in range(4):
+                QCoreApplication.sendPostedEvents(None, 0)
+            qtbot.wait(10)
+        per_step.append(paints.of(port))
     assert per_step == [1] * len(per_step)
 
 

@@ -12,38 +12,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from .conftest import close_window, settle, show_window  # noqa: E402
-
-
-class _Events:
-    """Counts the events of some types each widget receives (an application event filter)."""
-
-    def __init__(self, *types):
-        from PySide6.QtCore import QObject
-        from PySide6.QtWidgets import QApplication
-
-        counts: dict[int, list] = {}
-        self.counts = counts
-
-        class Filter(QObject):
-            def eventFilter(self, obj, e):  # noqa: N802 - Qt name
-                if e.type() in types:
-                    counts.setdefault(id(obj), [obj, 0])[1] += 1
-                return False
-
-        self._filter = Filter()
-        self._app = QApplication.instance()
-
-    def __enter__(self):
-        self.counts.clear()
-        self._app.installEventFilter(self._filter)
-        return self
-
-    def __exit__(self, *exc):
-        self._app.removeEventFilter(self._filter)
-
-    def of(self, widget) -> int:
-        return self.counts.get(id(widget), [None, 0])[1]
+from .conftest import EventCounts, close_window, settle, show_window  # noqa: E402
 
 
 def _layout_request():
@@ -114,7 +83,7 @@ def test_steady_label_asks_for_a_layout_only_when_it_needs_other_room(qtbot):
     host.show()
     qtbot.waitExposed(host)
     qtbot.wait(50)  # laid out
-    events = _Events(_layout_request())
+    events = EventCounts(_layout_request())
     with events:
         label.setText("step 12 / 12")  # digits of one width: the same room
         qtbot.wait(20)
@@ -173,7 +142,7 @@ def test_a_step_lays_out_none_of_the_views(qtbot, classes_window):
         snap = settle(qtbot, win, c.step(1))
     views = [win.attention, win.grid, win.next_token, win.token_strip, win.stepping,
              win.classes]
-    events = _Events(_layout_request())
+    events = EventCounts(_layout_request())
     texts = []
     for _ in range(3):
         with events:
@@ -201,7 +170,7 @@ def test_the_class_panel_paints_with_the_window_and_keeps_its_names_column(qtbot
     panel = win.classes
     assert panel.isVisible()
     x0 = panel.bars[0].x()
-    events = _Events(QEvent.Type.Paint)
+    events = EventCounts(QEvent.Type.Paint)
     for probs in ([0.7, 0.2, 0.1], [0.1, 0.2, 0.7], [0.2, 0.6, 0.2]):
         snap = win.controller.snapshot
         snap.class_probs = np.asarray(probs, np.float32)
@@ -224,7 +193,7 @@ def test_status_figures_of_the_same_width_lay_nothing_out(qtbot, window):
     for ms in times:  # the widest of them sets the field's width
         bar.set_view_ms(ms)
     qtbot.wait(30)
-    events = _Events(_layout_request())
+    events = EventCounts(_layout_request())
     with events:
         for ms in times:
             bar.set_view_ms(ms)
