@@ -55,6 +55,22 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(0.15 * r)
 
 
+def peak_over_uniform(attentions) -> float:
+    """How far the sharpest attention row is from uniform: the largest weight times the
+    number of keys the row may see, over every layer, head and query row after the first.
+
+    1.0 means every row is uniform (a wrong scale or mask would give that); the trained BPE
+    tokenizers of these tests tie merges in a random order, so a probe's ids (and any one
+    row's weights) change from run to run: the check looks at every row, not one.
+    """
+    best = 0.0
+    for a in attentions:  # (1, nh, T, T)
+        T = a.shape[-1]
+        seen = torch.arange(1, T + 1, dtype=a.dtype)  # keys row i may see: i + 1
+        best = max(best, (a[0, :, 1:].amax(-1) * seen[1:]).max().item())
+    return best
+
+
 def tiny_gpt2(vocab_size: int, seed: int = 0, **kw):
     """A random ``GPT2LMHeadModel`` of 2 layers, 2 heads, 32 channels."""
     from transformers import GPT2Config, GPT2LMHeadModel
