@@ -380,6 +380,11 @@ class Exporter(QObject):
             if what not in panels:
                 raise ValueError(f"no panel {what!r} to export")
             view = panels[what][1]
+            analysis = getattr(self.win, "analysis", None)
+            if analysis is not None and what.split("-")[0] in analysis.panels:
+                # a panel behind a tab or closed skips the steps it does not show: brought
+                # up to date first, the picture is what it would show now
+                analysis.catch_up(what.split("-")[0])
             lines = export_lines(self._snap(), what.split("-")[0]) if title else None
             colors = (self.win.theme.plot_bg, self.win.theme.text)
             if fmt == "svg":

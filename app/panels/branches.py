@@ -41,6 +41,7 @@ class BranchesPanel(AnalysisPanel):
         self.tree.setAlternatingRowColors(True)
         self.tree.setToolTip("Enter or double-click: switch to the branch")
         self.tree.itemActivated.connect(lambda item, _col: self.switch(item.data(0, _ID)))
+        self.tree.currentItemChanged.connect(self._on_current)
         self.switch_btn = QPushButton("Switch")
         self.switch_btn.setToolTip("Make the selected branch the text (Enter)")
         self.switch_btn.clicked.connect(lambda: self.switch(self.selected()))
@@ -51,6 +52,10 @@ class BranchesPanel(AnalysisPanel):
         stack(self, controls_row(self.switch_btn, self.compare_btn, 6, (self.info, 1)),
               self.tree)
         self.shown: tuple = ()
+        self.items: dict[int, QTreeWidgetItem] = {}  # the rows by branch id
+        #: The branch whose row is chosen (kept while it exists, else the current branch),
+        #: followed at every snapshot, also while the panel is hidden.
+        self.chosen: int | None = None
         self.apply_theme(self.theme)
 
     def install(self, ui) -> None:
@@ -62,6 +67,8 @@ class BranchesPanel(AnalysisPanel):
 
     def set_model(self, info: ModelInfo) -> None:
         self.shown = ()
+        self.items = {}
+        self.chosen = None
         self.tree.clear()
 
     # ------------------------------------------------------------------ reading
@@ -100,22 +107,39 @@ class BranchesPanel(AnalysisPanel):
         if bid is not None and compare is not None:
             compare.compare_branch(int(bid))
 
+    def _on_current(self, item: QTreeWidgetItem | None, _previous=None) -> None:
+        self.chosen = None if item is None else item.data(0, _ID)
+
     # ------------------------------------------------------------------ drawing
+    def follow(self, res: AnalysisResult, snap: Snapshot) -> None:
+        """The chosen row's branch: the one chosen before while it exists, else the current
+        one (what the tree keeps through its rebuilds, hidden or not)."""
+        branches = getattr(snap, "branches", ()) or ()
+        if all(b.id != self.chosen for b in branches):
+            self.chosen = next((b.id for b in branches if b.current), None)
+
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
         branches = tuple(getattr(snap, "branches", ()) or ())
         if branches == self.shown:
             return
-        keep = self.selected()
+        if [_shape(b) for b in branches] == [_shape(b) for b in self.shown]:
+            self._retext(branches)  # a step: the current branch grew, the tree is the same
+        else:
+            self._rebuild(branches)
         self.shown = branches
+        n = len(branches)
+        self.info.setText(f"{n} branch{'es' if n != 1 else ''}" + (
+            " · go Back and take another token to start one" if n <= 1 else ""))
+
+    def _rebuild(self, branches: tuple) -> None:
+        """The tree anew (the branches themselves changed), every row expanded, the row of
+        :attr:`chosen` (else the current branch's) chosen."""
         with QSignalBlocker(self.tree):
             self.tree.clear()
             items: dict[int, QTreeWidgetItem] = {}
             current_item = None
             for b in branches:
-                mark = "● " if b.current else ""
-                item = QTreeWidgetItem([f"{mark}#{b.id}", str(b.at + 1) if b.parent >= 0
-                                        else "prompt", str(b.length),
-                                        repr(b.head) if b.head else "(no tokens yet)"])
+                item = QTreeWidgetItem([*_place_texts(b), *_grown_texts(b)])
                 item.setData(0, _ID, b.id)
                 item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight)
                 item.setTextAlignment(2, Qt.AlignmentFlag.AlignRight)
@@ -132,16 +156,43 @@ class BranchesPanel(AnalysisPanel):
                 else:
                     parent.addChild(item)
                 items[b.id] = item
+            self.items = items
             self.tree.expandAll()
             for c in range(len(COLUMNS) - 1):
                 self.tree.resizeColumnToContents(c)
-            pick = items.get(keep) if keep is not None else None
+            pick = items.get(self.chosen) if self.chosen is not None else None
             pick = pick or current_item
             if pick is not None:
                 self.tree.setCurrentItem(pick)
-        n = len(branches)
-        self.info.setText(f"{n} branch{'es' if n != 1 else ''}" + (
-            " · go Back and take another token to start one" if n <= 1 else ""))
+            self._on_current(pick)
+
+    def _retext(self, branches: tuple) -> None:
+        """The same tree with new lengths and first tokens: only those texts change (the rows,
+        their expansion and the chosen row stay; the columns fit as a rebuild fits them)."""
+        resize = False
+        for b in branches:
+            item = self.items[b.id]
+            for c, text in enumerate(_grown_texts(b), start=2):
+                if item.text(c) != text:
+                    item.setText(c, text)
+                    resize = resize or c < len(COLUMNS) - 1
+        if resize:
+            self.tree.resizeColumnToContents(2)
+
+
+def _shape(b) -> tuple:
+    """What places a branch's row in the tree and fixes its first two columns."""
+    return b.id, b.parent, b.at, b.current, b.depth
+
+
+def _place_texts(b) -> list[str]:
+    """The row's first two columns: the branch (● current) and where it parts."""
+    return [f"{'● ' if b.current else ''}#{b.id}", str(b.at + 1) if b.parent >= 0 else "prompt"]
+
+
+def _grown_texts(b) -> list[str]:
+    """The row's last two columns, which change as the branch grows."""
+    return [str(b.length), repr(b.head) if b.head else "(no tokens yet)"]
 
 
 _ID = Qt.ItemDataRole.UserRole

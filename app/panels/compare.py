@@ -147,10 +147,12 @@ class ComparePanel(AnalysisPanel):
         self.ui.reveal(self.key)
 
     def _fill_branches(self, branches: tuple) -> None:
-        """The branch box: every branch but the current one."""
-        if branches == self.branches:
+        """The branch box: every branch but the current one (filled again only when what it
+        lists changed, not when the current branch grew)."""
+        listed = tuple((b.id, b.at, b.head) for b in branches if not b.current)
+        if listed == self.branches:
             return
-        self.branches = branches
+        self.branches = listed
         keep = self.branch_box.currentData()
         with QSignalBlocker(self.branch_box):
             self.branch_box.clear()
@@ -187,8 +189,12 @@ class ComparePanel(AnalysisPanel):
             m.set_image(None, (0, 1))
             m.plot.getAxis("left").setTicks([[]])
 
-    def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
+    def follow(self, res: AnalysisResult, snap: Snapshot) -> None:
+        """The branch box, also while hidden (filled only when the branches listed changed;
+        which one it keeps depends on each change): the branch tree's Compare uses it."""
         self._fill_branches(tuple(getattr(snap, "branches", ()) or ()))
+
+    def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
         if "compare" in res.errors:
             self.info.setText("Comparison failed: " + res.errors["compare"])
             return

@@ -321,6 +321,16 @@ class DiagnosticsPanel(AnalysisPanel):
         plot.getAxis("left").setTicks([thin_ticks([f"L{i}" for i in range(self.L)], lstep)])
 
     # ------------------------------------------------------------------ data
+    def follow(self, res: AnalysisResult, snap: Snapshot) -> None:
+        """While hidden, the table's row still follows the selected head at the step it
+        changes (where the table scrolls to depends on each selection on the way); shown,
+        :meth:`apply_analysis` does it."""
+        v = snap.view
+        if not self.isVisible() and (v.layer, v.head, v.average) != (*self.selected,
+                                                                      self.average):
+            self.selected, self.average = (v.layer, v.head), v.average
+            self._select_row()
+
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
         v = snap.view
         sel_changed = (v.layer, v.head, v.average) != (*self.selected, self.average)

@@ -14,7 +14,9 @@ from the head grid.
   :meth:`~gptviz_app.panels.registry.AnalysisPanel.requests` (only the panels on screen ask
   for anything), sent again whenever a panel's visibility or settings change;
 * registers itself as a controller view: every snapshot's ``extra["analysis"]`` goes to each
-  panel's ``apply_analysis``;
+  panel's ``follow`` and, while the panel is on screen, its ``apply_analysis``; a hidden
+  panel (dock closed, tab behind another) does no work per step and catches up the moment it
+  is shown (:meth:`AnalysisUI.catch_up`);
 * owns head ablation, which is session state rather than a panel: the menu's ablation
   actions, Ctrl+click on a head-grid thumbnail (ablate or restore) and its right-click menu
   (select, ablate or restore, clear all, diagnostics), the crossed out thumbnails of the
@@ -85,6 +87,10 @@ class AnalysisUI(QObject):
             panel.key = key
             self.panels[key] = panel
         self.visible = dict.fromkeys(self.panels, False)
+        #: Hidden panels that missed snapshots, and for each the last missed one that held
+        #: any of its analyses (its data), see :meth:`catch_up`.
+        self.stale: set[str] = set()
+        self._missed: dict[str, tuple[AnalysisResult, Snapshot]] = {}
         self._add_docks()
         self._build_menu()
         self._build_toolbar()
@@ -120,6 +126,9 @@ class AnalysisUI(QObject):
             dock = w.docks[key]
             dock.hide()
             dock.visibilityChanged.connect(lambda on, k=key: self._on_visible(k, on))
+            # a tab behind another dragged out (floated) is shown with no visibilityChanged
+            dock.topLevelChanged.connect(
+                lambda _floating, k=key, d=dock: self._on_visible(k, d.isVisible()))
             dock.toggleViewAction().triggered.connect(
                 lambda on, d=dock: d.raise_() if on else None)
 
@@ -256,7 +265,34 @@ class AnalysisUI(QObject):
     # ------------------------------------------------------------------ spec
     def _on_visible(self, key: str, on: bool) -> None:
         self.visible[key] = bool(on)
+        if on:
+            self.catch_up(key)
         self._update_spec()
+
+    def catch_up(self, key: str) -> None:
+        """Bring a panel that missed snapshots while hidden up to date now: the last missed
+        snapshot that held any of its analyses (when older than the latest), then the
+        latest; a no-op for a panel that missed nothing."""
+        if key not in self.stale:
+            return
+        self.stale.discard(key)
+        missed = self._missed.pop(key, None)
+        if missed is not None and missed[0] is not self.result:
+            self._apply_panel(key, *missed)
+        # the latest snapshot is the controller's (not kept here: a snapshot held one step
+        # longer would be freed, its maps and all, inside this view's update)
+        snap = self.controller.snapshot
+        if snap is not None and self.result is not None and (
+                snap.extra.get("analysis") is self.result):
+            self._apply_panel(key, self.result, snap)
+
+    def _apply_panel(self, key: str, res: AnalysisResult, snap: Snapshot) -> None:
+        p = self.panels[key]
+        p.apply_analysis(res, snap)
+        scroll = self.window.docks[key].widget()
+        if isinstance(scroll, PanelScroll) and scroll.fonts_due and (
+                not p.analyses or any(n in res.results for n in p.analyses)):
+            scroll.check_fonts()  # titles a panel sets with its first data
 
     def current_spec(self) -> AnalysisSpec:
         """What the panels ask for now (the first panel asking for an analysis sets its
@@ -374,11 +410,14 @@ class AnalysisUI(QObject):
                  for layer, h in self.ablated if layer < g.L and h < g.H]
         self.grid_dim.setPath(rects_path(rects))
         self.grid_cross.setPath(cross_path(rects, inset=0.12))
+        g.refresh()  # the crosses' cosmetic pen: no trace left where they were
 
     # ------------------------------------------------------------------ view protocol
     def set_model(self, info: ModelInfo) -> None:
         self.ablated = ()
         self._grid_geom = None
+        self.stale.clear()  # the old session's snapshots: nothing to catch up with
+        self._missed.clear()
         self._draw_grid_overlay()
         for p in self.panels.values():
             p.set_model(info)
@@ -402,12 +441,17 @@ class AnalysisUI(QObject):
             with QSignalBlocker(act):
                 act.setChecked(res.ablation_mode == "mean")
         self._draw_grid_overlay()
+        visible = self.visible
         for key, p in self.panels.items():
-            p.apply_analysis(res, snap)
-            scroll = self.window.docks[key].widget()
-            if isinstance(scroll, PanelScroll) and scroll.fonts_due and (
-                    not p.analyses or any(n in res.results for n in p.analyses)):
-                scroll.check_fonts()  # titles a panel sets with its first data
+            p.follow(res, snap)
+            if visible[key]:
+                self._apply_panel(key, res, snap)
+                continue
+            # hidden: nothing drawn now; what it missed is shown when it is (catch_up)
+            self.stale.add(key)
+            if (res.results or res.errors) and any(
+                    n in res.results or n in res.errors for n in p.analyses):
+                self._missed[key] = (res, snap)
 
 
 #: Least size of an analysis panel, in text lines (width, height): a smaller dock (1024 x 640,

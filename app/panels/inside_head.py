@@ -181,12 +181,14 @@ class InsideHeadPanel(AnalysisPanel):
         self.bars_masked.setOpts(x=[], y0=[], height=[])
         self.vec_image.clear()
 
-    def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
-        stage = snap.view.map_stage
-        act = self.stage_actions.get(stage)
+    def follow(self, res: AnalysisResult, snap: Snapshot) -> None:
+        """View ▸ Map stage checks the stage shown (the menu is there while hidden too)."""
+        act = self.stage_actions.get(snap.view.map_stage)
         if act is not None and not act.isChecked():
             with QSignalBlocker(act):
                 act.setChecked(True)
+
+    def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
         if "inside_head" in res.errors:
             self.header.setText("Inside one head failed: " + esc(res.errors["inside_head"]))
             return

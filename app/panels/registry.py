@@ -11,7 +11,9 @@ group ``gptviz_app.panels`` (a broken one warns, never stops the built-ins)::
 
 A panel declares what it shows (:attr:`AnalysisPanel.analyses`: names in
 :mod:`gptviz.analysis.registry`) and gets every snapshot's
-:class:`~gptviz.analysis.runner.AnalysisResult`; it never talks to the worker directly.
+:class:`~gptviz.analysis.runner.AnalysisResult` while it is on screen (a hidden one catches
+up when shown, see :meth:`AnalysisPanel.apply_analysis`); it never talks to the worker
+directly.
 """
 
 from __future__ import annotations
@@ -101,8 +103,18 @@ class AnalysisPanel(QWidget):
     def set_model(self, info: ModelInfo) -> None:
         """A new model (and session): forget what was shown."""
 
+    def follow(self, res: AnalysisResult, snap: Snapshot) -> None:
+        """Every snapshot, also while the panel is hidden (before :meth:`apply_analysis`):
+        keep up what the panel shows outside itself (a menu's check marks, the token strip's
+        shading) and what it must do at the step it happens (a table scrolled to a new
+        selection). Cheap: it runs at every step. Default: nothing."""
+
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
-        """Show ``res`` (every snapshot; also while the panel is hidden)."""
+        """Show ``res``: every snapshot while the panel is on screen. A hidden panel (its
+        dock closed, or its tab behind another) is not called; when it is shown it gets, at
+        once, the last snapshot that held any of its :attr:`analyses` (if an older one), then
+        the latest: what it would show had it been called all along, for a panel whose
+        drawing depends on the latest data and result alone."""
 
 
 def register_panel(key: str, panel: Any, *, replace: bool = False) -> None:

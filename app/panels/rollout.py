@@ -108,6 +108,13 @@ class RolloutPanel(AnalysisPanel):
                 with QSignalBlocker(box):
                     box.setChecked(on)
 
+    def follow(self, res: AnalysisResult, snap: Snapshot) -> None:
+        """The token strip's shading, also while the panel is hidden."""
+        rv: RolloutView | None = res.get("rollout")
+        settings = res.spec.settings("rollout")
+        if rv is not None and settings is not None and settings.strip:
+            self._shade_strip(rv, snap)
+
     def apply_analysis(self, res: AnalysisResult, snap: Snapshot) -> None:
         if "rollout" in res.errors:
             self.info.setText("Rollout failed: " + res.errors["rollout"])
@@ -115,9 +122,6 @@ class RolloutPanel(AnalysisPanel):
         rv: RolloutView | None = res.get("rollout")
         if rv is None:
             return
-        settings = res.spec.settings("rollout")
-        if settings is not None and settings.strip:
-            self._shade_strip(rv, snap)
         m = rv.map
         if m is None:
             return

@@ -63,6 +63,15 @@ class Controller(QObject):
         #: ms spent in the last apply (UI thread), for the status bar and the benchmark
         self.last_apply_ms = 0.0
         self.last_latency_ms = 0.0
+        # Snapshots the views have let go of, freed once the frame they made way for is on
+        # screen: their maps are megabytes at 1,024 tokens, and giving that memory back
+        # (unmapping it: see gptviz.engine.memory) cost the views' update ~0.5 ms a step.
+        # A timer's event comes after the posted ones, the paint among them.
+        self._retired: list[Snapshot] = []
+        self._release_timer = QTimer(self)
+        self._release_timer.setSingleShot(True)
+        self._release_timer.setInterval(0)
+        self._release_timer.timeout.connect(self._retired.clear)
 
     # ------------------------------------------------------------------ views
     def add_view(self, view: View) -> None:
@@ -84,6 +93,9 @@ class Controller(QObject):
     def _on_snapshot(self, snap: Snapshot) -> None:
         t0 = time.perf_counter()
         self.last_latency_ms = (t0 - snap.t_emit) * 1e3 if snap.t_emit else 0.0
+        if self.snapshot is not None:
+            self._retired.append(self.snapshot)
+            self._release_timer.start()
         self.snapshot = snap
         for v in self.views:
             v.apply_snapshot(snap)

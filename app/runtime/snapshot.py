@@ -156,6 +156,11 @@ class Snapshot:
     #: the branch tree, compact (gptviz.engine.branches.BranchInfo: id, parent, branch point,
     #: length, first tokens' text, current), depth first
     branches: tuple = ()
+    #: equal for two snapshots of one session whose :attr:`attn` (and ``extra["map_stage"]``)
+    #: agree in their common leading rows and columns: only tokens were appended between
+    #: them and the window did not slide (dropped snapshots in between do not matter: it is
+    #: the session's state, not the count of builds); ``None``: compare nothing
+    attn_rev: tuple | None = None
 
     @property
     def n_tokens(self) -> int:

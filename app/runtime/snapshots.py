@@ -9,6 +9,7 @@ rebuild it from the session's attention buffer.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import replace
@@ -215,6 +216,11 @@ class GridMosaic:
         return np.sqrt(out, out=out) if sqrt else out
 
 
+#: Numbers the builders (an ``id()`` is reused once its object is gone): the first part of
+#: :attr:`Snapshot.attn_rev`.
+_BUILDERS = itertools.count()
+
+
 class SnapshotBuilder:
     """Builds snapshots of one session; keeps the mosaic and per-token arrays in step.
 
@@ -231,6 +237,10 @@ class SnapshotBuilder:
         self._grid_dirty = True
         self._jump = True
         self._steps = 0
+        # (builder, epoch): the epoch moves on with anything but a token appended to the
+        # same window, which can change the rows the map already showed (Snapshot.attn_rev)
+        self._number = next(_BUILDERS)
+        self._epoch = 0
         self._last_step_ms: float | None = None
         self._row_key: tuple | None = None
         self.columns = TokenColumns()  # per-token arrays, updated where the tokens changed
@@ -241,6 +251,8 @@ class SnapshotBuilder:
         """One token was appended (``result``: its StepResult)."""
         self._last_step_ms = float(result.elapsed_ms)
         self._steps += 1
+        if result.slid:  # every row of the window starts elsewhere
+            self._epoch += 1
         if self.grid.mode == "map" and not result.slid and not self._grid_dirty:
             if not self.grid.add_row(result.attention_row):
                 self._grid_dirty = True
@@ -252,6 +264,7 @@ class SnapshotBuilder:
         """Anything other than one appended token happened."""
         self._grid_dirty = True
         self._jump = True
+        self._epoch += 1
         self._row_key = None
 
     def model_info(self, bundle) -> ModelInfo:
@@ -364,6 +377,8 @@ class SnapshotBuilder:
             step_ms=self._last_step_ms, build_ms=0.0, prompt=s.prompt,
             put_aside=s.n_put_aside if not s.can_undo else 0,
             context=session_context(s), branches=branch_summary(s),
+            attn_rev=(self._number, self._epoch, ws, layer, head, bool(view.average),
+                      view.map_stage),
         )
         if view.map_stage != "weights":  # the map's other stage: (stage, [T, T] float32)
             try:

@@ -147,6 +147,8 @@ class AttentionMapView(QWidget):
         self._labels_key = None
         self._user_range = False
         self._range_T = -1
+        self._rev: tuple | None = None  # (snapshot's attn_rev, stage shown) of the map drawn
+        self._rev_T = 0
         self._ticks_drawn: tuple | None = None  # what the axes' ticks were made of
         #: (window start, its shortened labels, their lengths, the token list they are of, a
         #: number of its own)
@@ -281,14 +283,19 @@ class AttentionMapView(QWidget):
             with self.map.drawing_held():
                 self._fit()
         self._range_T = T
+        # the cells the previous map already held (a token appended): not pooled again
+        rev = None if snap.attn_rev is None else (snap.attn_rev, stage)
+        kept = (min(self._rev_T, T),) * 2 if rev is not None and rev == self._rev else (0, 0)
+        self._rev, self._rev_T = rev, T
         if m is None:
             self.levels = (0.0, 1.0)
             # the square root after pooling: it keeps each block's maximum, on fewer cells
-            self.map.set_image(a, self.levels, transform=np.sqrt if self.sqrt_scale else None)
+            self.map.set_image(a, self.levels, transform=np.sqrt if self.sqrt_scale else None,
+                               kept=kept)
         else:
             self.data = m
             shown, self.levels = self._stage_image(stage, m)
-            self.map.set_image(m, self.levels, display=shown)
+            self.map.set_image(m, self.levels, display=shown, kept=kept)
             self.colorbar.setLevels(self.levels)
         ticks_key = (self.stage, self.sqrt_scale, self.levels)
         if ticks_key != self._ticks_key:  # the bar's title re-lays the plot out: on a change

@@ -39,10 +39,11 @@ class BarSet:
         o = self.opts
         x0 = np.broadcast_to(np.asarray(o["x0"], dtype=float), np.shape(o["y"]))
         height = np.broadcast_to(np.asarray(o["height"], dtype=float), np.shape(o["y"]))
-        rects = [(QRectF(float(x), float(y - h / 2), float(w), float(h)), b)
-                 for x, y, w, h, b in zip(x0, np.asarray(o["y"], dtype=float),
-                                          np.asarray(o["width"], dtype=float), height,
-                                          o["brushes"], strict=True)]
+        # as Python floats (tolist): the same numbers, without a numpy scalar per operation
+        rects = [(QRectF(x, y - h / 2, w, h), b)
+                 for x, y, w, h, b in zip(x0.tolist(), np.asarray(o["y"], dtype=float).tolist(),
+                                          np.asarray(o["width"], dtype=float).tolist(),
+                                          height.tolist(), o["brushes"], strict=True)]
         if rects != self.rects:
             self.rects = rects
             self._owner.update()

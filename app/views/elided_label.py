@@ -84,8 +84,8 @@ class ElidedLabel(QLabel):
         if width <= 0:  # not laid out yet: show everything, elide at the first resize
             width = 1 << 20
         font = self.font()
-        made_of = (self._template, self._part, self._slot_bold, self._shorter, width,
-                   font.key())
+        # the font itself: equal fonts measure alike, and a key is made anew at every call
+        made_of = (self._template, self._part, self._slot_bold, self._shorter, width, font)
         if not again and made_of == self._shown_for:
             return
         self._shown_for = made_of
@@ -125,26 +125,38 @@ class ElidedLabel(QLabel):
         tip = self._tip
         if self.elided:
             tip = self.full_text() + (f"\n{tip}" if tip else "")
-        QLabel.setToolTip(self, tip)
+        if tip != QLabel.toolTip(self):  # the same tooltip: no ToolTipChange for nothing
+            QLabel.setToolTip(self, tip)
 
 
 _DOC: list[QTextDocument] = []  # one document measures every label (made once, on first use)
+_DOC_FONT: list[QFont] = []     # its default font (setting the same one again costs a layout)
+_KEYS: list[tuple[QFont, str]] = []  # the last font measured and its key (made at each call)
 #: What the document measured, by (rich text, font key): a header's fixed words are measured
 #: at every change of its slot, mostly the same few templates.
 _MEASURED: dict[tuple[str, str], tuple[float, str]] = {}
 _MEASURED_MAX = 2000
 
 
+def _font_key(font: QFont) -> str:
+    """``font.key()``, made once for the fonts measured one after the other (the same one)."""
+    if not _KEYS or _KEYS[0][0] != font:
+        _KEYS[:] = [(QFont(font), font.key())]
+    return _KEYS[0][1]
+
+
 def _measure(text: str, font: QFont) -> tuple[float, str]:
     """``(width on one line, plain text)`` of rich ``text`` in ``font``."""
-    key = (text, font.key())
+    key = (text, _font_key(font))
     got = _MEASURED.get(key)
     if got is None:
         if not _DOC:
             _DOC.append(QTextDocument())
             _DOC[0].setDocumentMargin(0)
         doc = _DOC[0]
-        doc.setDefaultFont(font)
+        if not _DOC_FONT or _DOC_FONT[0] != font:
+            doc.setDefaultFont(font)
+            _DOC_FONT[:] = [QFont(font)]
         doc.setHtml(text)
         got = (doc.idealWidth(), doc.toPlainText())
         if len(_MEASURED) >= _MEASURED_MAX:

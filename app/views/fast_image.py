@@ -51,13 +51,31 @@ def premultiplied_table(lut: np.ndarray) -> np.ndarray:
 
 class FastImageItem(pg.ImageItem):
     """``pg.ImageItem`` (row-major) with a faster :meth:`render` for 2-D float maps with
-    levels and a colour map; it draws exactly what pyqtgraph would."""
+    levels and a colour map; it draws exactly what pyqtgraph would.
+
+    ``setImage(image, kept=(rows, cols))``: ``image`` holds the previous image's values in its
+    first ``rows`` x ``cols`` (a map that grew by a token): only the other pixels are coloured
+    again, when the levels and colours are those of the last picture."""
 
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("axisOrder", "row-major")
         super().__init__(**kwargs)
-        self._fast_bufs: tuple | None = None  # (shape, pixels, float slice, index slice)
+        self._fast_bufs: tuple | None = None  # (width, float slice, index slice, pixel slice)
         self._fast_table: tuple[np.ndarray, np.ndarray] | None = None  # (the lut, its table)
+        self._pixels: np.ndarray | None = None  # the picture's pixels (a corner of it)
+        #: (levels, table, pixel buffer, (h, w)) of the picture the pixels hold now
+        self._drawn: tuple | None = None
+        self._kept = (0, 0)  # leading rows and columns of the image that are the picture's
+
+    def setImage(self, image=None, autoLevels=None, kept=(0, 0), **kargs):  # noqa: N802
+        # an update without an image (pyqtgraph's updateImage) may follow a change in place
+        k = (0, 0) if image is None else kept
+        self._kept = (min(self._kept[0], k[0]), min(self._kept[1], k[1]))
+        super().setImage(image, autoLevels, **kargs)
+
+    def clear(self) -> None:  # noqa: D102 - pyqtgraph's
+        self._kept = (0, 0)
+        super().clear()
 
     def _fast_ok(self) -> bool:
         img, lut, levels = self.image, self.lut, self.levels
@@ -70,15 +88,23 @@ class FastImageItem(pg.ImageItem):
             return False
         return levels is not None and np.ndim(levels) == 1 and len(levels) == 2
 
-    def _buffers(self, shape: tuple[int, int]) -> tuple:
+    def _buffers(self, w: int) -> tuple:
         bufs = self._fast_bufs
-        if bufs is None or bufs[0] != shape:
-            h, w = shape
-            rows = max(1, min(h, _SLICE // w))
-            bufs = self._fast_bufs = (shape, np.empty(shape, np.uint32),
-                                      np.empty((rows, w), np.float32),
-                                      np.empty((rows, w), np.intp))
+        if bufs is None or bufs[0] < w:
+            n = max(_SLICE, w)
+            bufs = self._fast_bufs = (n, np.empty(n, np.float32), np.empty(n, np.intp),
+                                      np.empty(n, np.uint32))
         return bufs
+
+    def _pixel_buffer(self, h: int, w: int) -> np.ndarray:
+        """A buffer of at least ``h`` x ``w`` pixels: the one there is if it has room (a map
+        that grows keeps its buffer), else one of that size or, once the size changed, with
+        room for a few more rows and columns."""
+        px = self._pixels
+        if px is None or px.shape[0] < h or px.shape[1] < w:
+            slack = 0 if px is None else 16
+            px = self._pixels = np.empty((h + slack, w + slack), np.uint32)
+        return px
 
     def _table(self) -> np.ndarray:
         lut = self.lut
@@ -88,18 +114,46 @@ class FastImageItem(pg.ImageItem):
 
     def render(self) -> None:  # noqa: D102 - pyqtgraph's
         if not self._fast_ok():
+            self._drawn = None
             super().render()
             return
         image = self.image
         h, w = image.shape
-        _, pixels, work, index = self._buffers((h, w))
+        pixels = self._pixel_buffer(h, w)
         table = self._table()
-        lo, hi = (float(v) for v in self.levels)
+        levels = tuple(float(v) for v in self.levels)
+        kr = kc = 0
+        drawn = self._drawn
+        if drawn is not None and drawn[0] == levels and drawn[1] is table \
+                and drawn[2] is pixels:
+            kr, kc = min(self._kept[0], drawn[3][0], h), min(self._kept[1], drawn[3][1], w)
+        self._colour(image[kr:], pixels[kr:h, :w], table, levels)
+        self._colour(image[:kr, kc:], pixels[:kr, kc:w], table, levels)
+        self._drawn, self._kept = (levels, table, pixels, (h, w)), (h, w)
+        # on the item's own buffer, rewritten by the next render (nothing else keeps it)
+        self.qimage = QImage(pixels.data, w, h, 4 * pixels.shape[1],
+                             QImage.Format.Format_RGBA8888_Premultiplied)
+        self._processingBuffer = None
+        self._displayBuffer = None
+        self._renderRequired = False
+        self._unrenderable = False
+
+    def _colour(self, image: np.ndarray, out: np.ndarray, table: np.ndarray,
+                levels: tuple[float, float]) -> None:
+        """``out`` = the pixels of ``image`` (same shape), a slice of rows at a time."""
+        h, w = image.shape
+        if h == 0 or w == 0:
+            return
+        n_buf, work, index, tmp = self._buffers(w)
+        lo, hi = levels
         n = len(self.lut)
         scale = np.float32(n / ((hi - lo) or 1.0))
-        for r0 in range(0, h, len(work)):
-            rows = image[r0:r0 + len(work)]
-            wk, ix = work[:len(rows)], index[:len(rows)]
+        direct = out.flags.c_contiguous  # else each slice goes through tmp
+        step = max(1, n_buf // w)
+        for r0 in range(0, h, step):
+            rows = image[r0:r0 + step]
+            k = len(rows)
+            wk, ix = work[:k * w].reshape(k, w), index[:k * w].reshape(k, w)
             # pyqtgraph's rescaleData: (v - offset) * scale in float32, clipped, truncated
             if lo == 0.0:  # weights: one pass less (x - 0 is x)
                 np.multiply(rows, scale, out=wk)
@@ -111,11 +165,9 @@ class FastImageItem(pg.ImageItem):
             ix[...] = wk
             # "wrap": -1 is the table's last entry (numpy wraps an index with a loop: only -1
             # ever wraps, once; "raise" would check every index)
-            np.take(table, ix, out=pixels[r0:r0 + len(rows)], mode="wrap")
-        # on the item's own buffer, rewritten by the next render (nothing else keeps it)
-        self.qimage = QImage(pixels.data, w, h, 4 * w,
-                             QImage.Format.Format_RGBA8888_Premultiplied)
-        self._processingBuffer = None
-        self._displayBuffer = None
-        self._renderRequired = False
-        self._unrenderable = False
+            if direct:
+                np.take(table, ix, out=out[r0:r0 + k], mode="wrap")
+            else:
+                px = tmp[:k * w].reshape(k, w)
+                np.take(table, ix, out=px, mode="wrap")
+                out[r0:r0 + k] = px

@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QPen
-from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QWidget
+from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsView, QLabel, QWidget
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.runtime.snapshots import grid_cell_fitting
@@ -59,6 +59,11 @@ class HeadGrid(QWidget):
         self.caption = SteadyLabel(label=ElidedLabel(""))
         top = controls_row(QLabel("Thumbnails"), self.mode_box, 8, (self.caption, 1))
         self.glw = pg.GraphicsLayoutWidget()
+        # Nothing here is antialiased: a step repaints the mosaic's own rectangle, not 2 px
+        # more, which would reach the head and layer labels beside it (both axes painted again
+        # at every step). The outlines (cosmetic pens wider than their items' bounds on a
+        # high-DPI screen) repaint the whole view when they move: see refresh().
+        self.glw.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontAdjustForAntialiasing)
         self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
         self.vb: pg.ViewBox = setup_map_plot(self.plot, aspect=False, mouse=False)
         for name in ("left", "top", "bottom", "right"):  # names: no SI prefix to look for
@@ -212,6 +217,12 @@ class HeadGrid(QWidget):
             self.selection.setRect(QRectF(-1, self.layer * p - 1, self.H * p - self.gap + 2, c + 2))
         else:
             self.selection.setRect(QRectF(self.head * p - 1, self.layer * p - 1, c + 2, c + 2))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Repaint the whole view: after an outline (the selection, the ablated heads' marks)
+        moved, whose cosmetic pen may reach past its item's bounds (a rare change)."""
+        self.glw.viewport().update()
 
     # ------------------------------------------------------------------ data
     def apply_snapshot(self, snap: Snapshot) -> None:

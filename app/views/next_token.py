@@ -79,6 +79,9 @@ class NextTokenView(QWidget):
         self._said: dict[int, tuple] = {}
         self._raw_shown = False
         self._in_redraw = False
+        # what the last redraw drew, and in what (see apply_snapshot)
+        self._drawn: tuple | None = None
+        self._laid_out: tuple = ()
         self.count = QSpinBox()
         self.count.setRange(MIN_ROWS, 20)
         self.count.setValue(shown)
@@ -158,7 +161,30 @@ class NextTokenView(QWidget):
     def apply_snapshot(self, snap: Snapshot) -> None:
         self.candidates = snap.candidates
         self.prompt_len, self.n_tokens = snap.prompt_len, snap.n_tokens
-        self._redraw()
+        # A new layer, head or query brings the same candidates again: the chart as drawn
+        # stays (its texts, bars and axes are all made of what the keys hold).
+        drawing = self._drawing()
+        if drawing is None or drawing != self._drawn or self._layout() != self._laid_out:
+            self._draw()
+            self._drawn, self._laid_out = drawing, self._layout()
+
+    def _drawing(self) -> tuple | None:
+        """What a redraw draws, as it stands now (``None``: no candidates)."""
+        c = self.candidates
+        if c is None:
+            return None
+        knobs = c.knobs
+        if knobs is not None:  # KnobEffect: its arrays, and what its note says
+            knobs = (np.asarray(knobs.final).tobytes(), np.asarray(knobs.kept).tobytes(),
+                     knobs.describe(self.vocab_size or None))
+        return (c.kind, np.asarray(c.ids).tobytes(), tuple(c.tokens),
+                np.asarray(c.probs).tobytes(), c.entropy, c.chosen, c.chosen_id,
+                str(c.chosen_prob), c.chosen_forced, c.chosen_greedy, c.step, knobs,
+                self.prompt_len, self.n_tokens, self.vocab_size)
+
+    def _layout(self) -> tuple:
+        """What a redraw draws it in: the rows asked for, the chart's size, the theme."""
+        return self.count.value(), self.vb.width(), self.vb.height(), id(self.theme)
 
     def _brush(self, color: str):
         b = self._brushes.get(color)
@@ -253,6 +279,12 @@ class NextTokenView(QWidget):
             self._redraw()  # more or fewer rows fit, or the labels need another x extent
 
     def _redraw(self, *_):
+        try:
+            self._draw()
+        finally:
+            self._drawn, self._laid_out = self._drawing(), self._layout()
+
+    def _draw(self) -> None:
         c = self.candidates
         th = self.theme
         if c is None:

@@ -180,19 +180,23 @@ def _fold(a: np.ndarray, f: int, axis: int, ufunc: np.ufunc,
     return out
 
 
-def _pooled(a: np.ndarray, fy: int, fx: int, ufunc: np.ufunc) -> np.ndarray:
+def _pooled(a: np.ndarray, fy: int, fx: int, ufunc: np.ufunc,
+            out: np.ndarray | None = None) -> np.ndarray:
     """:func:`max_pool`'s blocks made one by ``ufunc`` (``np.fmax``: NaN loses to any
-    number; ``np.fmin``), as a new float32 array. Rows first (contiguous: the big array read
-    once), then the columns of the folded rows, a band of block rows at a time, so that the
-    folded band stays in the CPU's cache."""
+    number; ``np.fmin``), as float32, into ``out`` (default: a new array). Rows first
+    (contiguous: the big array read once), then the columns of the folded rows, a band of
+    block rows at a time, so that the folded band stays in the CPU's cache."""
     if fy == 1 or fx == 1:  # one fold (or none)
-        out = _fold(_fold(a, fy, 0, ufunc), fx, 1, ufunc)
-        return np.array(a, np.float32) if out is a else out
+        folded = _fold(_fold(a, fy, 0, ufunc), fx, 1, ufunc)
+        if out is None:
+            return np.array(a, np.float32) if folded is a else folded
+        out[...] = folded
+        return out
     rows, cols = a.shape
     ny, nx = -(-rows // fy), -(-cols // fx)
     band = max(1, (1 << 15) // cols)  # block rows whose folded rows fill 128 KB
     folded = np.empty((min(band, ny), cols), np.float32)
-    out = np.empty((ny, nx), np.float32)
+    out = np.empty((ny, nx), np.float32) if out is None else out
     for b0 in range(0, ny, band):
         part = a[b0 * fy:(b0 + band) * fy]
         k = -(-len(part) // fy)
@@ -200,16 +204,34 @@ def _pooled(a: np.ndarray, fy: int, fx: int, ufunc: np.ufunc) -> np.ndarray:
     return out
 
 
-def max_pool(a: np.ndarray, fy: int, fx: int, signed: bool = False) -> np.ndarray:
+def max_pool(a: np.ndarray, fy: int, fx: int, signed: bool = False,
+             out: np.ndarray | None = None) -> np.ndarray:
     """``a`` ``[rows, cols]`` in blocks of ``fy`` x ``fx`` cells, each block its largest value
     (``signed``: the value farthest from 0, its sign kept, for diverging scales). NaN cells are
     left out (a block of NaN only stays NaN); the last blocks of a side that ``fy`` or ``fx``
-    does not divide are the cells that are left. Shape ``[ceil(rows/fy), ceil(cols/fx)]``."""
-    hi = _pooled(a, fy, fx, np.fmax)
+    does not divide are the cells that are left. Shape ``[ceil(rows/fy), ceil(cols/fx)]``,
+    float32, written into ``out`` when given (a view of a bigger buffer will do)."""
+    hi = _pooled(a, fy, fx, np.fmax, out)
     if signed:  # the smallest where it is farther from 0 (NaN compares false: hi stays)
         lo = _pooled(a, fy, fx, np.fmin)
         np.copyto(hi, lo, where=lo < -hi)
     return hi
+
+
+def _pool_into(out: np.ndarray, part: np.ndarray, fy: int, fx: int, signed: bool,
+               transform) -> None:
+    """``out`` = ``transform`` of :func:`max_pool` of ``part`` (``out`` its shape; nothing when
+    it is empty)."""
+    if out.size == 0:
+        return
+    if fy > 1 or fx > 1:
+        max_pool(part, fy, fx, signed=signed, out=out)
+    else:
+        out[...] = part
+    if isinstance(transform, np.ufunc):
+        transform(out, out=out)
+    elif transform is not None:
+        out[...] = transform(out)
 
 
 class _MapImage(FastImageItem):
@@ -260,6 +282,13 @@ class MapPlot:
         self._transform = None                 # e.g. np.sqrt, applied after pooling
         self._levels: tuple[float, float] = (0.0, 1.0)
         self._drawn_key: tuple | None = None   # (blocks drawn, source) of the image now
+        # the pooled image (a view of the first of two buffers kept from draw to draw), the
+        # pooling key and colour scale it was made with, and how many leading rows and
+        # columns of _src are the cells it was made of (see set_image's ``kept``)
+        self._pool_bufs: tuple[np.ndarray, np.ndarray] | None = None  # (the image's, spare)
+        self._pool_key: tuple | None = None
+        self._pool_diff = np.zeros((0, 0), bool)
+        self._pool_kept = (0, 0)
         self._dirty = False                    # hidden when the map changed: draw when shown
         self._held = False                     # see drawing_held
         if pool:  # zoom, pan and resize change how many cells a pixel holds
@@ -335,11 +364,17 @@ class MapPlot:
         self.plot.setTitle(text, color=theme.text, size=f"{theme.pt(0.9):.0f}pt")
 
     def set_image(self, data: np.ndarray | None, levels: tuple[float, float],
-                  display: np.ndarray | None = None, transform=None) -> None:
+                  display: np.ndarray | None = None, transform=None,
+                  kept: tuple[int, int] = (0, 0)) -> None:
         """Show ``data`` ``[rows, cols]`` (``display``: what to draw, e.g. its square root;
         hover values come from ``data``). ``transform``: an increasing function (e.g.
         ``np.sqrt``) of what is drawn, applied after pooling (it keeps each block's maximum).
-        ``None`` clears."""
+        ``kept`` ``(rows, cols)``: what is drawn holds the cells of the previous call's in its
+        first ``rows`` x ``cols`` (a step that appends a token): of a pooled map, only the
+        blocks with other cells are pooled and coloured again. ``None`` clears."""
+        if self.pool:
+            pk = self._pool_kept
+            self._pool_kept = (min(pk[0], kept[0]), min(pk[1], kept[1]))
         if data is None or data.size == 0:
             self.data = np.zeros((0, 0), np.float32)
             self._src = None
@@ -427,16 +462,63 @@ class MapPlot:
         if r1 <= r0 or c1 <= c0:
             self.image.clear()
             return
-        part = src[r0:r1, c0:c1]
-        if fy > 1 or fx > 1:
-            lo, _hi = self._levels
-            part = max_pool(part, fy, fx, signed=lo < 0)
-        if self._transform is not None:
-            part = self._transform(part)
-        self.image.setImage(np.ascontiguousarray(part, np.float32), levels=self._levels,
-                            autoLevels=False)
+        if full:
+            part = src[r0:r1, c0:c1]
+            if self._transform is not None:
+                part = self._transform(part)
+            part, kept = np.ascontiguousarray(part, np.float32), (0, 0)
+        else:
+            part, kept = self._pooled_image(src, key)
+        self.image.setImage(part, levels=self._levels, autoLevels=False, kept=kept)
         ny, nx = part.shape
         self.image.setRect(QRectF(c0, r0, nx * fx, ny * fy))
+
+    def _pooled_image(self, src: np.ndarray, key: tuple) -> tuple[np.ndarray, tuple[int, int]]:
+        """The blocks of ``key`` (:meth:`pooling`) of ``src``, transformed, and how many
+        leading rows and columns of them are the last image's (the image colours only the
+        others again). Blocks whose cells are all among those that stayed (``set_image``'s
+        ``kept``) and that were whole then and are now keep their values (each block's maximum
+        of the same cells) and are not pooled again. Otherwise every block is pooled, into the
+        other of two buffers, and compared with the last image's (a step changes its last
+        block row and column only)."""
+        r0, r1, c0, c1, fy, fx = key
+        ny, nx = -(-(r1 - r0) // fy), -(-(c1 - c0) // fx)
+        signed = self._levels[0] < 0
+        tf = self._transform
+        prev, bufs = self._pool_key, self._pool_bufs
+        same_blocks = (prev is not None and (prev[0], prev[2]) == (r0, c0)
+                       and prev[4:] == (fy, fx, signed, tf))
+        if bufs is None or any(b.shape[0] < ny or b.shape[1] < nx for b in bufs):
+            # room for the blocks of a few more tokens: a step does not need new buffers
+            bufs = self._pool_bufs = (np.empty((ny + 16, nx + 16), np.float32),
+                                      np.empty((ny + 16, nx + 16), np.float32))
+            self._pool_diff = np.empty((ny + 16, nx + 16), bool)  # where the blocks differ
+            same_blocks = False
+        by = bx = 0
+        if same_blocks:
+            kr = min(self._pool_kept[0], prev[1], r1)
+            kc = min(self._pool_kept[1], prev[3], c1)
+            by, bx = max(0, (kr - r0) // fy), max(0, (kc - c0) // fx)
+        self._pool_key = (r0, r1, c0, c1, fy, fx, signed, tf)
+        self._pool_kept = src.shape
+        if by or bx:  # in place: the blocks of cells that stayed are kept
+            out = bufs[0][:ny, :nx]
+            _pool_into(out[by:], src[r0 + by * fy:r1, c0:c1], fy, fx, signed, tf)
+            _pool_into(out[:by, bx:], src[r0:r0 + by * fy, c0 + bx * fx:c1], fy, fx, signed,
+                       tf)
+            return out, (by, bx)
+        out = bufs[1][:ny, :nx]
+        _pool_into(out, src[r0:r1, c0:c1], fy, fx, signed, tf)
+        kept = (0, 0)
+        if same_blocks:
+            oy, ox = min(ny, -(-(prev[1] - r0) // fy)), min(nx, -(-(prev[3] - c0) // fx))
+            old = bufs[0][:oy, :ox]
+            other = np.not_equal(out[:oy, :ox].view(np.uint32), old.view(np.uint32),
+                                 out=self._pool_diff[:oy, :ox])
+            differs = np.flatnonzero(other.any(axis=1))
+            kept = (int(differs[0]) if differs.size else oy, ox)
+        self._pool_bufs = (bufs[1], bufs[0])
+        return out, kept
 
     def set_box(self, rect: QRectF | None) -> None:
         self.box.setVisible(rect is not None)

@@ -78,14 +78,18 @@ class SteadyLabel(QWidget):
         """What the label's measures depend on, as far as they change without the box (a
         resize, a font, a new elision); every change through the box is measured after it."""
         lab = self.label
-        return (self.width(), lab.font().key(), lab.text(), lab.textFormat(), lab.minimumSize(),
+        # the font itself, not its key(): equal fonts measure alike, and a key is made anew
+        # at every call (a third of the time this took at each new text)
+        return (self.width(), lab.font(), lab.text(), lab.textFormat(), lab.minimumSize(),
                 lab.maximumSize())
 
-    def _measures(self) -> tuple:
+    def _measures(self, state: tuple | None = None) -> tuple:
         """What the layout reads of the label, as it reads it: a side of ``Ignored`` policy
         counts none of its hints, a label that wraps its height for the box's width. The
-        last ones are kept (rich text is laid out for each measure)."""
-        state = self._state()
+        last ones are kept (rich text is laid out for each measure); ``state``: the label's
+        :meth:`_state`, when the caller has it."""
+        if state is None:
+            state = self._state()
         if self._last is not None and self._last[0] == state:
             return self._last[1]
         lab = self.label
@@ -100,6 +104,17 @@ class SteadyLabel(QWidget):
             return (s.width() if keep_w else 0,
                     s.height() if keep_h and for_height else 0)
 
+        if not keep_w and keep_h and not hfw:
+            # text on one line whose width the layout ignores: the hint's and the minimum
+            # hint's heights are the height of that line (QLabel's sizeForWidth), whatever
+            # the width asked for, which heightForWidth gives in one measure (sizeHint and
+            # minimumSizeHint take three: -1, 0 and the largest width); -1: not a text
+            line = lab.heightForWidth(max(1, self.width()))
+            if line >= 0:
+                out = ((0, min(max(line, least.height()), most.height())),
+                       (0, max(line, least.height())), -1, least, most)
+                self._last = (state, out)
+                return out
         # as a layout item takes them: the hint within the label's minimum and maximum size
         hint = (side(self.sizeHint().expandedTo(least).boundedTo(most), not hfw)
                 if keep_w or (keep_h and not hfw) else (0, 0))
@@ -112,6 +127,14 @@ class SteadyLabel(QWidget):
         self._last = (state, out)
         return out
 
+    def _follow(self, before: tuple, state: tuple | None = None) -> None:
+        """Ask the layout to follow when the measures differ from ``before`` (measured again:
+        ``state``, the label's state now, or a change the state may miss)."""
+        self._last = None
+        if self._measures(state) != before:
+            self.relayouts += 1
+            self.updateGeometry()
+
     @contextmanager
     def steady(self, text_only: bool = False) -> Iterator[None]:
         """Changes of the label inside re-lay the window out only if its measures changed.
@@ -122,25 +145,33 @@ class SteadyLabel(QWidget):
         try:
             yield
         finally:
-            if not (text_only and self._state() == state):
-                self._last = None  # measured again: the change may be one the state misses
-                if self._measures() != before:
-                    self.relayouts += 1
-                    self.updateGeometry()
+            now = self._state() if text_only else None
+            if not (text_only and now == state):
+                self._follow(before, now)
+
+    def _set_text(self, setter: Callable, *args, **kwargs) -> None:
+        """:meth:`steady` with ``text_only``, written out: run at every step by every label
+        that shows a figure."""
+        before = self._measures()
+        state = self._last[0] if self._last is not None else None
+        try:
+            setter(*args, **kwargs)
+        finally:
+            now = self._state()
+            if now != state:
+                self._follow(before, now)
 
     # ------------------------------------------------------------------ the label's API
     def setText(self, text: str) -> None:  # noqa: N802 - Qt name
         if text == self.label.text() and not hasattr(self.label, "set_rich"):
             return
-        with self.steady(text_only=True):
-            self.label.setText(text)
+        self._set_text(self.label.setText, text)
 
     def set_rich(self, *args, **kwargs) -> None:
         """The label's :meth:`~gptviz_app.views.elided_label.ElidedLabel.set_rich` (a label
         that has one)."""
         set_rich = getattr(self.label, "set_rich")  # noqa: B009 - a QLabel has none
-        with self.steady(text_only=True):
-            set_rich(*args, **kwargs)
+        self._set_text(set_rich, *args, **kwargs)
 
     def setFont(self, font: QFont) -> None:  # noqa: N802 - Qt name
         # the label's own (a child styled by a style sheet would not take the box's)
@@ -162,7 +193,8 @@ class SteadyLabel(QWidget):
             self.label.setFont(font)
 
     def setToolTip(self, tip: str) -> None:  # noqa: N802 - Qt name
-        self.label.setToolTip(tip)
+        if tip != self.label.toolTip() or hasattr(self.label, "set_rich"):
+            self.label.setToolTip(tip)
 
     def toolTip(self) -> str:  # noqa: N802 - Qt name
         return self.label.toolTip()

@@ -243,8 +243,13 @@ def test_ablating_a_head_from_the_grid_and_clearing_it(qtbot, window):
     assert not window.docks["ablation"].isHidden()   # shown on the first ablation
     ablation = ui.panels["ablation"]
     assert ablation.list.count() == 1 and ablation.list.item(0).text() == "✗ L0 H1"
+    # the diagnostics panel (closed) draws nothing per step: it shows the mark once opened
+    assert not ui.visible["diagnostics"]
+    ui.reveal("diagnostics")
     m = ui.panels["diagnostics"].table_model
     assert m.data(m.index(m.row_of(0, 1), m.columns.index("ablated"))) == "✗"
+    window.docks["diagnostics"].hide()  # the ablation panel in front again
+    qtbot.waitUntil(lambda: ui.visible["ablation"], timeout=TIMEOUT)
     # right-click opens the head's menu, which toggles too (a second head, then back)
     click_scene(qtbot, grid.glw, grid.cell_center(1, 3), button=Qt.MouseButton.RightButton)
     qtbot.waitUntil(lambda: ui.last_menu is not None and ui.last_menu.isVisible(),

@@ -167,14 +167,19 @@ def test_the_same_header_again_is_neither_elided_nor_measured_again(qtbot, monke
         calls["measure"] += 1
         return real_measure(text, font)
 
-    real_size = type(lab).sizeHint
+    real_size, real_hfw = type(lab).sizeHint, type(lab).heightForWidth
 
     def size_hint(self):
         calls["size"] += 1
         return real_size(self)
 
+    def height_for_width(self, w):  # how the box measures a line whose width it ignores
+        calls["size"] += 1
+        return real_hfw(self, w)
+
     monkeypatch.setattr(elided_label, "_measure", measure)
     monkeypatch.setattr(ElidedLabel, "sizeHint", size_hint)
+    monkeypatch.setattr(ElidedLabel, "heightForWidth", height_for_width)
     box.set_rich(template, "'·a long token'", bold=True)
     box.setToolTip("")  # the same tooltip
     assert calls == {"measure": 0, "size": 0}
