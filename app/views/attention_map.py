@@ -283,8 +283,10 @@ class AttentionMapView(QWidget):
             with self.map.drawing_held():
                 self._fit()
         self._range_T = T
-        # the cells the previous map already held (a token appended): not pooled again
-        rev = None if snap.attn_rev is None else (snap.attn_rev, stage)
+        # the cells the previous map already held (a token appended): not pooled again. Only
+        # for the weights, read back from the history as they were stored: the other stages
+        # are computed again over the whole window, and may round an old cell otherwise
+        rev = None if snap.attn_rev is None or stage != "weights" else (snap.attn_rev, stage)
         kept = (min(self._rev_T, T),) * 2 if rev is not None and rev == self._rev else (0, 0)
         self._rev, self._rev_T = rev, T
         if m is None:

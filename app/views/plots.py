@@ -467,6 +467,8 @@ class MapPlot:
             if self._transform is not None:
                 part = self._transform(part)
             part, kept = np.ascontiguousarray(part, np.float32), (0, 0)
+            # the image holds every cell now: the next pooled draw pools and colours it all
+            self._pool_key, self._pool_kept = None, (0, 0)
         else:
             part, kept = self._pooled_image(src, key)
         self.image.setImage(part, levels=self._levels, autoLevels=False, kept=kept)

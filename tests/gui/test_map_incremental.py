@@ -308,3 +308,36 @@ def test_the_app_pools_only_what_a_step_added_and_all_of_a_jump(qtbot, window, m
     assert before > snap.T and cells == snap.T * snap.T  # slid: fewer rows, all new
     snap, cells = shown(c.step(1))
     assert 0 < cells <= 2 * snap.T
+
+
+def test_after_an_export_the_screen_and_the_steps_after_it_are_pooled_again(qtbot, plot_view,
+                                                                            tmp_path):
+    """An export draws every cell into the map's image; the screen's next drawing (and the
+    steps after it, told which cells stayed) is the pooled map again, all of it."""
+    import pyqtgraph.exporters as ex
+
+    glw, mp = plot_view
+
+    def pooled_as_it_should(src):
+        r0, r1, c0, c1, fy, fx = mp.pooling()
+        assert fy > 1 and fx > 1
+        expected = ref_pool(src[r0:r1, c0:c1], fy, fx, signed=False)
+        np.testing.assert_array_equal(mp.image.image, expected)
+        assert np.array_equal(_painted(mp.image, expected.shape),
+                              _reference_pixels(expected, (0.0, 1.0), mp.image.lut))
+
+    a = _causal(1000, seed=1)
+    mp.set_image(a, (0.0, 1.0))
+    mp.vb.setRange(xRange=(0, 1010), yRange=(0, 1010), padding=0)
+    mp.vb.updateMatrix()
+    mp.redraw()
+    pooled_as_it_should(a)
+    ex.ImageExporter(mp.plot).export(str(tmp_path / "map.png"))
+    assert (tmp_path / "map.png").is_file()
+    mp.redraw()
+    pooled_as_it_should(a)
+    for s in range(3):
+        grown = _grown(a, seed=s)
+        mp.set_image(grown, (0.0, 1.0), kept=a.shape)
+        a = grown
+        pooled_as_it_should(a)
