@@ -379,13 +379,13 @@ class Exporter(QObject):
             panels = plot_panels(self.win)
             if what not in panels:
                 raise ValueError(f"no panel {what!r} to export")
-            view = panels[what][1]
+            view, key = panels[what][1], what.split("-")[0]
             analysis = getattr(self.win, "analysis", None)
-            if analysis is not None and what.split("-")[0] in analysis.panels:
+            if analysis is not None and key in analysis.panels:
                 # a panel behind a tab or closed skips the steps it does not show: brought
                 # up to date first, the picture is what it would show now
-                analysis.catch_up(what.split("-")[0])
-            lines = export_lines(self._snap(), what.split("-")[0]) if title else None
+                analysis.catch_up(key)
+            lines = export_lines(self._snap(), key) if title else None
             colors = (self.win.theme.plot_bg, self.win.theme.text)
             if fmt == "svg":
                 out = export_svg(path, view, lines, colors)

@@ -136,22 +136,19 @@ class SteadyLabel(QWidget):
             self.updateGeometry()
 
     @contextmanager
-    def steady(self, text_only: bool = False) -> Iterator[None]:
-        """Changes of the label inside re-lay the window out only if its measures changed.
-        ``text_only``: the change is one of the label's text (and format), which the state
-        sees: the same state after it is the same measures, not measured again."""
+    def steady(self) -> Iterator[None]:
+        """Changes of the label inside re-lay the window out only if its measures changed
+        (measured again after any change: see :meth:`_set_text` for a text's)."""
         before = self._measures()
-        state = self._last[0] if self._last is not None else None
         try:
             yield
         finally:
-            now = self._state() if text_only else None
-            if not (text_only and now == state):
-                self._follow(before, now)
+            self._follow(before)
 
     def _set_text(self, setter: Callable, *args, **kwargs) -> None:
-        """:meth:`steady` with ``text_only``, written out: run at every step by every label
-        that shows a figure."""
+        """``setter(*args, **kwargs)``, a change of the label's text (and format), which the
+        state sees: the same state after it is the same measures, not measured again. Run at
+        every step by every label that shows a figure."""
         before = self._measures()
         state = self._last[0] if self._last is not None else None
         try:

@@ -12,6 +12,9 @@ pytest.importorskip("pytestqt")
 from gptviz.engine.sampling import SamplingSettings  # noqa: E402
 from gptviz.engine.session import Session  # noqa: E402
 
+from .chip_pictures import flush as _flush  # noqa: E402
+from .chip_pictures import on_screen as _on_screen  # noqa: E402
+from .chip_pictures import reference_chips  # noqa: E402
 from .conftest import close_window, settle, show_window  # noqa: E402
 
 
@@ -33,24 +36,6 @@ def _painted(widget):
     spy = Spy()
     widget.installEventFilter(spy)
     return spy
-
-
-def _on_screen(widget):
-    """The pixels of ``widget`` as the window's backing store holds them (what the screen
-    shows), not a new rendering of it."""
-    from PySide6.QtGui import QGuiApplication
-
-    top = widget.window()
-    at = widget.mapTo(top, widget.rect().topLeft())
-    shot = QGuiApplication.primaryScreen().grabWindow(top.winId()).toImage()
-    return shot.copy(at.x(), at.y(), widget.width(), widget.height())
-
-
-def _flush():
-    from PySide6.QtCore import QCoreApplication
-
-    for _ in range(4):
-        QCoreApplication.sendPostedEvents(None, 0)
 
 
 def test_a_changed_chip_alone_is_repainted_and_the_screen_equals_a_full_paint(
@@ -218,66 +203,9 @@ def test_rich_widths_are_kept_per_font(qtbot):
     assert _html_width(html, big) > 2 * _html_width(html, small)
 
 
-def _reference_chips(canvas, size):
-    """The chips painted from their definition, chip by chip (prompt / generated fill tinted
-    by the square root of the weight, the outline of the query / a forced / a generated chip,
-    dim text outside the window and after the query, black text on a bright fill)."""
-    from PySide6.QtCore import QPointF, QRectF, Qt
-    from PySide6.QtGui import QColor, QFontMetricsF, QImage, QPainter, QPen
-
-    from gptviz_app.views.token_strip import drawn_text
-
-    th = canvas.theme
-    img = QImage(size, QImage.Format.Format_ARGB32_Premultiplied)
-    img.fill(canvas.palette().color(canvas.backgroundRole()))
-    p = QPainter(img)
-    p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-    p.setFont(canvas.font())
-    fm = QFontMetricsF(canvas.font())
-    text_h = fm.ascent() + fm.descent()
-    for i, r in enumerate(canvas.rects):
-        base = QColor(th.generated_chip if i >= canvas.prompt_len else th.prompt_chip)
-        tint = QColor(th.attention_tint)
-        k = i - canvas.window_start
-        fill = QColor(base)
-        if canvas.query >= 0 and 0 <= k < canvas.weights.shape[0] and canvas.weights[k] > 0:
-            t = 0.9 * min(1.0, float(canvas.weights[k])) ** 0.5
-            fill = QColor(*(int(getattr(base, c)() + (getattr(tint, c)() - getattr(base, c)())
-                                * t) for c in ("red", "green", "blue")))
-        if i == canvas.query:
-            p.setPen(QPen(QColor(th.accent), 3.0))
-        elif i >= canvas.prompt_len:
-            p.setPen(QPen(QColor(th.forced_edge), 2.0, Qt.PenStyle.DashLine)
-                     if i < canvas.forced.shape[0] and canvas.forced[i]
-                     else QPen(QColor(th.generated_edge), 1.5))
-        else:
-            p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(fill)
-        p.drawRoundedRect(QRectF(r).adjusted(0.5, 0.5, -0.5, -0.5), 4, 4)
-        bright = 0.299 * fill.red() + 0.587 * fill.green() + 0.114 * fill.blue() > 150
-        p.setPen(QColor(th.text_dim) if i < canvas.window_start or i > canvas.query
-                 else QColor("#000000") if bright else QColor(th.text))
-        text = drawn_text(canvas.tokens[i]) or " "
-        if fm.horizontalAdvance(text) <= r.width() - 2 * canvas.PAD_X + 1:
-            p.drawText(QPointF(r.x() + canvas.PAD_X,
-                               r.y() + (r.height() - text_h) / 2 + fm.ascent()), text)
-        else:
-            p.drawText(r.adjusted(canvas.PAD_X, 0, -canvas.PAD_X + 1, 0),
-                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, text)
-    ws = canvas.window_start
-    if 0 < ws < len(canvas.rects):
-        r = canvas.rects[ws]
-        x = r.left() - (canvas.GAP_X + 1) // 2
-        p.setPen(QPen(QColor(th.accent), 2.0))
-        p.drawLine(x, r.top() - 2, x, r.bottom() + 2)
-    p.end()
-    return img
-
-
 @pytest.mark.parametrize(("theme", "query"), [("dark", 41), ("light", 41), ("dark", -1),
                                               ("light", 59)])
 def test_the_chips_are_painted_as_defined(qtbot, theme, query):
-    from PySide6.QtCore import QSize
     from PySide6.QtGui import QImage
     from PySide6.QtWidgets import QScrollArea
 
@@ -306,6 +234,6 @@ def test_the_chips_are_painted_as_defined(qtbot, theme, query):
     qtbot.wait(10)
     shot = canvas.grab(canvas.rect()).toImage().convertToFormat(
         QImage.Format.Format_ARGB32_Premultiplied)
-    want = _reference_chips(canvas, QSize(canvas.width(), canvas.height()))
+    want = reference_chips(canvas)
     assert shot.size() == want.size()
     assert shot == want

@@ -10,84 +10,17 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from .chip_pictures import flush as _flush  # noqa: E402
+from .chip_pictures import on_screen, reference_chips  # noqa: E402
+
 WORDS = ["a", "the", "robot", "↵", "␍", "x" * 70, "is", ",", "<0x81><0x8C>", "·attention"]
 
 
-def _reference(canvas, scale: float = 1.0, shift: float = 0.0):
-    """Every chip drawn on its own with QPainter's rounded box (fill and outline at once):
-    the prompt / generated fill tinted towards the attention tint by 0.9·sqrt(weight), the
-    query's, a forced and a generated chip's outline, dim text outside the window and after
-    the query, black text on a bright fill; then the window's start bar."""
-    from PySide6.QtCore import QPointF, QRectF, Qt
-    from PySide6.QtGui import QColor, QFontMetricsF, QImage, QPainter, QPen
-
-    from gptviz_app.views.token_strip import drawn_text
-
-    th = canvas.theme
-    img = QImage(int(canvas.width() * scale), int(canvas.height() * scale),
-                 QImage.Format.Format_ARGB32_Premultiplied)
-    img.fill(canvas.palette().color(canvas.backgroundRole()))
-    p = QPainter(img)
-    p.translate(shift, shift)
-    p.scale(scale, scale)
-    p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-    p.setFont(canvas.font())
-    fm = QFontMetricsF(canvas.font())
-    for i, r in enumerate(canvas.rects):
-        base = QColor(th.generated_chip if i >= canvas.prompt_len else th.prompt_chip)
-        tint, fill = QColor(th.attention_tint), QColor(base)
-        k = i - canvas.window_start
-        if canvas.query >= 0 and 0 <= k < canvas.weights.shape[0] and canvas.weights[k] > 0:
-            t = 0.9 * min(1.0, float(canvas.weights[k])) ** 0.5
-            fill = QColor(*(int(getattr(base, c)() + (getattr(tint, c)() - getattr(base, c)())
-                                * t) for c in ("red", "green", "blue")))
-        if i == canvas.query:
-            p.setPen(QPen(QColor(th.accent), 3.0))
-        elif i < canvas.prompt_len:
-            p.setPen(Qt.PenStyle.NoPen)
-        elif i < canvas.forced.shape[0] and canvas.forced[i]:
-            p.setPen(QPen(QColor(th.forced_edge), 2.0, Qt.PenStyle.DashLine))
-        else:
-            p.setPen(QPen(QColor(th.generated_edge), 1.5))
-        p.setBrush(fill)
-        p.drawRoundedRect(QRectF(r).adjusted(0.5, 0.5, -0.5, -0.5), 4, 4)
-        bright = 0.299 * fill.red() + 0.587 * fill.green() + 0.114 * fill.blue() > 150
-        p.setPen(QColor(th.text_dim) if i < canvas.window_start or i > canvas.query
-                 else QColor("#000000") if bright else QColor(th.text))
-        text = drawn_text(canvas.tokens[i]) or " "
-        if fm.horizontalAdvance(text) <= r.width() - 2 * canvas.PAD_X + 1:
-            p.drawText(QPointF(r.x() + canvas.PAD_X, r.y() + (r.height() - fm.ascent()
-                                                              - fm.descent()) / 2 + fm.ascent()),
-                       text)
-        else:
-            p.drawText(r.adjusted(canvas.PAD_X, 0, -canvas.PAD_X + 1, 0),
-                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, text)
-    ws = canvas.window_start
-    if 0 < ws < len(canvas.rects):
-        r = canvas.rects[ws]
-        x = r.left() - (canvas.GAP_X + 1) // 2
-        p.setPen(QPen(QColor(th.accent), 2.0))
-        p.drawLine(x, r.top() - 2, x, r.bottom() + 2)
-    p.end()
-    return img
-
-
 def _on_screen(canvas):
-    """The canvas's pixels in the window's backing store (what the screen shows)."""
-    from PySide6.QtGui import QGuiApplication, QImage
+    """The canvas's pixels on the screen, in the reference pictures' format."""
+    from PySide6.QtGui import QImage
 
-    top = canvas.window()
-    at = canvas.mapTo(top, canvas.rect().topLeft())
-    shot = QGuiApplication.primaryScreen().grabWindow(top.winId()).toImage()
-    return shot.copy(at.x(), at.y(), canvas.width(), canvas.height()).convertToFormat(
-        QImage.Format.Format_ARGB32_Premultiplied)
-
-
-def _flush():
-    from PySide6.QtCore import QCoreApplication
-
-    for _ in range(4):
-        QCoreApplication.sendPostedEvents(None, 0)
+    return on_screen(canvas).convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)
 
 
 def _canvas(qtbot, theme, n=50, width=620):
@@ -153,7 +86,7 @@ def test_partial_repaints_show_every_chip_as_defined(qtbot, theme):
         if step == 4:  # more to paint than the chips asked for (e.g. an expose)
             canvas.update(QRect(0, 0, 60, 90))
         _flush()
-        assert _on_screen(canvas) == _reference(canvas), f"step {step}"
+        assert _on_screen(canvas) == reference_chips(canvas), f"step {step}"
     assert canvas._drawing._outlines, "no outline was stamped"
 
 
@@ -174,7 +107,7 @@ def test_a_scaled_or_shifted_painter_draws_the_outlines_in_place(qtbot, scale, s
     p.scale(scale, scale)
     canvas.render(p, QPoint(0, 0))
     p.end()
-    assert img == _reference(canvas, scale, shift)
+    assert img == reference_chips(canvas, scale, shift)
     assert not canvas._drawing._outlines  # (the pictures are for whole pixels only)
 
 
