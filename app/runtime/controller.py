@@ -172,6 +172,12 @@ class Controller(QObject):
             return -1
         return self.client.refresh(self.view)
 
+    def set_grid_colours(self, table) -> None:
+        """Colour the head grid's mosaic with ``table`` (``[n + 1]`` uint32, read-only: see
+        ``runtime.grid_pixels``) from the next snapshot on; the grid colours a snapshot made
+        with other colours itself."""
+        self.client.worker.grid_table = table
+
     def select_head(self, layer: int, head: int) -> int:
         return self.set_view(layer=int(layer), head=int(head), average=False)
 

@@ -129,7 +129,7 @@ class Snapshot:
     query: int                 # resolved global query position
     attn: np.ndarray           # float32 [T, T] of the selected head (or average), NaN above diag
     grid: np.ndarray           # float32 mosaic [L*pitch, H*pitch], NaN where nothing is drawn;
-    #                            on the square-root scale when view.sqrt_scale
+    #                            on the square-root scale when view.sqrt_scale; read-only
     grid_mode: str             # "map" or "row" (auto resolved)
     grid_cell: int
     grid_gap: int
@@ -161,6 +161,11 @@ class Snapshot:
     #: them and the window did not slide (dropped snapshots in between do not matter: it is
     #: the session's state, not the count of builds); ``None``: compare nothing
     attn_rev: tuple | None = None
+    #: uint32 [L*pitch, H*pitch]: the bytes of :attr:`grid`'s premultiplied RGBA8888 pixels
+    #: under :attr:`grid_table` (the head grid's colours, NaN transparent), read-only;
+    #: ``None`` when the worker had no table
+    grid_pixels: np.ndarray | None = None
+    grid_table: np.ndarray | None = None
 
     @property
     def n_tokens(self) -> int:

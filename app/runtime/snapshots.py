@@ -30,6 +30,7 @@ from gptviz.analysis.stages import StageMaps
 from gptviz.engine.candidates import include_token, next_token_candidates
 from gptviz.io.provenance import session_context
 from gptviz_app.runtime.branch_commands import branch_summary
+from gptviz_app.runtime.grid_pixels import MosaicPixels
 from gptviz_app.runtime.knob_logits import candidate_knobs
 from gptviz_app.runtime.snapshot import Candidates, ModelInfo, Snapshot, ViewSpec
 from gptviz_app.runtime.token_columns import TokenColumns
@@ -109,6 +110,11 @@ class GridMosaic:
         self.T = 0
         self.scale: tuple[str, int] | None = None
         self._row_extent: tuple[int, int] | None = None  # filled (rows, columns), row mode
+        # what picture() handed out last: (its key (sqrt, extent), its image), the pixels
+        # coloured from it; and the rows of the cells changed since (None: any)
+        self._last: tuple[tuple, np.ndarray] | None = None
+        self._pixels = MosaicPixels()
+        self._changed: set[int] | None = None
 
     # ------------------------------------------------------------------ map mode
     def _map_scale(self, T: int) -> tuple[str, int]:
@@ -123,6 +129,7 @@ class GridMosaic:
         T = att.shape[-1]
         self.cells[...] = np.nan
         self.mode, self.T = "map", T
+        self._changed = None
         self.scale = map_cells(att, self.cell, self.cells, self.windows)
 
     def add_row(self, row: np.ndarray) -> bool:
@@ -139,6 +146,7 @@ class GridMosaic:
         if kind == "up":  # NaN outside local windows
             self.cells[:, :, q * f:T * f, :T * f] = mask_row(row, self.windows).repeat(
                 f, axis=-1)[:, :, None, :]
+            self._changed = None  # stretched over the cell: all of it changes
         else:
             n = math.ceil(T / f)
             r = q // f
@@ -148,6 +156,8 @@ class GridMosaic:
             target = self.cells[:, :, r, :n]
             self.cells[:, :, r, :n] = np.fmax(target, pooled)
             mask_pooled_row(self.cells, T, f, self.windows)
+            if self._changed is not None:
+                self._changed.add(r)  # one block row of every cell
         self.T = T
         return True
 
@@ -159,6 +169,7 @@ class GridMosaic:
         self.mode, self.T, self.scale = "row", -1, None
         c = self.cell
         self._row_extent = None
+        self._changed = None
         if S == 0:
             return
         if c >= S:
@@ -214,6 +225,34 @@ class GridMosaic:
                 :, :c, :, :c].transpose(0, 2, 1, 3)  # [L, H, cell, cell] view
             target[...] = self.cells[:, :, iy][:, :, :, ix]
         return np.sqrt(out, out=out) if sqrt else out
+
+    def picture(self, sqrt: bool, table: np.ndarray | None) -> tuple[np.ndarray,
+                                                                     np.ndarray | None]:
+        """:meth:`image` and its pixels under the colour ``table`` (see
+        :class:`~gptviz_app.runtime.grid_pixels.MosaicPixels`; ``None``: no pixels), both
+        read-only; the same arrays as last time when nothing changed since, and only the
+        rows of the cells that changed coloured again when only some did."""
+        key = (bool(sqrt), self.extent())
+        changed = self._changed
+        if self._last is not None and self._last[0] == key and changed is not None:
+            if not changed:
+                values = self._last[1]
+                return values, self._pixels.colour(values, table, np.empty(0, np.intp))
+            rows = self._image_rows(changed, key[1][0])
+        else:
+            rows = None
+        values = self.image(sqrt)
+        values.flags.writeable = False  # handed out, perhaps more than once
+        self._last, self._changed = (key, values), set()
+        return values, self._pixels.colour(values, table, rows)
+
+    def _image_rows(self, cell_rows: set[int], filled: int) -> np.ndarray:
+        """The rows of :meth:`image` (every layer's) drawn from the cells' rows
+        ``cell_rows`` when each cell's first ``filled`` rows are stretched over it."""
+        c = self.cell
+        src = np.arange(c) * max(1, filled) // c if filled != c else np.arange(c)
+        within = np.flatnonzero(np.isin(src, np.fromiter(cell_rows, np.intp)))
+        return (np.arange(self.L)[:, None] * self.pitch + within[None, :]).ravel()
 
 
 #: Numbers the builders (an ``id()`` is reused once its object is gone): the first part of
@@ -339,9 +378,11 @@ class SnapshotBuilder:
             self._grid_dirty = True
 
     def build(self, gen: int, command: str, view: ViewSpec,
-              grid_cell: int | None = None) -> Snapshot:
+              grid_cell: int | None = None, grid_table: np.ndarray | None = None) -> Snapshot:
         """The snapshot of the session as it is now, for ``view``; the mosaic's thumbnails
-        ``grid_cell`` pixels from now on (``None``: as they are)."""
+        ``grid_cell`` pixels from now on (``None``: as they are), its pixels coloured with
+        ``grid_table`` (the head grid's colours, see :mod:`~gptviz_app.runtime.grid_pixels`;
+        ``None``: none)."""
         t0 = time.perf_counter()
         self._grid_size(grid_cell)
         s = self.session
@@ -357,6 +398,7 @@ class SnapshotBuilder:
                           else s.attention_head(layer, head), self.grid.windows[layer])
         mode = self._grid_mode(view, T)
         self._update_grid(mode, T, q_rel)
+        grid, grid_pixels = self.grid.picture(view.sqrt_scale, grid_table)
         pl = s.prompt_len
         n_redo = len(s.redo_stack)
         cp = s.class_probs()
@@ -368,9 +410,9 @@ class SnapshotBuilder:
             block_size=s.block_size,
             view=replace(view, layer=layer, head=head),
             query=q,
-            attn=attn, grid=self.grid.image(sqrt=view.sqrt_scale),
-            grid_mode=mode, grid_cell=self.grid.cell,
-            grid_gap=self.grid.gap,
+            attn=attn, grid=grid, grid_mode=mode, grid_cell=self.grid.cell,
+            grid_gap=self.grid.gap, grid_pixels=grid_pixels,
+            grid_table=None if grid_pixels is None else grid_table,
             candidates=self._candidates(),
             class_probs=None if cp is None else np.asarray(cp, np.float32).copy(),
             class_names=tuple(s.class_names), settings=s.settings,

@@ -120,6 +120,9 @@ class SessionWorker(QObject):
         #: thread (one attribute: no request, so that it neither stops a run nor adds a
         #: snapshot); the next snapshot draws the mosaic at it. ``None``: the default.
         self.grid_cell: int | None = None
+        #: The head grid's colours (``[n + 1]`` uint32, see ``runtime.grid_pixels``), set from
+        #: the UI thread like ``grid_cell``: the snapshots' mosaic pixels are coloured with it.
+        self.grid_table = None
 
     # ------------------------------------------------------------------ for the handlers
     def stale(self, gen: int) -> bool:
@@ -146,7 +149,8 @@ class SessionWorker(QObject):
         """Send the state for ``req.view`` (nothing for a stale request)."""
         if self.builder is None or self.stale(req.gen):
             return
-        snap = self.builder.build(req.gen, req.command, req.view, grid_cell=self.grid_cell)
+        snap = self.builder.build(req.gen, req.command, req.view, grid_cell=self.grid_cell,
+                                  grid_table=self.grid_table)
         self.analyses.extend(snap, self.session)
         snap.t_emit = time.perf_counter()
         self.yielded.emit(req.gen, snap)

@@ -11,6 +11,22 @@ The stage selector (:data:`gptviz.analysis.stages.STAGES`; ``stageChanged(str)``
 head's weights, its raw scores q·k/√d (the future included), its masked scores (the future
 at -inf, drawn in a colour of its own) or its value-weighted attention ‖α v W_O‖; scores on a
 diverging colour scale centred on 0 with a colour bar in score units.
+
+The range. Unpooled (a token at least a device pixel on a side) it is the window's T x T
+exactly. Pooled on both sides (more tokens than device pixels: ``MapPlot(pool=True)`` draws
+max-pooled blocks of ``f`` tokens) it is T rounded up to a multiple of one step of a few tokens
+(:func:`snapped_range`), the same on both sides so that they move together: the blank margin
+beyond the newest token is at most :data:`MARGIN_PX` device pixels, and the range (with it
+where the axes, their labels and the image sit) stays put for several steps. A range that
+moved at every step made pyqtgraph move every item, lay both token axes out again and repaint
+the whole map for a one-token change; now such a step repaints the image's new block row and
+column, the backdrop's new strips and the query's outline, and the key axis keeps its ticks
+(and its picture) while they stay. The steps need not be whole blocks: the blocks start at 0
+whatever the range, so a step keeps (does not pool or colour again) every block but the new
+row's and column's anyway; the range only never holds more tokens than blocks of ``f`` fit
+(the block size stays). The margin shows the plot's background (no cells there: hovering it
+shows nothing); a double click returns to this range; a zoomed or panned (user) range is left
+as it is.
 """
 
 from __future__ import annotations
@@ -40,6 +56,8 @@ from gptviz_app.views.plots import MapPlot, sqrt_ticks
 from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme, colormap, diverging_colormap
 
+#: The most device pixels of blank margin a pooled map's range leaves beyond its newest token.
+MARGIN_PX = 2.0
 #: Numbers the lists of axis labels (what the axes' ticks were last made of).
 _LABEL_LISTS = itertools.count()
 #: Characters of a token label on the map's axes.
@@ -57,6 +75,29 @@ def _title_choices(full: str, short: str) -> list[str]:
     """The titles :class:`HeaderFit` may show for ``full`` and ``short``, in its order."""
     shorter = getattr(header_fit, "abbreviations", None)
     return [full, *(shorter(short or full) if shorter is not None else [short or full])]
+
+
+def snapped_range(T: int, w_px: float, h_px: float,
+                  margin_px: float = MARGIN_PX) -> tuple[int, int]:
+    """(keys, queries): the fitted range of ``T`` tokens in a view of ``w_px`` x ``h_px``
+    device pixels. A side with at least a pixel a token (unpooled) shows ``T``; pooled on both
+    sides (``f = ceil(T / px)`` tokens a block), both show ``T`` rounded up to a multiple of
+    one step of tokens, so that the range stays for that many steps, on both sides at once,
+    with at most ``margin_px`` pixels blank beyond ``T`` on either (a token is at most
+    ``px / T`` pixels: the step is at most ``1 + margin_px * T / px`` tokens, with the fewest
+    tokens that blocks of ``f`` hold, ``(f - 1) px``, for ``T``: the step stays while the
+    blocks do), and never more tokens than ``f`` blocks a pixel hold (``f * px``: the block
+    size stays ``f``)."""
+    pooled = [px for px in (w_px, h_px) if px + 1e-9 < T]
+    if len(pooled) < 2:
+        return T, T
+    # the fewest tokens these block sizes hold, in place of T: one step while they stay
+    fewest = max((math.ceil(T / px - 1e-9) - 1) * px for px in pooled)
+    step = max(1, int(1 + margin_px * fewest / max(pooled) + 1e-9))
+    extent = -(-T // step) * step
+    for px in pooled:  # no more than f blocks fit, f the smallest that shows T
+        extent = min(extent, max(T, math.floor(math.ceil(T / px - 1e-9) * px + 1e-9)))
+    return extent, extent
 
 
 class AttentionMapView(QWidget):
@@ -146,18 +187,20 @@ class AttentionMapView(QWidget):
         self._hover: QPointF | None = None  # scene position of the mouse over the map
         self._labels_key = None
         self._user_range = False
-        self._range_T = -1
+        self._fitted: tuple[int, int] | None = None  # (keys, queries) the range was fitted to
         self._rev: tuple | None = None  # (snapshot's attn_rev, stage shown) of the map drawn
         self._rev_T = 0
         self._ticks_drawn: tuple | None = None  # what the axes' ticks were made of
         #: (window start, its shortened labels, their lengths, the token list they are of, a
         #: number of its own)
         self._short: tuple | None = None
+        self._wide: tuple[int, int] | None = None  # (labels' number, the 90 % label length)
         self._kept_tokens: int | None = None  # tokens the newest snapshot kept (tokens_kept)
         self._tokens_rev = None
         self._title_texts: tuple[str, str] | None = None  # (full, short) shown by _set_title
         self._title_widths: tuple[int, ...] = ()
         self.vb.sigRangeChangedManually.connect(self._on_manual_range)
+        self.vb.sigResized.connect(self._refit)  # another size: another rounding of the range
         self.vb.sigResized.connect(self._relabel)
         self.vb.sigRangeChanged.connect(self._relabel)
         # the cell under a still mouse changes when the map moves (zoom, resize, wider labels)
@@ -245,6 +288,7 @@ class AttentionMapView(QWidget):
                 box.addItems(items)
         self._labels_key = self._ticks_drawn = None
         self._user_range = False
+        self._fitted = None
 
     def _on_layer(self, i: int) -> None:
         if i >= 0:
@@ -278,11 +322,11 @@ class AttentionMapView(QWidget):
             self.stage = stage
             self._stage_look(stage)
         set_choice(self.stage_box, v.map_stage)
-        if self._range_T != T and not self._user_range:
+        extent = None if self._user_range else self._extent()
+        if extent is not None and extent != self._fitted:
             # fitted before the image is set: drawn once, for the new range
             with self.map.drawing_held():
-                self._fit()
-        self._range_T = T
+                self._fit(extent)
         # the cells the previous map already held (a token appended): not pooled again. Only
         # for the weights, read back from the history as they were stored: the other stages
         # are computed again over the whole window, and may round an old cell otherwise
@@ -356,11 +400,20 @@ class AttentionMapView(QWidget):
         super().showEvent(e)
         self.map.redraw()  # a snapshot that came while hidden was not drawn
 
-    def _fit(self) -> None:
-        self.vb.setRange(QRectF(0, 0, max(1, self.T), max(1, self.T)), padding=0.0)
+    def _extent(self) -> tuple[int, int]:
+        """(keys, queries) the fitted range shows: :func:`snapped_range`."""
+        return snapped_range(max(1, self.T), *self.map.device_size())
+
+    def _fit(self, extent: tuple[int, int] | None = None) -> None:
+        self._fitted = kx, qy = self._extent() if extent is None else extent
+        self.vb.setRange(QRectF(0, 0, kx, qy), padding=0.0)
         # pyqtgraph moves the map's items to the new range only when it paints them next, and
         # moving them there asks for a second paint of the whole map: moved now, painted once
         self.vb.updateMatrix()
+
+    def _refit(self, *_) -> None:
+        if not self._user_range and (extent := self._extent()) != self._fitted:
+            self._fit(extent)
 
     def _on_manual_range(self, *_):
         self._user_range = True
@@ -384,8 +437,11 @@ class AttentionMapView(QWidget):
         px_y = h_px / max(1e-9, y1 - y0)
         ws = self.window_start
         labels, lens = self._window_labels(ws, T)
-        # 90 % of the labels fit
-        wide = int(np.partition(lens, int(0.9 * (len(lens) - 1)))[int(0.9 * (len(lens) - 1))])
+        # 90 % of the labels fit (once per list of labels: a resize or zoom keeps it)
+        if self._wide is None or self._wide[0] != self._short[4]:
+            k = int(0.9 * (len(lens) - 1))
+            self._wide = (self._short[4], int(np.partition(lens, k)[k]))
+        wide = self._wide[1]
         font_pt = self.theme.pt(0.9)
         step_y = tick_step(pt_px(font_pt) * 1.25, px_y)
         step_x = tick_step(text_px(font_pt, wide + 2), px_x)
@@ -398,8 +454,10 @@ class AttentionMapView(QWidget):
         top = thin_ticks(labels, step_x)
         # as wide as the window's widest label: the map keeps its width as tokens scroll by
         self.plot.getAxis("left").reserve(self._short[5])
-        self.plot.getAxis("left").setTicks([left])
-        self.plot.getAxis("top").setTicks([top])
+        for name, ticks in (("left", left), ("top", top)):
+            axis = self.plot.getAxis(name)
+            if axis._tickLevels != [ticks]:  # the same again: the axis keeps its picture
+                axis.setTicks([ticks])
 
     def _window_labels(self, ws: int, T: int) -> tuple[list[str], np.ndarray]:
         """The window's token labels (shortened) and their lengths; a step shortens only its

@@ -37,13 +37,13 @@ class BarSet:
         """New bars (without an outline), repainted only if they changed."""
         self.opts.update(opts)
         o = self.opts
-        x0 = np.broadcast_to(np.asarray(o["x0"], dtype=float), np.shape(o["y"]))
-        height = np.broadcast_to(np.asarray(o["height"], dtype=float), np.shape(o["y"]))
         # as Python floats (tolist): the same numbers, without a numpy scalar per operation
+        ys = np.asarray(o["y"], dtype=float).tolist()
         rects = [(QRectF(x, y - h / 2, w, h), b)
-                 for x, y, w, h, b in zip(x0.tolist(), np.asarray(o["y"], dtype=float).tolist(),
-                                          np.asarray(o["width"], dtype=float).tolist(),
-                                          height.tolist(), o["brushes"], strict=True)]
+                 for x, y, w, h, b in zip(_floats(o["x0"], len(ys)), ys,
+                                          _floats(o["width"], len(ys)),
+                                          _floats(o["height"], len(ys)), o["brushes"],
+                                          strict=True)]
         if rects != self.rects:
             self.rects = rects
             self._owner.update()
@@ -156,6 +156,12 @@ class BarRows(pg.GraphicsObject):
             at = to_device.map(QPointF(x, y))
             p.drawStaticText(QPointF(at.x() + TEXT_MARGIN, at.y() + top), self._text(text))
         p.restore()
+
+
+def _floats(values, n: int) -> list[float]:
+    """``values`` (one number, or one a bar) as ``n`` floats, a bar's each."""
+    a = np.asarray(values, dtype=float)
+    return [float(a)] * n if a.ndim == 0 else a.tolist()
 
 
 def _box_height(font: QFont) -> float:

@@ -15,6 +15,8 @@ from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QFont, QFontMetricsF, QTextDocument
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
+from gptviz_app.views.rich_runs import line_width, parse
+
 SLOT = "{}"
 
 
@@ -165,10 +167,28 @@ def _measure(text: str, font: QFont) -> tuple[float, str]:
     return got
 
 
+_WIDTHS: dict[tuple[str, str], float] = {}
+
+
 def _html_width(text: str, font: QFont) -> float:
-    """Width in pixels of rich ``text`` on one line in ``font``."""
-    return _measure(text, font)[0]
+    """Width in pixels of rich ``text`` on one line in ``font``: the document's ideal width,
+    measured without a document for the texts :func:`~gptviz_app.views.rich_runs.parse`
+    reads (a step's new header: only its new figures measured)."""
+    key = (text, _font_key(font))
+    got = _WIDTHS.get(key)
+    if got is None:
+        parsed = parse(text)
+        got = (line_width(*parsed, font, key[1]) if parsed is not None
+               else _measure(text, font)[0])
+        if len(_WIDTHS) >= _MEASURED_MAX:
+            _WIDTHS.clear()
+        _WIDTHS[key] = got
+    return got
 
 
 def _plain(text: str, font: QFont) -> str:
+    """Rich ``text`` as plain text (the document's: no-break spaces as spaces)."""
+    parsed = parse(text)
+    if parsed is not None:
+        return parsed[0].replace("\u00a0", " ")
     return _measure(text, font)[1]

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QRectF
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QGraphicsItem
 
 _SLICE = 1 << 16  # pixels per slice of rows: its float and index buffers fit in a core's L2
 
@@ -49,13 +51,42 @@ def premultiplied_table(lut: np.ndarray) -> np.ndarray:
     return table
 
 
+class Repainters:
+    """Parts of an item repainted through child items that paint nothing, one rectangle each:
+    Qt unites all the rectangles an item's ``update`` is given before the next paint into one
+    (an L of a new row and column: the whole map), while those of different items stay
+    apart in the repainted region."""
+
+    def __init__(self, parent: QGraphicsItem, n: int = 2) -> None:
+        self._items = [_NoPaint(parent) for _ in range(n)]
+
+    def update(self, rects: list[QRectF]) -> None:
+        """Repaint ``rects`` (the parent's coordinates; at most ``n``)."""
+        for item, rect in zip(self._items, rects, strict=False):
+            item.update(rect)
+
+
+class _NoPaint(QGraphicsItem):
+    """A child item as big as its parent that paints nothing (see :class:`Repainters`)."""
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt name
+        parent = self.parentItem()
+        return parent.boundingRect() if parent is not None else QRectF()
+
+    def paint(self, *_args) -> None:  # noqa: D102 - Qt's
+        pass
+
+
 class FastImageItem(pg.ImageItem):
     """``pg.ImageItem`` (row-major) with a faster :meth:`render` for 2-D float maps with
     levels and a colour map; it draws exactly what pyqtgraph would.
 
     ``setImage(image, kept=(rows, cols))``: ``image`` holds the previous image's values in its
     first ``rows`` x ``cols`` (a map that grew by a token): only the other pixels are coloured
-    again, when the levels and colours are those of the last picture."""
+    again, when the levels and colours are those of the last picture, and, when the image
+    also keeps its shape (its place is the item's transform: unchanged), only they are
+    repainted (``update`` of their rectangles, not of the whole item: the axes and items
+    around a map are not painted again for a step)."""
 
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("axisOrder", "row-major")
@@ -66,12 +97,51 @@ class FastImageItem(pg.ImageItem):
         #: (levels, table, pixel buffer, (h, w)) of the picture the pixels hold now
         self._drawn: tuple | None = None
         self._kept = (0, 0)  # leading rows and columns of the image that are the picture's
+        self._partial: list | None = None  # the rectangles setImage's update repaints
+        # made now: an item added to a scene later repaints all of its bounding rectangle
+        self._repainters = Repainters(self)
 
     def setImage(self, image=None, autoLevels=None, kept=(0, 0), **kargs):  # noqa: N802
         # an update without an image (pyqtgraph's updateImage) may follow a change in place
         k = (0, 0) if image is None else kept
         self._kept = (min(self._kept[0], k[0]), min(self._kept[1], k[1]))
-        super().setImage(image, autoLevels, **kargs)
+        if image is not None and not autoLevels \
+                and ("levels" in kargs or not self._defaultAutoLevels):
+            self._partial = self._changed_rects(image, kargs.get("levels", self.levels))
+        try:
+            super().setImage(image, autoLevels, **kargs)
+        finally:
+            self._partial = None
+
+    def _changed_rects(self, image, levels) -> list[QRectF] | None:
+        """The rectangles (item coordinates: one unit a pixel) that :meth:`render` will colour
+        again for ``image`` at ``levels``, or None where it colours all of it (or the item
+        changes shape: Qt repaints all of it then anyway)."""
+        drawn, px, old = self._drawn, self._pixels, self.image
+        if drawn is None or old is None or levels is None or np.ndim(levels) != 1:
+            return None
+        if not isinstance(image, np.ndarray) or image.shape != old.shape \
+                or image.dtype != np.float32 or not self._fast_ok():
+            return None
+        h, w = image.shape
+        if tuple(float(v) for v in levels) != drawn[0] or drawn[1] is not self._table() \
+                or drawn[2] is not px or px.shape[0] < h or px.shape[1] < w:
+            return None
+        kr, kc = min(self._kept[0], drawn[3][0], h), min(self._kept[1], drawn[3][1], w)
+        rects = []
+        if kr < h:
+            rects.append(QRectF(0, kr, w, h - kr))
+        if kc < w and kr > 0:
+            rects.append(QRectF(kc, 0, w - kc, kr))
+        return rects
+
+    def update(self, *args) -> None:  # noqa: D102 - Qt's
+        partial = getattr(self, "_partial", None)  # None: within pyqtgraph's __init__
+        if args or partial is None:
+            super().update(*args)
+            return
+        self._partial = None  # setImage's own update: only the pixels coloured again
+        self._repainters.update(partial)
 
     def clear(self) -> None:  # noqa: D102 - pyqtgraph's
         self._kept = (0, 0)

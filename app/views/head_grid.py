@@ -1,11 +1,13 @@
 """All heads at once: an L x H grid of thumbnails drawn as ONE mosaic ImageItem.
 
 The worker keeps the mosaic (:class:`gptviz_app.runtime.snapshots.GridMosaic`) and updates it
-incrementally; this view only calls ``setImage`` on it. Separate ImageItems per head would cost
-~100 ms per repaint at 12 x 12 heads; one mosaic costs a few ms. Clicking a cell selects that
-layer and head (``headSelected(layer, head)``); the selected cell is outlined. The mosaic keeps
-square cells and sits in the panel's top left corner (under the head labels), whatever the
-panel's shape.
+incrementally, and colours it with the table this view sends it (``coloursWanted``): the view
+shows those pixels as they are (:class:`~gptviz_app.views.mosaic_image.MosaicImage`), or
+colours the mosaic itself when they were made with other colours (a theme changed).
+Separate ImageItems per head would cost ~100 ms per repaint at 12 x 12 heads; one mosaic
+costs a few ms. Clicking a cell selects that layer and head (``headSelected(layer, head)``);
+the selected cell is outlined. The mosaic keeps square cells and sits in the panel's top left
+corner (under the head labels), whatever the panel's shape.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsView, QLabel, QWidget
 
+from gptviz_app.runtime.grid_pixels import same_table
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.runtime.snapshots import grid_cell_fitting
 from gptviz_app.views.axes import text_px, thin_ticks, tick_step
 from gptviz_app.views.elided_label import ElidedLabel
-from gptviz_app.views.fast_image import FastImageItem
+from gptviz_app.views.mosaic_image import MosaicImage
 from gptviz_app.views.panel_layout import choice_box, controls_row, panel_layout, set_choice
 from gptviz_app.views.plots import setup_map_plot, style_axis
 from gptviz_app.views.steady_label import SteadyLabel
@@ -42,11 +45,14 @@ class HeadGrid(QWidget):
     """Signals: ``headSelected(int layer, int head)``, ``modeChanged(str)``,
     ``cellWanted(int)``: the thumbnail size (device pixels) the panel shows now, for the
     worker to draw the mosaic at from its next snapshot (the first size at once, a new one a
-    moment after the panel's size settles)."""
+    moment after the panel's size settles); ``coloursWanted(np.ndarray)``: the table of
+    pixels the view colours with (``[n + 1]`` uint32, read-only), for the worker to colour the
+    mosaic with (sent again with a snapshot coloured otherwise)."""
 
     headSelected = Signal(int, int)
     modeChanged = Signal(str)
     cellWanted = Signal(int)
+    coloursWanted = Signal(object)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -71,7 +77,7 @@ class HeadGrid(QWidget):
         self.backdrop = pg.ImageItem(axisOrder="row-major")
         self.backdrop.setZValue(-10)
         self.plot.addItem(self.backdrop)
-        self.image = FastImageItem()  # NaN gaps and masks: coloured in a few numpy passes
+        self.image = MosaicImage()  # the worker's pixels, or coloured in a few numpy passes
         self.plot.addItem(self.image)
         self.selection = QGraphicsRectItem(0, 0, 1, 1)
         self.selection.setBrush(QBrush(Qt.BrushStyle.NoBrush))
@@ -81,8 +87,10 @@ class HeadGrid(QWidget):
         self.L = self.H = 0
         self.kv_heads = 0  # key/value heads (grouped-query attention), see set_model
         self.cell, self.gap = 64, 3
-        self._pending: np.ndarray | None = None  # the mosaic of a snapshot that came hidden
-        self._mosaic: np.ndarray | None = None   # the snapshot's mosaic
+        # the snapshot's mosaic: (float mosaic, its pixels, their colours); pending: it came
+        # while hidden
+        self._mosaic: tuple | None = None
+        self._pending: tuple | None = None
         self.layer = self.head = 0
         self.average = False
         #: Optional ``(layer, head) -> str`` appended to the hover read-out (a panel sets it,
@@ -108,6 +116,7 @@ class HeadGrid(QWidget):
         self.theme = theme
         self.glw.setBackground(theme.plot_bg)
         self.image.setColorMap(colormap(theme.colormap))
+        self._send_colours()
         pen = QPen(QColor(theme.accent), 3.0)
         pen.setCosmetic(True)
         self.selection.setPen(pen)
@@ -117,6 +126,12 @@ class HeadGrid(QWidget):
         self.readout.setFont(theme.font(0.95))
         self._draw_backdrop()
         self._head_ticks()
+
+    def _send_colours(self) -> None:
+        table = self.image.colours()
+        if table is not None:
+            table.flags.writeable = False  # the worker's from now on
+            self.coloursWanted.emit(table)
 
     def _head_ticks(self, *_) -> None:
         """Head labels on top, every ``step``-th one so that they never touch (big fonts in
@@ -174,7 +189,7 @@ class HeadGrid(QWidget):
         """The snapshot's mosaic on the image (a hidden panel's, once shown)."""
         self._pending = None
         if self._mosaic is not None:
-            self.image.setImage(self._mosaic, levels=(0.0, 1.0), autoLevels=False)
+            self.image.set_mosaic(*self._mosaic)
 
     def showEvent(self, e) -> None:  # noqa: N802 - Qt name
         super().showEvent(e)
@@ -234,30 +249,41 @@ class HeadGrid(QWidget):
             self._layer_ticks()
             self._fit()
             self._place_selection()
-        self._mosaic = snap.grid
+        self._mosaic = (snap.grid, snap.grid_pixels, snap.grid_table)
         if self.isVisible():
             self._show_mosaic()
         else:  # nobody sees it (a hidden panel): drawn when shown
-            self._pending = snap.grid
+            self._pending = self._mosaic
+        if not same_table(snap.grid_table, self.image.colours()):
+            self._send_colours()  # coloured here: the worker has not had these colours yet
         v = snap.view
         if (v.layer, v.head, v.average) != (self.layer, self.head, self.average):
             self.layer, self.head, self.average = v.layer, v.head, v.average
             self._place_selection()
         set_choice(self.mode_box, v.grid_mode)
-        T = snap.T
+        txt, tip = self._caption(snap)
+        self.caption.setText(txt)
+        self.caption.setToolTip(tip)
+
+    def _caption(self, snap: Snapshot) -> tuple[str, str]:
+        """The caption's text and tooltip. The text changes only when what the thumbnails
+        show does (not at every step: the window's length is in the status bar, the query
+        followed is the newest token), so that a step does not set and paint it again."""
+        T, v = snap.T, snap.view
         if snap.grid_mode == "value":
-            txt = f"value-weighted, {T} tokens"
+            txt = "value-weighted maps"
             tip = ("Each thumbnail is a head's value-weighted map ‖α_ij·v_j W_O‖ (Kobayashi et "
                    "al., 2020), each row divided by its sum: where the head's output at the "
-                   "query really comes from")
+                   f"query really comes from ({T} tokens)")
         elif snap.grid_mode == "map":
             b = math.ceil(T / snap.grid_cell)
-            txt = f"whole maps, {T} tokens" + (f", max of {b}×{b} blocks" if b > 1 else "")
-            tip = ("Each thumbnail is a head's whole T×T map" +
+            txt = "whole maps" + (f", max of {b}×{b} blocks" if b > 1 else "")
+            tip = (f"Each thumbnail is a head's whole {T}×{T} map" +
                    (f", each pixel the maximum of a {b}×{b} block" if b > 1 else ""))
         else:
             keys = snap.query - snap.window_start + 1
-            txt = f"row of query {snap.query}, {snap.grid_cell} keys/line"
+            which = "the newest query" if v.query is None else f"query {snap.query}"
+            txt = f"row of {which}, {snap.grid_cell} keys/line"
             tip = (f"Each thumbnail shows the attention of query {snap.query} over its {keys} "
                    f"keys, wrapped like text: {snap.grid_cell} keys per line, first key top left")
         if v.sqrt_scale:
@@ -267,8 +293,7 @@ class HeadGrid(QWidget):
             g = self.H // kv
             tip += (f". Grouped-query attention: {kv} key/value heads for {self.H} query heads; "
                     f"heads 0–{g - 1} share key/value head 0, the next {g} head 1, …")
-        self.caption.setText(txt)
-        self.caption.setToolTip(tip)
+        return txt, tip
 
     # ------------------------------------------------------------------ mouse
     def cell_at(self, scene_pos) -> tuple[int, int] | None:

@@ -4,9 +4,18 @@ A step moves the range of the map's and the chart's axes (one more token, anothe
 probability), so pyqtgraph lays each of them out again, and its ``generateDrawSpecs`` measures
 every label with ``QPainter.boundingRect`` and builds a few ``Point`` objects per tick (≈ 0.5 ms
 an axis at 1,024 tokens). :class:`LabelAxis` gives the same draw specifications (the same
-rectangles, flags, strings and tick lines) for the case the app uses, one level of ticks set
-with ``setTicks`` and no grid, with each label's size measured once per font, and leaves every
+rectangles, flags, strings and tick lines, level after level with pyqtgraph's rule for how
+crowded a later level's labels may be) for the case the app uses, levels of ticks set with
+``setTicks`` and no grid, with each label's size measured once per font, and leaves every
 other case to pyqtgraph.
+
+It paints them straight away, without pyqtgraph's recorded picture: the tick lines of a
+level in one call, and each label where ``drawText`` puts it in its rectangle moved by less
+than half a device pixel so that the text starts on whole device pixels (crisp, and the
+same pixels whichever way it is drawn: a ``QStaticText`` at a fractional position rounds
+otherwise than ``drawText``). A label seen for the first time is drawn by ``drawText`` (its
+static text would cost more the first time, and many of a step's labels are new); from its
+second paint on, by its cached static text (a few times cheaper).
 
 A left or right axis sizes itself to the labels in view, so its width (and the map beside
 it) changed from step to step as wider or narrower tokens scrolled into view, and each change
@@ -18,16 +27,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen
+from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QStaticText, QTransform
 
 #: What :attr:`LabelAxis.picture` holds once its specs are made (pyqtgraph sets it to None
 #: whenever the axis must be laid out again: ticks, range, size, style).
 _LAID_OUT = object()
 #: Label sizes a :class:`LabelAxis` keeps at most (each a few dozen bytes).
 MAX_SIZES = 100_000
+#: Static texts a :class:`LabelAxis` keeps at most (each about a kilobyte with its glyphs: a
+#: bound of MAX_SIZES would let one axis hold ~90 MB of them in a long session); an axis
+#: shows a few hundred labels at most, so the texts of the labels in view stay cached.
+MAX_STATICS = 4096
 _MEASURE_BOX = QRectF(0, 0, 100, 100)  # how pyqtgraph measures a label: centred in a box
 _CENTER = Qt.AlignmentFlag.AlignCenter
 _FLAGS = {
@@ -36,6 +50,20 @@ _FLAGS = {
     "top": Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom,
     "bottom": Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop,
 }
+#: Where ``drawText`` puts a label's text in its rectangle, as the share of the room left
+#: over (rectangle minus the text's advance, across; minus its line height, up) before it:
+#: right-aligned, centred, left- or top-aligned, bottom-aligned.
+_SHIFT = {"left": (1.0, 0.5), "right": (0.0, 0.5), "top": (0.5, 1.0), "bottom": (0.5, 0.0)}
+_NEW, _SEEN = object(), object()  # a label not drawn yet, drawn once (see LabelAxis._draw)
+
+
+class _Layout(NamedTuple):
+    """What a fast-path paint draws, in the axis' coordinates."""
+
+    axis_pen: QPen
+    axis: QLineF
+    ticks: list[tuple[QPen, list[QLineF]]]  # each level's pen and lines
+    labels: list[tuple[float, float, tuple]]  # pyqtgraph's rectangle's corner, measures
 
 
 class LabelAxis(pg.AxisItem):
@@ -44,45 +72,51 @@ class LabelAxis(pg.AxisItem):
 
     def __init__(self, orientation: str, **kwargs) -> None:
         super().__init__(orientation, **kwargs)
-        self._sizes: dict[str, tuple[float, float]] = {}  # label -> (width, height * 0.8)
+        # label -> (width, height * 0.8, advance, height, label), in the font of _sizes_font
+        self._sizes: dict[str, tuple[float, float, float, float, str]] = {}
+        self._statics: dict[str, object] = {}  # labels drawn: static texts (_draw)
         self._sizes_font = ""                              # QFont.key() they were measured in
         self._reserved: float | None = None               # widest reserved label (pixels)
-        self._specs: tuple | None = None                  # what paint draws (fast path)
+        self._layout: _Layout | None = None               # what paint draws (fast path)
 
     # ------------------------------------------------------------------ measuring
     def _font(self) -> QFont:
         return self.style.get("tickFont") or QFont()
 
-    def _measured(self) -> dict[str, tuple[float, float]]:
-        """The label sizes measured in the tick font now (emptied when the font changed)."""
+    def _measured(self) -> dict[str, tuple[float, float, float, float, str]]:
+        """The labels measured in the tick font now (emptied when the font changed)."""
         key = self._font().key()
         # a new font, or more strings than any vocabulary's labels (labels of numbers, a
         # session of hand-typed tokens): measured afresh
         if key != self._sizes_font or len(self._sizes) > MAX_SIZES:
             self._sizes, self._sizes_font = {}, key
+            self._statics = {}
         return self._sizes
 
     def label_size(self, text: str) -> tuple[float, float]:
         """``(width, height)`` of a label as pyqtgraph lays it out (its height is 0.8 of the
         font's bounding box: "usually just a bit too large")."""
-        return self._sizes_of([text])[0]
+        return self._labels_of([text])[0][:2]
 
-    def _sizes_of(self, texts: Iterable[str]) -> list[tuple[float, float]]:
+    def _labels_of(self, texts: Iterable[str]) -> list[tuple[float, float, float, float, str]]:
+        """Each label's ``(width, height * 0.8, advance, height, text)`` (see
+        :meth:`label_size`; the advance and the whole height place its text)."""
         sizes = self._measured()
         out = []
         fm = None
         for text in texts:
-            size = sizes.get(text)
-            if size is None:
+            got = sizes.get(text)
+            if got is None:
                 fm = fm or QFontMetricsF(self._font())
                 br = fm.boundingRect(_MEASURE_BOX, _CENTER, text)
-                size = sizes[text] = (br.width(), br.height() * 0.8)
-            out.append(size)
+                got = sizes[text] = (br.width(), br.height() * 0.8, fm.horizontalAdvance(text),
+                                     br.height(), text)
+            out.append(got)
         return out
 
     def widest(self, labels: Iterable[str]) -> float:
         """The width of the widest of ``labels`` (0 for none)."""
-        return max((w for w, _ in self._sizes_of(labels)), default=0.0)
+        return max((lab[0] for lab in self._labels_of(labels)), default=0.0)
 
     def reserve(self, widest: float | None) -> None:
         """Make a left or right axis as wide as a label ``widest`` pixels wide needs (see
@@ -116,18 +150,14 @@ class LabelAxis(pg.AxisItem):
     # ------------------------------------------------------------------ layout
     def _fast_ok(self) -> bool:
         s = self.style
-        return (self._tickLevels is not None and len(self._tickLevels) == 1
+        return (self._tickLevels is not None and len(self._tickLevels) >= 1
                 and self.grid is False and s["showValues"] and s["maxTextLevel"] >= 0
                 and s["stopAxisAtTick"] == (False, False) and s["tickAlpha"] is None
                 and self.orientation in _FLAGS)
 
-    def generateDrawSpecs(self, p):  # noqa: N802 - pyqtgraph name
-        """pyqtgraph's specs (axis line, ticks, label rectangles) for one level of explicit
-        ticks, with cached label sizes; any other case is pyqtgraph's own."""
-        if not self._fast_ok():
-            return super().generateDrawSpecs(p)
-        if self.style["tickFont"] is not None:
-            p.setFont(self.style["tickFont"])
+    def _lay_out(self) -> _Layout | None:
+        """pyqtgraph's layout of explicit ticks (axis line, each level's tick lines, label
+        rectangles) with cached label measures; ``None`` where pyqtgraph draws nothing."""
         bounds = self.mapRectFromParent(self.geometry())
         o = self.orientation
         if o == "left":
@@ -142,9 +172,10 @@ class LabelAxis(pg.AxisItem):
         else:
             span = (bounds.topLeft() + QPointF(-1, 1), bounds.topRight() + QPointF(1, 1))
             tick_stop, tick_dir, axis = bounds.top(), 1, 1
-        ends = [self.mapToDevice(pt) for pt in span]
-        if None in ends:
+        to_device = self.deviceTransform_()  # as mapToDevice, looked up once
+        if to_device is None:
             return None
+        ends = [to_device.map(pt) for pt in span]
         if math.hypot(ends[1].x() - ends[0].x(), ends[1].y() - ends[0].y()) == 0:
             return None
         r0, r1 = self.range
@@ -160,48 +191,82 @@ class LabelAxis(pg.AxisItem):
         x_a, x_b = r0 * scale - offset, r1 * scale - offset
         x_min, x_max = min(x_a, x_b), max(x_a, x_b)
 
-        tick_len = self.style["tickLength"]
-        pen = self.tickPen()
-        if pen.brush().style() == Qt.BrushStyle.SolidPattern:  # as pyqtgraph: alpha 255
-            pen = QPen(pen)
-            color = QColor(pen.color())
-            color.setAlpha(255)
-            pen.setColor(color)
-        tick_end = tick_stop + tick_len * tick_dir
-        tick_specs = []
-        placed: list[tuple[float, str]] = []
-        for v, text in self._tickLevels[0]:
-            x = v * scale - offset
-            if x < x_min or x > x_max:
-                continue
-            placed.append((x, text))
+        style = self.style
+        tick_len = style["tickLength"]
+        # each level's tick lines (shorter and fainter level after level, as pyqtgraph's) and
+        # its labels in view, positions across the axis
+        ticks: list[tuple[QPen, list[QLineF]]] = []
+        levels = []
+        for i, level in enumerate(self._tickLevels):
+            pen = self.tickPen()
+            if pen.brush().style() == Qt.BrushStyle.SolidPattern:  # as pyqtgraph: the alpha
+                pen = QPen(pen)
+                color = QColor(pen.color())
+                color.setAlpha(int(255 / (i + 1)))
+                pen.setColor(color)
+            tick_end = tick_stop + tick_len / (i * 0.5 + 1.0) * tick_dir
+            at = [(x, t) for x, t in ((v * scale - offset, t) for v, t in level)
+                  if x_min <= x <= x_max]
             if axis == 0:
-                tick_specs.append((pen, QPointF(tick_stop, x), QPointF(tick_end, x)))
+                ticks.append((pen, [QLineF(tick_stop, x, tick_end, x) for x, _ in at]))
             else:
-                tick_specs.append((pen, QPointF(x, tick_stop), QPointF(x, tick_end)))
-        axis_spec = (self.pen(), span[0], span[1])
+                ticks.append((pen, [QLineF(x, tick_stop, x, tick_end) for x, _ in at]))
+            levels.append((len(level), at))
 
-        text_specs = []
-        sizes = self._sizes_of(t for _, t in placed)
-        # across the axis: the widest label of a left or right axis, the highest of a top one
-        size2 = max((s[axis] for s in sizes), default=0)
-        gap = max(0, tick_len) + self.style["tickTextOffset"][axis]
-        flags = _FLAGS[o] | Qt.TextFlag.TextDontClip
+        gap = max(0, tick_len) + style["tickTextOffset"][axis]
         br = self.boundingRect()
-        for (x, text), (width, height) in zip(placed, sizes):
-            if o == "left":
-                rect = QRectF(tick_stop - gap - width, x - height / 2, width, height)
-            elif o == "right":
-                rect = QRectF(tick_stop + gap, x - height / 2, width, height)
-            elif o == "top":
-                rect = QRectF(x - width / 2, tick_stop - gap - height, width, height)
-            else:
-                rect = QRectF(x - width / 2, tick_stop + gap, width, height)
-            if br & rect != rect:  # as pyqtgraph: a label past the axis' ends is left out
+        left, top, right, bottom = br.left(), br.top(), br.right(), br.bottom()
+        length = math.hypot(ends[1].x() - ends[0].x(), ends[1].y() - ends[0].y())
+        placed: list[tuple[float, float, tuple]] = []
+        along = 0.0    # the labels' extent along the axis, levels so far (pyqtgraph's fill)
+        across = 0.0   # the widest label of a left or right axis, the highest of a top one
+        drawn_across = 0.0
+        for i, (count, at) in enumerate(levels[:style["maxTextLevel"] + 1]):
+            if count == 0:
                 continue
-            text_specs.append((rect, flags, text))
-        self._updateMaxTextSize(size2)
-        return axis_spec, tick_specs, text_specs
+            labels = self._labels_of([t for _, t in at])
+            along += sum(lab[1 - axis] for lab in labels)
+            across = max([across, *(lab[axis] for lab in labels)])
+            # as pyqtgraph: a level after the first only while the labels are not too crowded
+            if i > 0 and any(len(placed) >= n and along / length >= limit
+                             for n, limit in style["textFillLimits"]):
+                break
+            drawn_across = across
+            for (x, _text), lab in zip(at, labels):
+                width, height = lab[0], lab[1]
+                if o == "left":
+                    rx, ry = tick_stop - gap - width, x - height / 2
+                elif o == "right":
+                    rx, ry = tick_stop + gap, x - height / 2
+                elif o == "top":
+                    rx, ry = x - width / 2, tick_stop - gap - height
+                else:
+                    rx, ry = x - width / 2, tick_stop + gap
+                # as pyqtgraph: a label past the axis' ends is left out (its rectangle is not
+                # its intersection with the axis' one, which Qt compares within 1e-12)
+                if not (left <= rx and top <= ry and rx + width <= right
+                        and ry + height <= bottom and width > 0 < height):
+                    rect = QRectF(rx, ry, width, height)
+                    if not (width > 0 < height) or br & rect != rect:
+                        continue
+                placed.append((rx, ry, lab))
+        self._updateMaxTextSize(drawn_across)
+        return _Layout(self.pen(), QLineF(*span), ticks, placed)
+
+    def generateDrawSpecs(self, p):  # noqa: N802 - pyqtgraph name
+        """pyqtgraph's specs (axis line, ticks, label rectangles) for explicit ticks, with
+        cached label sizes; any other case is pyqtgraph's own."""
+        if not self._fast_ok():
+            return super().generateDrawSpecs(p)
+        if self.style["tickFont"] is not None:
+            p.setFont(self.style["tickFont"])
+        lay = self._lay_out()
+        if lay is None:
+            return None
+        flags = _FLAGS[self.orientation] | Qt.TextFlag.TextDontClip
+        return ((lay.axis_pen, lay.axis.p1(), lay.axis.p2()),
+                [(pen, t.p1(), t.p2()) for pen, lines in lay.ticks for t in lines],
+                [(QRectF(x, y, lab[0], lab[1]), flags, lab[4]) for x, y, lab in lay.labels])
 
     # ------------------------------------------------------------------ painting
     def paint(self, p, opt, widget):  # noqa: D102 - pyqtgraph's
@@ -215,32 +280,79 @@ class LabelAxis(pg.AxisItem):
         # at almost every step) and no more than playing them back
         p.save()
         try:
-            if self.picture is None or self._specs is None:
-                self._specs = self.generateDrawSpecs(p)
+            if self.picture is None or self._layout is None:
+                self._layout = self._lay_out()
                 self.picture = _LAID_OUT
-            if self._specs is not None:
-                self.drawPicture(p, *self._specs)
+            if self._layout is not None:
+                self._draw(p, self._layout)
         finally:
             p.restore()
 
-    def drawPicture(self, p: QPainter, axisSpec, tickSpecs, textSpecs):  # noqa: N802, N803
-        """pyqtgraph's drawing of the specs, with one pen change for all the ticks when they
-        share it (the fast path's do)."""
+    def _draw(self, p: QPainter, lay: _Layout) -> None:
+        """pyqtgraph's lines, and its labels each at whole device pixels (see the module
+        notes): a cached ``QStaticText`` drawn where ``drawText`` would draw the label in a
+        rectangle moved by less than half a pixel."""
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
-        pen, p1, p2 = axisSpec
-        p.setPen(pen)
-        p.drawLine(p1, p2)
-        last = None
-        for tick_pen, t1, t2 in tickSpecs:
-            if tick_pen is not last:
-                p.setPen(tick_pen)
-                last = tick_pen
-            p.drawLine(t1, t2)
-        if self.style["tickFont"] is not None:
-            p.setFont(self.style["tickFont"])
+        p.setPen(lay.axis_pen)
+        p.drawLine(lay.axis)
+        for pen, lines in lay.ticks:
+            if lines:
+                p.setPen(pen)
+                p.drawLines(lines)
+        if not lay.labels:
+            return
+        font = self.style["tickFont"]
+        if font is not None:
+            p.setFont(font)
         p.setPen(self.textPen())
         # within what the view repaints now (a replaced clip would draw over what it keeps)
         p.setClipRect(self.boundingRect().toAlignedRect(), Qt.ClipOperation.IntersectClip)
-        for rect, flags, text in textSpecs:
-            p.drawText(rect, int(flags), text)
+        dt = p.deviceTransform()
+        # whole device pixels wherever the view only moves and scales (not when it rotates)
+        snap = (dt.type().value <= QTransform.TransformationType.TxScale.value
+                and dt.m11() > 0 < dt.m22())
+        sx, sy, ox, oy = dt.m11(), dt.m22(), dt.dx(), dt.dy()
+        fx, fy = _SHIFT[self.orientation]
+        flags = int(_FLAGS[self.orientation] | Qt.TextFlag.TextDontClip)
+        statics = self._statics
+        if len(statics) >= MAX_STATICS:
+            statics.clear()
+        for rx, ry, (width, height, advance, full_h, text) in lay.labels:
+            static = statics.get(text, _NEW)
+            if not snap or static is None:  # as pyqtgraph (None: a label of several lines)
+                p.drawText(QRectF(rx, ry, width, height), flags, text)
+                continue
+            # where drawText puts the text's top left in this rectangle (it aligns the text's
+            # advance and its whole line height, of which the rectangle keeps 0.8), moved to
+            # whole device pixels
+            x = rx + (width - advance) * fx
+            y = ry + (height - full_h) * fy
+            wx, wy = (round(x * sx + ox) - ox) / sx, (round(y * sy + oy) - oy) / sy
+            if static is _NEW:
+                # a label seen for the first time is drawn by drawText (a static text costs
+                # more the first time: the labels of a step are often new), the same text
+                # at the same place; from its second paint on, as a cached static text
+                if _lines(text):
+                    statics[text] = None
+                    p.drawText(QRectF(rx, ry, width, height), flags, text)
+                else:
+                    statics[text] = _SEEN
+                    p.drawText(QRectF(rx + wx - x, ry + wy - y, width, height), flags, text)
+                continue
+            if static is _SEEN:
+                static = statics[text] = _static(text, self._font())
+            p.drawStaticText(QPointF(wx, wy), static)
+
+
+def _lines(text: str) -> bool:
+    """Whether ``text`` is drawn on several lines (placed otherwise: as pyqtgraph does)."""
+    return "\n" in text or "\r" in text or "\u2028" in text
+
+
+def _static(text: str, font: QFont) -> QStaticText:
+    """``text`` (one line) laid out once in ``font``."""
+    static = QStaticText(text)
+    static.setTextFormat(Qt.TextFormat.PlainText)
+    static.prepare(QTransform(), font)
+    return static

@@ -161,6 +161,7 @@ class MainWindow(QMainWindow):
         self.grid.modeChanged.connect(lambda m: c.set_view(grid_mode=m))
         # the mosaic drawn at the size the panel shows it (a pixel drawn is a pixel seen)
         self.grid.cellWanted.connect(c.set_grid_cell)
+        self.grid.coloursWanted.connect(c.set_grid_colours)  # ... and coloured by the worker
         self.next_token.candidateClicked.connect(c.force)
         c.modelChanged.connect(self._on_model)
         c.modelChanged.connect(lambda _info: self.window_layout.schedule())

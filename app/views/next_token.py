@@ -38,6 +38,9 @@ from gptviz_app.views.token_strip import drawn_text
 #: the chart is too short for this (big fonts, a short panel).
 ROW_LINES = 1.15
 MIN_ROWS = 3
+#: Steps in a row whose token labels leave the axis more than 10 pixels too wide before it
+#: narrows (each new width lays the chart out and paints all of it afresh).
+NARROW_AFTER = 12
 
 
 #: Candidate spacings of the probability axis' labelled ticks, smallest first.
@@ -164,8 +167,11 @@ class NextTokenView(QWidget):
         # A new layer, head or query brings the same candidates again: the chart as drawn
         # stays (its texts, bars and axes are all made of what the keys hold).
         drawing = self._drawing()
-        if drawing is None or drawing != self._drawn or self._layout() != self._laid_out:
-            self._draw()
+        layout = self._layout()
+        if drawing is None or drawing != self._drawn or layout != self._laid_out:
+            # a step keeps the token axis' width while its labels fit (see set_label_ticks);
+            # a chart laid out anew fits it to its labels, as a fresh one
+            self._draw(narrow_after=NARROW_AFTER if layout == self._laid_out else 1)
             self._drawn, self._laid_out = drawing, self._layout()
 
     def _drawing(self) -> tuple | None:
@@ -255,10 +261,20 @@ class NextTokenView(QWidget):
         step = min(step, below[-1])
         n = int(top / step + 1e-9)
         major = [round(i * step, 6) for i in range(1, n + 1)]
-        # half steps: labelled where pyqtgraph finds room for them, as with setTickSpacing
+        # half steps: shorter ticks (pyqtgraph's second level, which a LabelAxis lays out as
+        # it does), labelled when every label then stands at least a digit's width from its
+        # neighbours (centres half a step apart, each label at most the widest: "0.025"),
+        # and pyqtgraph finds them not too crowded (its rule alone let "0.01" touch "0.015"
+        # in a narrow chart)
         minor = [round((i + 0.5) * step, 6) for i in range(n + 1)
                  if (i + 0.5) * step <= top + 1e-9]
-        ticks = [[(v, f"{v:g}") for v in level] for level in (major, minor)]
+        fm = QFontMetricsF(font)
+        box, centre = QRectF(0, 0, 100, 100), Qt.AlignmentFlag.AlignCenter  # as the axis
+        widest = max((fm.boundingRect(box, centre, f"{v:g}").width() for v in major + minor),
+                     default=0.0)
+        room = step / 2 / xmax * width >= widest + fm.horizontalAdvance("0")
+        ticks = [[(v, f"{v:g}") for v in major],
+                 [(v, f"{v:g}" if room else "") for v in minor]]
         if ticks != axis._tickLevels:  # the same ticks keep the axis' picture
             axis.setTicks(ticks)
         self.tick_step = step
@@ -284,7 +300,7 @@ class NextTokenView(QWidget):
         finally:
             self._drawn, self._laid_out = self._drawing(), self._layout()
 
-    def _draw(self) -> None:
+    def _draw(self, narrow_after: int = 1) -> None:
         c = self.candidates
         th = self.theme
         if c is None:
@@ -320,7 +336,7 @@ class NextTokenView(QWidget):
         # widened first: no label left out; the resize that causes is this redraw's own
         self._in_redraw = True
         try:
-            set_label_ticks(self.plot, "left", ticks)
+            set_label_ticks(self.plot, "left", ticks, narrow_after)
         finally:
             self._in_redraw = False
         self._drawn_width = self.vb.width()

@@ -28,9 +28,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem
 
-from gptviz_app.views.fast_image import FastImageItem
+from gptviz_app.views.fast_image import FastImageItem, Repainters
 from gptviz_app.views.label_axis import LabelAxis
 from gptviz_app.views.theme import ABLATED_COLOR, Theme, colormap
 
@@ -56,27 +56,33 @@ def rects_path(rects: Iterable[QRectF]) -> QPainterPath:
     return path
 
 
-def set_label_ticks(plot: pg.PlotItem, name: str, ticks: list[tuple[float, str]]) -> None:
+def set_label_ticks(plot: pg.PlotItem, name: str, ticks: list[tuple[float, str]],
+                    narrow_after: int = 12) -> None:
     """Put ``ticks`` ``(position, label)`` on the ``"left"`` or ``"right"`` axis of ``plot``,
     with the axis as wide as its widest label right away.
 
     pyqtgraph measures the labels while it paints: a label wider than the axis is left out of
     that paint, and the axis only grows for the next one. A step that brings a longer token
     (Play) then drew its chart once without that bar's label (and a screenshot taken then kept
-    it so). Here the labels are measured first and the plot laid out again at once; as in
-    pyqtgraph, the axis narrows only when it would be more than 10 pixels too wide. The same
-    ticks again leave the axis as it is (its picture is kept); a :class:`LabelAxis` measures
-    each label once.
+    it so). Here the labels are measured first and the plot laid out again at once. The axis
+    narrows less eagerly than it grows: each new width lays the plot out again and paints
+    every axis afresh, and the next-token chart's candidates change from step to step (its
+    axis went from one width to another at almost every step). It narrows at once when it
+    is at least twice as wide as its labels need or their font changed, else once
+    ``narrow_after`` calls in a row had it more than 10 pixels too wide, to the widest those
+    calls needed. The same ticks again leave the axis as it is (its picture is kept); a
+    :class:`LabelAxis` measures each label once.
     """
     from PySide6.QtGui import QFontMetricsF
 
     axis = plot.getAxis(name)
     if axis._tickLevels != [ticks]:
         axis.setTicks([ticks])
+    font = axis.style.get("tickFont") or QFont()
     if isinstance(axis, LabelAxis):
         text = axis.widest(t for _pos, t in ticks)
     else:
-        fm = QFontMetricsF(axis.style.get("tickFont") or QFont())
+        fm = QFontMetricsF(font)
         box = QRectF(0, 0, 100, 100)  # how pyqtgraph measures a label (centred in a box)
         text = max((fm.boundingRect(box, Qt.AlignmentFlag.AlignCenter, t).width()
                     for _pos, t in ticks), default=0.0)
@@ -85,8 +91,22 @@ def set_label_ticks(plot: pg.PlotItem, name: str, ticks: list[tuple[float, str]]
     if axis.label.isVisible():
         need += math.ceil(axis.label.boundingRect().height() * 0.8)
     have = axis.width()
-    if need > have or need < have - 10:
-        axis.setWidth(need)
+    # (font, calls in a row with room to spare, the most they needed)
+    key, spare, most = getattr(axis, "_narrowing", ("", 0, 0))
+    width = None
+    if need > have:
+        width, spare, most = need, 0, 0
+    elif need < have - 10:
+        spare, most = spare + 1, max(most, need)
+        if key != font.key() or 2 * need <= have:
+            width, spare, most = need, 0, 0
+        elif spare >= narrow_after:
+            width, spare, most = most, 0, 0
+    else:
+        spare, most = 0, 0
+    axis._narrowing = (font.key(), spare, most)
+    if width is not None:
+        axis.setWidth(width)
         plot.layout.activate()  # the new width takes effect before the next paint
 
 
@@ -234,6 +254,65 @@ def _pool_into(out: np.ndarray, part: np.ndarray, fy: int, fx: int, signed: bool
         out[...] = transform(out)
 
 
+class Backdrop(QGraphicsItem):
+    """A filled rectangle (the map's NaN backdrop) that, grown or shrunk from the same corner
+    (a step adds a row and a column), asks Qt to repaint only the strips it gained or lost.
+
+    A ``QGraphicsRectItem`` repaints all of its old and new rectangle on ``setRect``: the
+    whole map, at every step. Here the bounding rectangle is a room a little bigger than the
+    rectangle (grown by a quarter when outgrown: re-laid out only then), and the fill is
+    drawn as ``QGraphicsRectItem`` draws it (no pen, the brush over the rectangle)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rect = QRectF()
+        self._room = QRectF()
+        self._brush = QBrush()
+        self._strips = Repainters(self)  # the strips on the right and below: apart
+
+    def rect(self) -> QRectF:
+        return QRectF(self._rect)
+
+    def brush(self) -> QBrush:
+        return QBrush(self._brush)
+
+    def setBrush(self, brush: QBrush) -> None:  # noqa: N802 - Qt name
+        self._brush = QBrush(brush)
+        self.update()
+
+    def setPen(self, _pen: QPen) -> None:  # noqa: N802 - Qt name; never outlined
+        pass
+
+    def setRect(self, rect: QRectF) -> None:  # noqa: N802 - Qt name
+        old = self._rect
+        if rect == old:
+            return
+        self._rect = QRectF(rect)
+        if not self._room.contains(rect) or old.topLeft() != rect.topLeft():
+            self.prepareGeometryChange()  # the old room repainted (what it held is gone)
+            self._room = QRectF(rect.x(), rect.y(), rect.width() * 1.25 + 16,
+                                rect.height() * 1.25 + 16)
+            self.update()
+            return
+        # from the same corner: the strips on the right and below that differ
+        x, y = rect.x(), rect.y()
+        r_in, r_out = sorted((old.right(), rect.right()))
+        b_in, b_out = sorted((old.bottom(), rect.bottom()))
+        self._strips.update([r for r in (QRectF(r_in, y, r_out - r_in, b_out - y),
+                                         QRectF(x, b_in, r_out - x, b_out - b_in))
+                             if not r.isEmpty()])
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt name
+        return self._room
+
+    def paint(self, p, _opt, _widget=None) -> None:  # noqa: D102 - Qt's
+        if self._rect.isEmpty():
+            return
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(self._brush)
+        p.drawRect(self._rect)
+
+
 class _MapImage(FastImageItem):
     """The map's ``ImageItem`` (a :class:`FastImageItem`); an exporter (PNG at any width,
     SVG) gets every cell, not the blocks drawn at the screen's resolution."""
@@ -282,6 +361,7 @@ class MapPlot:
         self._transform = None                 # e.g. np.sqrt, applied after pooling
         self._levels: tuple[float, float] = (0.0, 1.0)
         self._drawn_key: tuple | None = None   # (blocks drawn, source) of the image now
+        self._image_rect: tuple | None = None  # (c0, r0, blocks, block size) placed last
         # the pooled image (a view of the first of two buffers kept from draw to draw), the
         # pooling key and colour scale it was made with, and how many leading rows and
         # columns of _src are the cells it was made of (see set_image's ``kept``)
@@ -289,18 +369,17 @@ class MapPlot:
         self._pool_key: tuple | None = None
         self._pool_diff = np.zeros((0, 0), bool)
         self._pool_kept = (0, 0)
+        self._pool_shape = (0, 0)  # the pooled image's blocks (rows, columns)
         self._dirty = False                    # hidden when the map changed: draw when shown
         self._held = False                     # see drawing_held
         if pool:  # zoom, pan and resize change how many cells a pixel holds
             self.vb.sigRangeChanged.connect(self._redraw_view)
             self.vb.sigResized.connect(self._redraw_view)
         self.tick_factor, self.tick_length = tick_factor, tick_length
-        self.backdrop_fill = QGraphicsRectItem(0, 0, 1, 1)
-        self.backdrop_fill.setPen(QPen(Qt.PenStyle.NoPen))
+        self.backdrop_fill = Backdrop()
         self.backdrop_fill.setZValue(-11)
         plot.addItem(self.backdrop_fill)
-        self.backdrop = QGraphicsRectItem(0, 0, 1, 1)
-        self.backdrop.setPen(QPen(Qt.PenStyle.NoPen))
+        self.backdrop = Backdrop()
         self.backdrop.setZValue(-10)
         plot.addItem(self.backdrop)
         self.image = _MapImage(self) if pool else FastImageItem()
@@ -378,7 +457,7 @@ class MapPlot:
         if data is None or data.size == 0:
             self.data = np.zeros((0, 0), np.float32)
             self._src = None
-            self._drawn_key = None
+            self._drawn_key = self._image_rect = None
             self.image.clear()
             self.shape = (0, 0)
             for it in (self.backdrop, self.backdrop_fill):
@@ -405,15 +484,18 @@ class MapPlot:
         if reshaped and self.fit:
             self.vb.setRange(rect, padding=0.0)
 
+    def device_size(self) -> tuple[float, float]:
+        """The view's width and height in device pixels (at least 1 each)."""
+        views = self.vb.scene().views() if self.vb.scene() is not None else []
+        dpr = views[0].devicePixelRatioF() if views else 1.0
+        return max(1.0, self.vb.width() * dpr), max(1.0, self.vb.height() * dpr)
+
     def pooling(self) -> tuple[int, int, int, int, int, int]:
         """``(row0, row1, col0, col1, fy, fx)``: the cells to draw (the visible ones, block
         aligned) and the block size that puts no more blocks than device pixels on a side."""
         rows, cols = self.shape
         (x0, x1), (y0, y1) = self.vb.viewRange()
-        views = self.vb.scene().views() if self.vb.scene() is not None else []
-        dpr = views[0].devicePixelRatioF() if views else 1.0
-        w_px = max(1.0, self.vb.width() * dpr)
-        h_px = max(1.0, self.vb.height() * dpr)
+        w_px, h_px = self.device_size()
         fx = max(1, math.ceil((x1 - x0) / w_px - 1e-9))
         fy = max(1, math.ceil((y1 - y0) / h_px - 1e-9))
         c0 = max(0, math.floor(x0)) // fx * fx
@@ -421,6 +503,17 @@ class MapPlot:
         c1 = min(cols, max(c0, math.ceil(x1)))
         r1 = min(rows, max(r0, math.ceil(y1)))
         return r0, r1, c0, c1, fy, fx
+
+    def image_blocks(self, key: tuple) -> tuple[int, int]:
+        """``(rows, cols)`` of the pooled image of ``key`` (:meth:`pooling`): the blocks of the
+        cells drawn and, where the view reaches past the map (a range rounded up beyond its
+        newest token), NaN blocks up to the view's edge. The image then keeps its shape and
+        place while the range stays, and a step repaints only the blocks it changed."""
+        r0, r1, c0, c1, fy, fx = key
+        (_x0, x1), (_y0, y1) = self.vb.viewRange()
+        ey = max(r1, math.ceil(y1 - 1e-9))
+        ex = max(c1, math.ceil(x1 - 1e-9))
+        return -(-(ey - r0) // fy), -(-(ex - c0) // fx)
 
     def _redraw_view(self, *_) -> None:
         if self._src is not None and not self._held:
@@ -460,6 +553,7 @@ class MapPlot:
             return
         self._drawn_key = key
         if r1 <= r0 or c1 <= c0:
+            self._image_rect = None
             self.image.clear()
             return
         if full:
@@ -473,47 +567,54 @@ class MapPlot:
             part, kept = self._pooled_image(src, key)
         self.image.setImage(part, levels=self._levels, autoLevels=False, kept=kept)
         ny, nx = part.shape
-        self.image.setRect(QRectF(c0, r0, nx * fx, ny * fy))
+        placed = (c0, r0, nx, ny, fx, fy)
+        if placed != self._image_rect:  # the same: the image stays put (no repaint of it all)
+            self._image_rect = placed
+            self.image.setRect(QRectF(c0, r0, nx * fx, ny * fy))
 
     def _pooled_image(self, src: np.ndarray, key: tuple) -> tuple[np.ndarray, tuple[int, int]]:
-        """The blocks of ``key`` (:meth:`pooling`) of ``src``, transformed, and how many
-        leading rows and columns of them are the last image's (the image colours only the
-        others again). Blocks whose cells are all among those that stayed (``set_image``'s
-        ``kept``) and that were whole then and are now keep their values (each block's maximum
-        of the same cells) and are not pooled again. Otherwise every block is pooled, into the
-        other of two buffers, and compared with the last image's (a step changes its last
-        block row and column only)."""
+        """The blocks of ``key`` (:meth:`pooling`) of ``src``, transformed, NaN up to the
+        view's edge (:meth:`image_blocks`), and how many leading rows and columns of them are
+        the last image's (the image colours only the others again). Blocks whose cells are
+        all among those that stayed (``set_image``'s ``kept``) and that were whole then and
+        are now keep their values (each block's maximum of the same cells) and are not pooled
+        again. Otherwise every block is pooled, into the other of two buffers, and compared
+        with the last image's (a step changes its last block row and column only)."""
         r0, r1, c0, c1, fy, fx = key
         ny, nx = -(-(r1 - r0) // fy), -(-(c1 - c0) // fx)
+        my, mx = self.image_blocks(key)
         signed = self._levels[0] < 0
         tf = self._transform
         prev, bufs = self._pool_key, self._pool_bufs
         same_blocks = (prev is not None and (prev[0], prev[2]) == (r0, c0)
                        and prev[4:] == (fy, fx, signed, tf))
-        if bufs is None or any(b.shape[0] < ny or b.shape[1] < nx for b in bufs):
+        if bufs is None or any(b.shape[0] < my or b.shape[1] < mx for b in bufs):
             # room for the blocks of a few more tokens: a step does not need new buffers
-            bufs = self._pool_bufs = (np.empty((ny + 16, nx + 16), np.float32),
-                                      np.empty((ny + 16, nx + 16), np.float32))
-            self._pool_diff = np.empty((ny + 16, nx + 16), bool)  # where the blocks differ
+            bufs = self._pool_bufs = (np.empty((my + 16, mx + 16), np.float32),
+                                      np.empty((my + 16, mx + 16), np.float32))
+            self._pool_diff = np.empty((my + 16, mx + 16), bool)  # where the blocks differ
             same_blocks = False
         by = bx = 0
         if same_blocks:
             kr = min(self._pool_kept[0], prev[1], r1)
             kc = min(self._pool_kept[1], prev[3], c1)
             by, bx = max(0, (kr - r0) // fy), max(0, (kc - c0) // fx)
+        old_shape = self._pool_shape
         self._pool_key = (r0, r1, c0, c1, fy, fx, signed, tf)
-        self._pool_kept = src.shape
+        self._pool_kept, self._pool_shape = src.shape, (my, mx)
         if by or bx:  # in place: the blocks of cells that stayed are kept
-            out = bufs[0][:ny, :nx]
-            _pool_into(out[by:], src[r0 + by * fy:r1, c0:c1], fy, fx, signed, tf)
-            _pool_into(out[:by, bx:], src[r0:r0 + by * fy, c0 + bx * fx:c1], fy, fx, signed,
+            out = bufs[0][:my, :mx]
+            _pool_into(out[by:ny, :nx], src[r0 + by * fy:r1, c0:c1], fy, fx, signed, tf)
+            _pool_into(out[:by, bx:nx], src[r0:r0 + by * fy, c0 + bx * fx:c1], fy, fx, signed,
                        tf)
+            out[ny:], out[:ny, nx:] = np.nan, np.nan  # past the map's edge
             return out, (by, bx)
-        out = bufs[1][:ny, :nx]
-        _pool_into(out, src[r0:r1, c0:c1], fy, fx, signed, tf)
+        out = bufs[1][:my, :mx]
+        _pool_into(out[:ny, :nx], src[r0:r1, c0:c1], fy, fx, signed, tf)
+        out[ny:], out[:ny, nx:] = np.nan, np.nan
         kept = (0, 0)
         if same_blocks:
-            oy, ox = min(ny, -(-(prev[1] - r0) // fy)), min(nx, -(-(prev[3] - c0) // fx))
+            oy, ox = min(my, old_shape[0]), min(mx, old_shape[1])
             old = bufs[0][:oy, :ox]
             other = np.not_equal(out[:oy, :ox].view(np.uint32), old.view(np.uint32),
                                  out=self._pool_diff[:oy, :ox])

@@ -44,6 +44,7 @@ class StatusBar(QStatusBar):
             row.addWidget(w)
         self.addPermanentWidget(self.fields)
         self.info: ModelInfo | None = None
+        self._step = self._view = ""  # the timing field's two figures
         self.message_lines = 1   # lines the current message takes (0: none shown)
         self.messageChanged.connect(self._fit_message)
 
@@ -127,13 +128,14 @@ class StatusBar(QStatusBar):
         used = snap.T
         slid = f" (window from token {snap.window_start})" if snap.window_start else ""
         self.context.setText(f"context {used} / {snap.block_size}{slid}")
-        step = f"step {snap.step_ms:.1f} ms" if snap.step_ms is not None else "step –"
-        view = self.timing.text().partition(" · ")[2]  # the last update's, until set_view_ms
-        self.timing.setText(f"{step} · {view}" if view else step)
+        self._step = f"step {snap.step_ms:.1f} ms" if snap.step_ms is not None else "step –"
+        # the window's set_view_ms follows every snapshot: the field is set once a step, then
+        if not self._view:
+            self.timing.setText(self._step)
         if snap.settings is not None:
             self.settings.setText("sampling: " + snap.settings.describe())
 
     def set_view_ms(self, ms: float) -> None:
-        """Append the UI-thread update time of the last snapshot."""
-        base = self.timing.text().split(" · ")[0]
-        self.timing.setText(f"{base} · view {ms:.1f} ms")
+        """Append the UI-thread update time of the last snapshot (after its step time)."""
+        self._view = f"view {ms:.1f} ms"
+        self.timing.setText(f"{self._step} · {self._view}" if self._step else self._view)

@@ -22,9 +22,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from PySide6.QtCore import QSize
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+
+from gptviz_app.views.rich_runs import line_fonts, line_width
 
 
 class SteadyLabel(QWidget):
@@ -41,6 +43,7 @@ class SteadyLabel(QWidget):
         self.grow_only = grow_only
         self._widest = self._widest_min = 0
         self._last: tuple | None = None  # (the label's state, its measures then)
+        self._line: tuple | None = None  # (text, its line) last measured (see _same_line)
         self.relayouts = 0  # times a change asked the layout to follow (tests read it)
 
     # ------------------------------------------------------------------ size
@@ -162,7 +165,45 @@ class SteadyLabel(QWidget):
     def setText(self, text: str) -> None:  # noqa: N802 - Qt name
         if text == self.label.text() and not hasattr(self.label, "set_rich"):
             return
+        if self._same_line(text):
+            return
         self._set_text(self.label.setText, text)
+        line = self._line_of(text)
+        self._line = None if line is None else (text, line)
+
+    def _line_of(self, text: str) -> tuple | None:
+        """``(font key, width, styles)`` of plain ``text`` on one line of a plain ``QLabel``
+        in its font; None: not such a label, not such a text, or a character of a fallback
+        font."""
+        lab = self.label
+        if (type(lab) is not QLabel or lab.wordWrap() or not text or "<" in text
+                or "&" in text or "\t" in text or "\n" in text or text[-1] == " "
+                or lab.textFormat() == Qt.TextFormat.RichText):
+            return None
+        font = lab.font()
+        key = font.key()
+        styles = line_fonts(text, (), font, key)
+        return None if styles is None else (key, line_width(text, (), font, key), styles)
+
+    def _same_line(self, text: str) -> bool:
+        """Set ``text`` without measuring it when the label's measures cannot change: a
+        plain line of a plain label as wide as the line last measured, every character in
+        the font of that one, all else as it was (a figure that changes every step: "step
+        12 / 12" after "step 11 / 11"). Its size hints are those of a line of that width and
+        of the font's height."""
+        last, line = self._last, self._line
+        if last is None or line is None:
+            return False
+        state = self._state()
+        if state[:2] != last[0][:2] or state[3:] != last[0][3:] or state[2] != line[0]:
+            return False  # resized, another font, format or size limits, or another text
+        now = self._line_of(text)
+        if now is None or now != line[1]:
+            return False
+        self.label.setText(text)
+        self._last = (state[:2] + (text,) + state[3:], last[1])
+        self._line = (text, now)
+        return True
 
     def set_rich(self, *args, **kwargs) -> None:
         """The label's :meth:`~gptviz_app.views.elided_label.ElidedLabel.set_rich` (a label

@@ -66,6 +66,7 @@ def test_label_axis_lays_labels_out_as_pyqtgraph(qtbot, orientation):
     glw, axis, plot = _axis_plot(qtbot, LabelAxis, orientation, (420, 330))
     rng = np.random.default_rng(3)
     checked = 0
+    levels_drawn: set[bool] = set()
     for trial in range(24):
         n = int(rng.integers(0, 40))
         lo = float(rng.uniform(-5, 5))
@@ -73,7 +74,13 @@ def test_label_axis_lays_labels_out_as_pyqtgraph(qtbot, orientation):
         ticks = [(float(v), str(rng.choice(WORDS))) for v in rng.uniform(lo - 5, hi + 5, n)]
         font = QFont("DejaVu Sans", int(rng.choice([7, 9, 14])))
         axis.setStyle(tickFont=font, tickLength=int(rng.choice([-4, 0, 5])))
-        axis.setTicks([ticks])
+        # one level, or two or three (each shorter and fainter, its labels where they fit);
+        # short numbers on the levels after the first, sparse or dense
+        levels = [ticks]
+        for _ in range(int(rng.choice([0, 0, 1, 2]))):
+            m = int(rng.choice([0, 2, 6, 30]))
+            levels.append([(float(v), f"{v:.3g}") for v in rng.uniform(lo, hi, m)])
+        axis.setTicks(levels)
         if orientation in ("left", "right"):
             plot.setYRange(lo, hi, padding=0)
         else:
@@ -88,11 +95,15 @@ def test_label_axis_lays_labels_out_as_pyqtgraph(qtbot, orientation):
         ours = _specs(axis, own=True)
         assert ours == theirs
         checked += len(theirs[2]) if theirs else 0
+        if theirs and len(levels) > 1:
+            first = {t for _v, t in levels[0]}
+            levels_drawn.add(any(t not in first for *_r, t in theirs[2]))
     assert checked > 100  # many labels were compared (not only empty axes)
+    assert levels_drawn == {True, False}  # later levels' labels drawn, and left out
 
 
 def test_label_axis_leaves_other_axes_to_pyqtgraph(qtbot):
-    """Automatic ticks (numbers), several levels or a grid: pyqtgraph's own layout."""
+    """Automatic ticks (numbers) or a grid: pyqtgraph's own layout."""
 
     from gptviz_app.views.label_axis import LabelAxis
 
@@ -102,7 +113,7 @@ def test_label_axis_leaves_other_axes_to_pyqtgraph(qtbot):
         axis.setTicks(ticks)
         for grid in (False, 80):
             axis.setGrid(grid)
-            assert not axis._fast_ok()
+            assert axis._fast_ok() == (ticks is not None and grid is False)
             assert _specs(axis, own=True) == _specs(axis, own=False)
 
 
@@ -180,36 +191,158 @@ def test_the_map_keeps_its_width_while_tokens_scroll_by(qtbot, tiny_bundle):
         close_window(win)
 
 
-@pytest.mark.parametrize("orientation", ["left", "top", "bottom"])
-def test_label_axis_paints_the_pixels_pyqtgraph_paints(qtbot, orientation):
-    """Drawn straight away (no recorded picture), the axis' pixels are pyqtgraph's: labels
-    of every width, ticks pointing inwards, and again after new ticks."""
+def _whole_pixel_axis():
+    """pyqtgraph's ``AxisItem`` drawing each label with its own ``drawText`` in its own
+    rectangle, moved by less than half a device pixel so that the text starts on whole device
+    pixels (where Qt puts a text in a rectangle: its advance and its line height aligned by the
+    flags); otherwise its paint (specs made, recorded into a picture, played back)."""
     import pyqtgraph as pg
+    from PySide6.QtCore import QPointF, QRectF, Qt
+    from PySide6.QtGui import QFontMetricsF, QPainter, QPicture
+
+    align = Qt.AlignmentFlag
+
+    class WholePixelAxis(pg.AxisItem):
+        def paint(self, p, opt, widget):
+            to_device = p.deviceTransform()
+            fm = QFontMetricsF(self.style["tickFont"])
+            picture = QPicture()
+            rec = QPainter(picture)
+            try:
+                rec.setFont(self.style["tickFont"])
+                specs = self.generateDrawSpecs(rec)
+                if specs is not None:
+                    line, ticks, texts = specs
+                    moved = []
+                    for rect, flags, text in texts:
+                        f = int(flags)
+                        full = fm.boundingRect(QRectF(0, 0, 100, 100), align.AlignCenter, text)
+                        room_x = rect.width() - fm.horizontalAdvance(text)
+                        room_y = rect.height() - full.height()
+                        at = QPointF(rect.x() + room_x * (1.0 if f & align.AlignRight else
+                                                          0.5 if f & align.AlignHCenter else 0),
+                                     rect.y() + room_y * (1.0 if f & align.AlignBottom else
+                                                          0.5 if f & align.AlignVCenter else 0))
+                        dev = to_device.map(at)
+                        whole = to_device.inverted()[0].map(QPointF(round(dev.x()),
+                                                                    round(dev.y())))
+                        moved.append((rect.translated(whole - at), flags, text))
+                    self.drawPicture(rec, line, ticks, moved)
+            finally:
+                rec.end()
+            picture.play(p)
+
+    return WholePixelAxis
+
+
+def _axis_shot(qtbot, cls, orientation, font, dpr, exposed=None, levels=1):
+    """An axis of ``cls`` with labels of every width, ticks pointing inwards (``levels``: and
+    a level of numbers between them), painted whole twice (at ``dpr`` device pixels a pixel:
+    labels new, then seen before), or with new ticks while ``exposed`` alone is repainted;
+    the images, first paint first."""
+    import pyqtgraph as pg
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QImage, QPainter
+
+    glw, axis, plot = _axis_plot(qtbot, cls, orientation, (360, 260), show=False)
+    axis.setStyle(tickFont=font, tickLength=-4)
+    axis.setPen(pg.mkPen("#888"))
+    axis.setTextPen(pg.mkPen("#eee"))
+    ticks = [[(i + 0.37 * (i % 3), WORDS[i % len(WORDS)]) for i in range(0, 40, 3)]]
+    if levels > 1:
+        ticks.append([(i + 1.6, f"{i / 10:g}") for i in range(0, 40, 6)])
+    axis.setTicks(ticks)
+    plot.setRange(xRange=(0, 40.3), yRange=(0, 39.7), padding=0)
+
+    def render():
+        # the scene drawn onto a sharper image (a screen of that ratio draws it so)
+        port = glw.viewport().rect()
+        img = QImage(port.width() * dpr, port.height() * dpr, QImage.Format.Format_RGB32)
+        img.setDevicePixelRatio(dpr)
+        img.fill(0)
+        p = QPainter(img)
+        glw.scene().render(p, QRectF(port), glw.mapToScene(port).boundingRect())
+        p.end()
+        return img
+
+    if dpr != 1:
+        imgs = [render(), render()]
+        glw.show()
+        qtbot.waitExposed(glw)
+    else:
+        glw.show()
+        qtbot.waitExposed(glw)
+        imgs = [glw.grab().toImage()]
+        if exposed is not None:
+            axis.setTicks([[(i + 0.5, WORDS[(i + 1) % len(WORDS)]) for i in range(0, 40, 2)]])
+            glw.viewport().repaint(exposed)
+        imgs.append(glw.grab().toImage())
+    glw.close()
+    return imgs
+
+
+@pytest.mark.parametrize("orientation", ["left", "right", "top", "bottom"])
+def test_label_axis_paints_pyqtgraphs_labels_at_whole_pixels(qtbot, orientation):
+    """Drawn straight away (no recorded picture, labels laid out once), the axis' pixels are
+    pyqtgraph's with each label moved to start on whole device pixels (crisp, and where a
+    cached text draws exactly what ``drawText`` draws): fonts of the map, the chart and a
+    projector, device pixel ratios 1 and 2, and again after new ticks with a part of the view
+    repainted."""
     from PySide6.QtCore import QRect
     from PySide6.QtGui import QFont
 
     from gptviz_app.views.label_axis import LabelAxis
 
-    def shot(cls, exposed=None):
-        glw, axis, plot = _axis_plot(qtbot, cls, orientation, (360, 260), show=False)
-        axis.setStyle(tickFont=QFont("DejaVu Sans", 9), tickLength=-4)
-        axis.setPen(pg.mkPen("#888"))
-        axis.setTextPen(pg.mkPen("#eee"))
-        axis.setTicks([[(i + 0.5, WORDS[i % len(WORDS)]) for i in range(0, 40, 3)]])
-        plot.setRange(xRange=(0, 40), yRange=(0, 40), padding=0)
+    reference = _whole_pixel_axis()
+    sans, mono = QFont("DejaVu Sans", 9), QFont("DejaVu Sans Mono", 11)
+    cases = [(sans, 1, None), (sans, 1, QRect(0, 0, 200, 120)), (mono, 1, None),
+             (QFont("DejaVu Sans", 7), 2, None), (mono, 2, None), (QFont("DejaVu Sans", 7), 1, 2),
+             (sans, 2, 2)]
+    big = QFont("DejaVu Sans")
+    big.setPointSizeF(14.5)
+    cases.append((big, 1, None))
+    for font, dpr, exposed in cases:
+        levels = 2 if exposed == 2 else 1  # (2: a second level of ticks, painted whole)
+        exposed = exposed if exposed != 2 else None
+        ours = _axis_shot(qtbot, LabelAxis, orientation, font, dpr, exposed, levels)
+        theirs = _axis_shot(qtbot, reference, orientation, font, dpr, exposed, levels)
+        assert ours == theirs, (font.family(), font.pointSizeF(), dpr, exposed, levels)
+        # ... and differ from an axis without labels (the labels were drawn)
+        if exposed is None:
+            none = _axis_shot(qtbot, _no_labels_axis(), orientation, font, dpr, None, levels)
+            assert ours != none
+
+
+def _no_labels_axis():
+    import pyqtgraph as pg
+
+    class NoLabels(pg.AxisItem):
+        def drawPicture(self, p, axisSpec, tickSpecs, textSpecs):  # noqa: N802, N803
+            super().drawPicture(p, axisSpec, tickSpecs, [])
+
+    return NoLabels
+
+
+def test_label_axis_draws_multi_line_labels_with_draw_text(qtbot):
+    """A label of two lines (no token label has one) is drawn as pyqtgraph draws it, at its
+    first paint and after."""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QFont
+
+    from gptviz_app.views.label_axis import LabelAxis
+
+    def shot(cls):
+        glw, axis, plot = _axis_plot(qtbot, cls, "bottom", (300, 200), show=False)
+        axis.setStyle(tickFont=QFont("DejaVu Sans", 9))
+        axis.setTicks([[(2.0, "two\nlines"), (6.0, "x\ny")]])
+        plot.setXRange(0, 8, padding=0)
         glw.show()
         qtbot.waitExposed(glw)
-        glw.grab()
-        if exposed is not None:  # new ticks, a part of the view painted first
-            axis.setTicks([[(i + 0.5, WORDS[(i + 1) % len(WORDS)]) for i in range(0, 40, 2)]])
-            glw.viewport().repaint(exposed)
-        img = glw.grab().toImage()
+        imgs = [glw.grab().toImage(), glw.grab().toImage()]  # labels new, then seen before
         glw.close()
-        return img
+        return imgs
 
-    for exposed in (None, QRect(0, 0, 200, 120)):
-        ours, theirs = shot(LabelAxis, exposed), shot(pg.AxisItem, exposed)
-        assert ours == theirs
+    assert shot(LabelAxis) == shot(pg.AxisItem)
 
 
 def test_a_step_paints_the_map_once(qtbot, tiny_bundle):
@@ -235,3 +368,23 @@ def test_a_step_paints_the_map_once(qtbot, tiny_bundle):
         assert per_step == [1] * len(per_step)
     finally:
         close_window(win)
+
+
+def test_the_static_texts_an_axis_keeps_are_bounded(qtbot):
+    """Labels of many tokens over a long session (each label's static text ≈ 1 KB): the axis
+    keeps a bounded number of them, and still draws the labels in view."""
+    from gptviz_app.views.label_axis import MAX_STATICS, LabelAxis
+    from gptviz_app.views.plots import set_label_ticks
+
+    glw, axis, plot = _axis_plot(qtbot, LabelAxis, "left", (300, 900))
+    per_round, rounds = 200, MAX_STATICS // 200 + 3
+    plot.setRange(yRange=(0, per_round), padding=0)
+    most = 0
+    for r in range(rounds):
+        set_label_ticks(plot, "left", [(i + 0.5, f"w{r}_{i}") for i in range(per_round)])
+        glw.grab()  # first paint: drawn by drawText
+        glw.grab()  # second: static texts made
+        most = max(most, len(axis._statics))
+    assert rounds * per_round > MAX_STATICS + per_round  # (more labels than the bound)
+    assert most <= MAX_STATICS + per_round
+    assert axis._statics and f"w{rounds - 1}_0" in axis._statics
