@@ -17,6 +17,12 @@ otherwise than ``drawText``). A label seen for the first time is drawn by ``draw
 static text would cost more the first time, and many of a step's labels are new); from its
 second paint on, by its cached static text (a few times cheaper).
 
+New ticks that differ from the ones drawn in a few labels (the map's query label moves on by
+a row at every step while the others stay) repaint only those labels' and tick lines'
+rectangles, each grown by a line height (a text's pixels may reach past its rectangle), and a
+paint draws only the labels that reach into what it repaints; more changes, or another size,
+range or style, lay the axis out afresh and repaint all of it.
+
 A left or right axis sizes itself to the labels in view, so its width (and the map beside
 it) changed from step to step as wider or narrower tokens scrolled into view, and each change
 laid the plot out and painted it a second time. :meth:`LabelAxis.reserve` makes it as wide
@@ -32,6 +38,7 @@ from typing import NamedTuple
 import pyqtgraph as pg
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QStaticText, QTransform
+from PySide6.QtWidgets import QGraphicsItem
 
 #: What :attr:`LabelAxis.picture` holds once its specs are made (pyqtgraph sets it to None
 #: whenever the axis must be laid out again: ticks, range, size, style).
@@ -78,6 +85,9 @@ class LabelAxis(pg.AxisItem):
         self._sizes_font = ""                              # QFont.key() they were measured in
         self._reserved: float | None = None               # widest reserved label (pixels)
         self._layout: _Layout | None = None               # what paint draws (fast path)
+        # paint is told what it repaints (opt.exposedRect): a few labels that moved are drawn
+        # again, not the whole axis (see setTicks)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption)
 
     # ------------------------------------------------------------------ measuring
     def _font(self) -> QFont:
@@ -268,6 +278,28 @@ class LabelAxis(pg.AxisItem):
                 [(pen, t.p1(), t.p2()) for pen, lines in lay.ticks for t in lines],
                 [(QRectF(x, y, lab[0], lab[1]), flags, lab[4]) for x, y, lab in lay.labels])
 
+    # ------------------------------------------------------------------ new ticks
+    def setTicks(self, ticks):  # noqa: N802 - pyqtgraph name
+        """pyqtgraph's ``setTicks``; on the fast path, with a layout that still holds (same
+        size, range, style), only what differs is repainted: the labels and tick lines the new
+        ticks add or leave out (the map's query label moves on by a row at every step while
+        the other labels stay), not the whole axis."""
+        lay = self._layout if self.picture is _LAID_OUT else None
+        if ticks == self._tickLevels:
+            return
+        self._tickLevels = ticks
+        new = self._lay_out() if lay is not None and self._fast_ok() else None
+        rects = _changes(lay, new) if new is not None else None
+        if rects is None:  # laid out afresh at the next paint, all of it repainted
+            self.picture = None
+            self.update()
+            return
+        # pyqtgraph forgets the picture when it checks the labels' room (as the paint's own
+        # layout does): a size that changes lays the axis out again through resizeEvent
+        self._layout, self.picture = new, _LAID_OUT
+        for r in rects:
+            self.update(r)
+
     # ------------------------------------------------------------------ painting
     def paint(self, p, opt, widget):  # noqa: D102 - pyqtgraph's
         if not self._fast_ok():
@@ -284,14 +316,15 @@ class LabelAxis(pg.AxisItem):
                 self._layout = self._lay_out()
                 self.picture = _LAID_OUT
             if self._layout is not None:
-                self._draw(p, self._layout)
+                self._draw(p, self._layout, getattr(opt, "exposedRect", None))
         finally:
             p.restore()
 
-    def _draw(self, p: QPainter, lay: _Layout) -> None:
+    def _draw(self, p: QPainter, lay: _Layout, exposed: QRectF | None = None) -> None:
         """pyqtgraph's lines, and its labels each at whole device pixels (see the module
         notes): a cached ``QStaticText`` drawn where ``drawText`` would draw the label in a
-        rectangle moved by less than half a pixel."""
+        rectangle moved by less than half a pixel. Only the labels that reach into
+        ``exposed`` (what the view repaints; the painter is clipped to it) are drawn."""
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
         p.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
         p.setPen(lay.axis_pen)
@@ -318,7 +351,16 @@ class LabelAxis(pg.AxisItem):
         statics = self._statics
         if len(statics) >= MAX_STATICS:
             statics.clear()
+        if exposed is not None and exposed.isValid():
+            el, et, er, eb = exposed.left(), exposed.top(), exposed.right(), exposed.bottom()
+        else:
+            el = et = -math.inf
+            er = eb = math.inf
         for rx, ry, (width, height, advance, full_h, text) in lay.labels:
+            # the label's pixels lie within a line height of its rectangle (TextDontClip)
+            if rx - full_h > er or ry - full_h > eb or rx + width + full_h < el \
+                    or ry + height + full_h < et:
+                continue
             static = statics.get(text, _NEW)
             if not snap or static is None:  # as pyqtgraph (None: a label of several lines)
                 p.drawText(QRectF(rx, ry, width, height), flags, text)
@@ -343,6 +385,32 @@ class LabelAxis(pg.AxisItem):
             if static is _SEEN:
                 static = statics[text] = _static(text, self._font())
             p.drawStaticText(QPointF(wx, wy), static)
+
+
+def _changes(old: _Layout, new: _Layout) -> list[QRectF] | None:
+    """The rectangles (axis coordinates) to repaint for ``new`` in place of ``old``: around
+    each label and tick line one has and the other has not; ``None`` when more than that
+    changed (the axis line, the levels' pens, most labels): all of it is repainted then."""
+    if old.axis != new.axis or old.axis_pen != new.axis_pen or len(old.ticks) != len(new.ticks) \
+            or any(a[0] != b[0] for a, b in zip(old.ticks, new.ticks)):
+        return None
+    gone = set(old.labels).symmetric_difference(new.labels)
+    if len(gone) > max(4, len(new.labels) // 3):
+        return None
+    rects = []
+    for x, y, (width, height, _advance, full_h, _text) in gone:
+        # the text's pixels lie within a line height of its rectangle (see _draw)
+        rects.append(QRectF(x - full_h, y - full_h, width + 2 * full_h, height + 2 * full_h))
+    for (_pen, a), (_pen2, b) in zip(old.ticks, new.ticks):
+        for line in set(map(_line_key, a)).symmetric_difference(map(_line_key, b)):
+            x1, y1, x2, y2 = line
+            rects.append(QRectF(min(x1, x2) - 2, min(y1, y2) - 2, abs(x2 - x1) + 4,
+                                abs(y2 - y1) + 4))
+    return rects
+
+
+def _line_key(line: QLineF) -> tuple[float, float, float, float]:
+    return line.x1(), line.y1(), line.x2(), line.y2()
 
 
 def _lines(text: str) -> bool:

@@ -388,3 +388,81 @@ def test_the_static_texts_an_axis_keeps_are_bounded(qtbot):
     assert rounds * per_round > MAX_STATICS + per_round  # (more labels than the bound)
     assert most <= MAX_STATICS + per_round
     assert axis._statics and f"w{rounds - 1}_0" in axis._statics
+
+
+@pytest.mark.parametrize("orientation", ["left", "top"])
+def test_new_ticks_repaint_what_changed_and_the_screen_is_a_full_repaint(qtbot, orientation):
+    """Ticks that differ in a few labels (a query label moving on by a row, one label
+    replaced, one left out, one added) repaint a small part of the axis; many new labels
+    repaint all of it. Each time the screen (the backing store, painted in part) holds what
+    a repaint of the whole view puts there, pixel for pixel."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtGui import QFont, QRegion
+
+    from gptviz_app.views.label_axis import LabelAxis
+    from tests.gui.chip_pictures import flush, on_screen
+
+    glw, axis, plot = _axis_plot(qtbot, LabelAxis, orientation, (420, 360))
+    axis.setStyle(tickFont=QFont("DejaVu Sans", 9), tickLength=-4)
+    if orientation == "left":
+        axis.reserve(axis.widest(WORDS))
+    plot.setRange(xRange=(0, 100), yRange=(0, 100), padding=0)
+    base = [(4.0 * i + 0.5, WORDS[i % len(WORDS)]) for i in range(24)]
+    axis.setTicks([base + [(61.5, "query")]])
+
+    def paint_now():  # the window asks for its update on a timer (offscreen too)
+        qtbot.wait(40)
+        flush()
+
+    paint_now()
+    port = glw.viewport()
+    regions: list[QRegion] = []
+
+    class Exposed(QObject):
+        def eventFilter(self, obj, e):  # noqa: N802 - Qt name
+            if e.type() == QEvent.Type.Paint:
+                regions.append(QRegion(e.region()))
+            return False
+
+    spy = Exposed()
+    port.installEventFilter(spy)
+    for _ in range(5):  # what the first layout asked for (the labels' room) painted
+        regions.clear()
+        paint_now()
+        if not regions:
+            break
+    box = glw.mapFromScene(axis.sceneBoundingRect()).boundingRect()
+    whole = box.width() * box.height()
+    small = [base + [(62.5, "query")],                        # the query label moves on
+             base[:5] + [(20.5, "another")] + base[6:] + [(62.5, "query")],  # one replaced
+             base[:7] + base[8:] + [(62.5, "query")],         # one left out
+             base[:7] + base[8:] + [(62.5, "query"), (99.2, "é")]]  # one added
+    try:
+        # the first new ticks after the axis' first layout may lay it out once more (the
+        # room its labels take, measured while painting): from then on, step by step
+        axis.setTicks([base + [(61.0, "query")]])
+        paint_now()
+        for ticks in small:
+            regions.clear()
+            axis.setTicks([ticks])
+            paint_now()
+            assert regions
+            area = sum(r.width() * r.height() for reg in regions for r in reg)
+            assert area < 0.3 * whole, (orientation, ticks[-1], area, whole)
+            shown = on_screen(port)  # painted in part
+            port.repaint()  # all of it, afresh
+            paint_now()
+            assert shown == on_screen(port), ticks
+        regions.clear()
+        axis.setTicks([[(4.0 * i + 1.5, WORDS[(i + 3) % len(WORDS)]) for i in range(24)]])
+        paint_now()  # most labels new: all of the axis again
+        area = sum(r.width() * r.height() for reg in regions for r in reg)
+        assert area >= 0.9 * whole
+        axis.setTicks([small[-1]])
+        paint_now()
+    finally:
+        port.removeEventFilter(spy)
+    shown = on_screen(port)
+    port.repaint()
+    paint_now()
+    assert shown == on_screen(port)
