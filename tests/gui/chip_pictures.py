@@ -82,3 +82,28 @@ def flush() -> None:
 
     for _ in range(4):
         QCoreApplication.sendPostedEvents(None, 0)
+
+
+
+class PaintSpy:
+    """The regions of ``widget``'s paint events from now until :meth:`stop`, in
+    :attr:`regions` (clear it between steps)."""
+
+    def __init__(self, widget) -> None:
+        from PySide6.QtCore import QEvent, QObject
+        from PySide6.QtGui import QRegion
+
+        self.widget, self.regions = widget, []
+        regions = self.regions
+
+        class Exposed(QObject):
+            def eventFilter(self, obj, e):  # noqa: N802 - Qt name
+                if e.type() == QEvent.Type.Paint:
+                    regions.append(QRegion(e.region()))
+                return False
+
+        self._filter = Exposed()
+        widget.installEventFilter(self._filter)
+
+    def stop(self) -> None:
+        self.widget.removeEventFilter(self._filter)

@@ -396,11 +396,10 @@ def test_new_ticks_repaint_what_changed_and_the_screen_is_a_full_repaint(qtbot, 
     replaced, one left out, one added) repaint a small part of the axis; many new labels
     repaint all of it. Each time the screen (the backing store, painted in part) holds what
     a repaint of the whole view puts there, pixel for pixel."""
-    from PySide6.QtCore import QEvent, QObject
-    from PySide6.QtGui import QFont, QRegion
+    from PySide6.QtGui import QFont
 
     from gptviz_app.views.label_axis import LabelAxis
-    from tests.gui.chip_pictures import flush, on_screen
+    from tests.gui.chip_pictures import PaintSpy, flush, on_screen
 
     glw, axis, plot = _axis_plot(qtbot, LabelAxis, orientation, (420, 360))
     axis.setStyle(tickFont=QFont("DejaVu Sans", 9), tickLength=-4)
@@ -416,16 +415,8 @@ def test_new_ticks_repaint_what_changed_and_the_screen_is_a_full_repaint(qtbot, 
 
     paint_now()
     port = glw.viewport()
-    regions: list[QRegion] = []
-
-    class Exposed(QObject):
-        def eventFilter(self, obj, e):  # noqa: N802 - Qt name
-            if e.type() == QEvent.Type.Paint:
-                regions.append(QRegion(e.region()))
-            return False
-
-    spy = Exposed()
-    port.installEventFilter(spy)
+    spy = PaintSpy(port)
+    regions = spy.regions
     for _ in range(5):  # what the first layout asked for (the labels' room) painted
         regions.clear()
         paint_now()
@@ -461,7 +452,7 @@ def test_new_ticks_repaint_what_changed_and_the_screen_is_a_full_repaint(qtbot, 
         axis.setTicks([small[-1]])
         paint_now()
     finally:
-        port.removeEventFilter(spy)
+        spy.stop()
     shown = on_screen(port)
     port.repaint()
     paint_now()

@@ -201,24 +201,15 @@ def test_a_step_repaints_only_what_it_changed(qtbot, long_map):
     backdrop's new strips and the query's outline, not the whole map: the repainted region
     is a small part of the map. What the screen then shows (the window's backing store,
     painted in parts) is what a repaint of the whole map puts there, pixel for pixel."""
-    from PySide6.QtCore import QEvent, QObject
     from PySide6.QtGui import QRegion
 
-    from tests.gui.chip_pictures import flush, on_screen
+    from tests.gui.chip_pictures import PaintSpy, flush, on_screen
 
     window, view, snap = long_map
     port = view.glw.viewport()
     flush()
-    regions: list[QRegion] = []
-
-    class Exposed(QObject):
-        def eventFilter(self, obj, e):  # noqa: N802 - Qt name
-            if e.type() == QEvent.Type.Paint:
-                regions.append(QRegion(e.region()))
-            return False
-
-    spy = Exposed()
-    port.installEventFilter(spy)
+    spy = PaintSpy(port)
+    regions = spy.regions
     vb = view.glw.mapFromScene(view.vb.sceneBoundingRect()).boundingRect()
     small = 0
     try:
@@ -236,7 +227,7 @@ def test_a_step_repaints_only_what_it_changed(qtbot, long_map):
             assert area < 0.25 * vb.width() * vb.height(), (s, [list(r) for r in regions])
             small += 1
     finally:
-        port.removeEventFilter(spy)
+        spy.stop()
     assert small >= 6
     shown = on_screen(port)  # painted in parts, step by step
     port.repaint()  # all of it, afresh, into the same place
