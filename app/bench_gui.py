@@ -391,6 +391,40 @@ def _play(win, steps: int) -> dict:
     }
 
 
+def dispose(win) -> None:
+    """Close ``win`` (its closeEvent stops the worker thread) and delete it now, with every
+    widget and item under it, while Python, pyqtgraph and the ``QApplication`` are whole.
+
+    Qt does not delete a closed window, and ``freeze_startup_objects`` took it and its Python
+    objects out of the cycle collector: left alone, it lived until the interpreter's exit,
+    where PySide's handler deletes every parentless object Python owns (the window,
+    pyqtgraph's menus and plot items) one by one in the order of its wrapper table, after
+    pyqtgraph's exit cleanup, and Python then frees what is left (fonts, static texts,
+    images) with no ``QApplication`` any more. The bench process sometimes died at that
+    exit ("Segmentation fault", exit status 139, after its JSON was written)."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    win.close()
+    win.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    QCoreApplication.sendPostedEvents(None, 0)  # what was posted to the objects left
+
+
+def collect_leftovers() -> None:
+    """Once a case's window is gone (:func:`dispose`) and the frame that held it too: free
+    its Python objects now (unfrozen, collected: the parentless Qt objects they own are
+    deleted while the ``QApplication`` is there) and let Qt's pooled threads (its image
+    conversions) end, so that the interpreter's exit has only the application itself left
+    to delete."""
+    import gc
+
+    from PySide6.QtCore import QThreadPool
+
+    gc.unfreeze()
+    gc.collect()
+    QThreadPool.globalInstance().waitForDone()
+
+
 def bench_one(which: str, steps: int, size=(1280, 800)) -> dict:
     """One case (see the module notes) as a dict of figures."""
     from PySide6.QtWidgets import QApplication
@@ -412,7 +446,7 @@ def bench_one(which: str, steps: int, size=(1280, 800)) -> dict:
     }
     out.update(costs.summary())
     out.update(_play(win, steps))
-    win.close()
+    dispose(win)
     out.update({
         "target_update_ms": TARGETS_MS[which],
         "meets_target": out["update_ms_median"] <= TARGETS_MS[which],
@@ -439,7 +473,10 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     QApplication.instance() or QApplication([])
-    results = [bench_one(w, a.steps) for w in (tuple(TARGETS_MS) if a.only is None else (a.only,))]
+    results = []
+    for which in tuple(TARGETS_MS) if a.only is None else (a.only,):
+        results.append(bench_one(which, a.steps))  # its window disposed of
+        collect_leftovers()
     if a.json:
         print(json.dumps({"gui": results}, indent=2))
     else:

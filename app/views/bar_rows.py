@@ -32,6 +32,8 @@ class BarSet:
         self.opts: dict = {"x0": np.zeros(0), "y": np.zeros(0), "width": np.zeros(0),
                            "height": 0.75, "brushes": []}
         self.rects: list[tuple[QRectF, object]] = []
+        # the rectangles of each brush (in the order first met), as paint fills them
+        self.by_brush: list[tuple[object, list[QRectF]]] = []
 
     def setOpts(self, **opts) -> None:  # noqa: N802 - pg.BarGraphItem's name
         """New bars (without an outline), repainted only if they changed."""
@@ -46,6 +48,10 @@ class BarSet:
                                           strict=True)]
         if rects != self.rects:
             self.rects = rects
+            groups: dict[int, tuple[object, list[QRectF]]] = {}
+            for rect, brush in rects:
+                groups.setdefault(id(brush), (brush, []))[1].append(rect)
+            self.by_brush = list(groups.values())
             self._owner.update()
 
 
@@ -63,6 +69,8 @@ class BarRows(pg.GraphicsObject):
         self._static: dict[str, QStaticText] = {}          # laid-out label texts
         self._widths: dict[str, float] = {}                # their advances
         self._box_h = _box_height(self._font)
+        self._metrics = QFontMetricsF(self._font)
+        self._line_h = self._metrics.height()
         self._rect = QRectF()
 
     # ------------------------------------------------------------------ content
@@ -78,6 +86,8 @@ class BarRows(pg.GraphicsObject):
             self._static.clear()
             self._widths.clear()
             self._box_h = _box_height(self._font)
+            self._metrics = QFontMetricsF(self._font)
+            self._line_h = self._metrics.height()
         self._color = QColor(color)
         self.update()
 
@@ -100,13 +110,17 @@ class BarRows(pg.GraphicsObject):
             self._rect = QRectF(rect)
 
     # ------------------------------------------------------------------ geometry
+    def line_height(self) -> float:
+        """Line height of the labels' font."""
+        return self._line_h
+
     def text_width(self, text: str) -> float:
         """Advance of ``text`` in the labels' font (measured once)."""
         w = self._widths.get(text)
         if w is None:
             if len(self._widths) > 4096:
                 self._widths.clear()
-            w = self._widths[text] = QFontMetricsF(self._font).horizontalAdvance(text)
+            w = self._widths[text] = self._metrics.horizontalAdvance(text)
         return w
 
     def _text_box(self, text: str) -> tuple[float, float]:
@@ -129,7 +143,9 @@ class BarRows(pg.GraphicsObject):
     def _text(self, text: str) -> QStaticText:
         st = self._static.get(text)
         if st is None:
-            if len(self._static) > 512:  # a new set of labels every step: keep a few
+            # new labels at most steps: room for every one of "0.0%" to "100.0%" (a session
+            # shows the same ones again), and a few hundred of the knobs' "a → b"
+            if len(self._static) > 1536:
                 self._static.clear()
             st = self._static[text] = QStaticText(text)
             st.setTextFormat(Qt.TextFormat.PlainText)
@@ -139,11 +155,13 @@ class BarRows(pg.GraphicsObject):
     def paint(self, p: QPainter, *args) -> None:
         # BarGraphItem's fill, drawn straight away (its recorded picture keeps coordinates a
         # hair less exactly: an edge within ~0.01 px of a pixel's centre may round otherwise)
+        # (a set's rectangles lie in rows of their own: filled brush by brush, they cover the
+        # same pixels as one by one; the second set is drawn over the first)
         p.setPen(Qt.PenStyle.NoPen)
         for bars in (self.bars, self.raw_bars):
-            for rect, brush in bars.rects:
+            for brush, rects in bars.by_brush:
                 p.setBrush(brush)
-                p.drawRect(rect)
+                p.drawRects(rects)
         if not self._labels:
             return
         to_device = p.transform()

@@ -289,14 +289,19 @@ class LabelAxis(pg.AxisItem):
             return
         self._tickLevels = ticks
         new = self._lay_out() if lay is not None and self._fast_ok() else None
-        rects = _changes(lay, new) if new is not None else None
-        if rects is None:  # laid out afresh at the next paint, all of it repainted
+        if new is None:  # laid out afresh at the next paint, all of it repainted
             self.picture = None
             self.update()
             return
         # pyqtgraph forgets the picture when it checks the labels' room (as the paint's own
-        # layout does): a size that changes lays the axis out again through resizeEvent
+        # layout does), a resize or a new range: the axis is laid out again at its paint.
+        # Otherwise the paint draws this layout: where most labels changed (the chart's
+        # tokens at each step), all of the axis is repainted, not laid out a second time
+        rects = _changes(lay, new)
         self._layout, self.picture = new, _LAID_OUT
+        if rects is None:
+            self.update()
+            return
         for r in rects:
             self.update(r)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QFontMetricsF
+from PySide6.QtGui import QFont, QFontMetricsF
 from PySide6.QtWidgets import QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
@@ -85,6 +85,11 @@ class NextTokenView(QWidget):
         # what the last redraw drew, and in what (see apply_snapshot)
         self._drawn: tuple | None = None
         self._laid_out: tuple = ()
+        # measures a step asks for again and again: the token labels' drawn texts, the tick
+        # font's line height and the probability ticks' label widths, by font
+        self._drawn_texts: dict[str, str] = {}
+        self._line: tuple[QFont, float] | None = None
+        self._tick_widths: tuple[QFont, float, float, dict[str, float]] | None = None
         self.count = QSpinBox()
         self.count.setRange(MIN_ROWS, 20)
         self.count.setValue(shown)
@@ -229,7 +234,10 @@ class NextTokenView(QWidget):
 
     def _line_px(self) -> float:
         """Line height of the token labels (the left axis' tick font), in pixels."""
-        return QFontMetricsF(self.plot.getAxis("left").style["tickFont"]).height()
+        font = self.plot.getAxis("left").style["tickFont"]
+        if self._line is None or self._line[0] != font:
+            self._line = (QFont(font), QFontMetricsF(font).height())
+        return self._line[1]
 
     def _x_extent(self, p_max: float, labels: list[str]) -> float:
         """Right end of the x axis: the longest bar plus room for its value label, measured
@@ -239,7 +247,7 @@ class NextTokenView(QWidget):
             return max(0.05, p_max * 1.25)
         # a label is padded by a few pixels on each side; 1.3 em covers it and a gap.
         label_px = (max(self.rows.text_width(t) for t in labels)
-                    + 1.3 * QFontMetricsF(self.rows.font).height())
+                    + 1.3 * self.rows.line_height())
         frac = min(0.6, label_px / width)  # share of the width kept for the labels
         return max(0.05, p_max / (1.0 - frac) * 1.02)
 
@@ -251,7 +259,7 @@ class NextTokenView(QWidget):
         if width <= 1:
             return
         font = axis.style.get("tickFont") or self.theme.font(0.85)
-        label_px = QFontMetricsF(font).horizontalAdvance("0.00") * 1.8
+        label_px, digit_px, widths = self._tick_measures(font)
         # The axis runs past the longest bar to make room for its value label, past 1.0 when
         # a token is near certain: no probability ticks there ("1.5" was drawn).
         top = min(xmax, 1.0)
@@ -268,16 +276,29 @@ class NextTokenView(QWidget):
         # in a narrow chart)
         minor = [round((i + 0.5) * step, 6) for i in range(n + 1)
                  if (i + 0.5) * step <= top + 1e-9]
-        fm = QFontMetricsF(font)
-        box, centre = QRectF(0, 0, 100, 100), Qt.AlignmentFlag.AlignCenter  # as the axis
-        widest = max((fm.boundingRect(box, centre, f"{v:g}").width() for v in major + minor),
-                     default=0.0)
-        room = step / 2 / xmax * width >= widest + fm.horizontalAdvance("0")
-        ticks = [[(v, f"{v:g}") for v in major],
-                 [(v, f"{v:g}" if room else "") for v in minor]]
+        texts = [f"{v:g}" for v in major], [f"{v:g}" for v in minor]
+        widest = 0.0
+        for text in (*texts[0], *texts[1]):
+            w = widths.get(text)
+            if w is None:  # as the axis measures it: centred in a box
+                w = widths[text] = QFontMetricsF(font).boundingRect(
+                    QRectF(0, 0, 100, 100), Qt.AlignmentFlag.AlignCenter, text).width()
+            widest = max(widest, w)
+        room = step / 2 / xmax * width >= widest + digit_px
+        ticks = [list(zip(major, texts[0], strict=True)),
+                 [(v, t if room else "") for v, t in zip(minor, texts[1], strict=True)]]
         if ticks != axis._tickLevels:  # the same ticks keep the axis' picture
             axis.setTicks(ticks)
         self.tick_step = step
+
+    def _tick_measures(self, font: QFont) -> tuple[float, float, dict[str, float]]:
+        """The room a probability label needs, a digit's width and the labels' widths (filled
+        by :meth:`_space_x_ticks`), in ``font``: measured once per font."""
+        if self._tick_widths is None or self._tick_widths[0] != font:
+            fm = QFontMetricsF(font)
+            self._tick_widths = (QFont(font), fm.horizontalAdvance("0.00") * 1.8,
+                                 fm.horizontalAdvance("0"), {})
+        return self._tick_widths[1:]
 
     def _show_fit(self, shown: int, asked: int) -> None:
         """Say how many bars are shown when it is fewer than the "top N" box asks for."""
@@ -319,20 +340,19 @@ class NextTokenView(QWidget):
         idx = list(range(n))
         if c.chosen >= n:  # the chosen token ranks lower: show it as the last bar
             idx[-1] = c.chosen
-        probs = np.asarray([float(c.probs[i]) for i in idx])
+        probs = np.asarray(c.probs)[idx].astype(float)
         brushes = [self._brush(th.bar_chosen if i == c.chosen else th.bar) for i in idx]
         ys = np.arange(n, dtype=float)
-        labels = [f"{p:.1%}" for p in probs]
+        labels = [f"{p:.1%}" for p in probs.tolist()]
         ends = probs  # where each row's value label goes
         if c.knobs is not None and len(c.knobs.final) == len(c.ids):
             ends, labels = self._draw_knobs(c.knobs, idx, probs, brushes)
         else:
             self._no_raw_bars()
             self.bars.setOpts(x0=np.zeros(n), y=ys, width=probs, height=0.75, brushes=brushes)
-        ticks = []
-        for row, i in enumerate(idx):
-            rank = f"#{i + 1}" if i >= n - 1 and i == c.chosen and c.chosen >= n else ""
-            ticks.append((row, f"{drawn_text(c.tokens[i])!r}{(' ' + rank) if rank else ''}"))
+        ticks = [(row, self._token_label(c.tokens[i])) for row, i in enumerate(idx)]
+        if c.chosen >= n:  # the chosen token, ranked lower, says its rank
+            ticks[-1] = (n - 1, f"{ticks[-1][1]} #{c.chosen + 1}")
         # widened first: no label left out; the resize that causes is this redraw's own
         self._in_redraw = True
         try:
@@ -343,8 +363,10 @@ class NextTokenView(QWidget):
         xmax = self._x_extent(float(ends.max()) if n else 1.0, labels)
         self.rows.set_labels([(t, float(e) + xmax * 0.01, row)
                               for row, (t, e) in enumerate(zip(labels, ends, strict=True))])
+        # the range first: a new one lays the probability axis out afresh at the paint, which
+        # its new ticks then do not lay out in the range it leaves
+        self._set_range(xmax, n)
         self._space_x_ticks(xmax)
-        self.vb.setRange(xRange=(0, xmax), yRange=(-0.6, n - 0.4), padding=0)
         self.rows.set_extent(QRectF(0, -0.6, xmax, n + 0.2))
         # the new range (or the width the token labels took) moves the bars now, not in the
         # paint: pyqtgraph moves them there, which asked for a second paint of the chart
@@ -376,6 +398,25 @@ class NextTokenView(QWidget):
             else:
                 self._say(self.detail, f"entropy <b>{c.entropy:.2f}</b> bits")
             self._say(self.hint, "Click a bar to force that token as the next one.")
+
+    def _token_label(self, token: str) -> str:
+        """A token's label on the left axis: its drawn text, quoted (made once a token)."""
+        label = self._drawn_texts.get(token)
+        if label is None:
+            if len(self._drawn_texts) > 4096:
+                self._drawn_texts.clear()
+            label = self._drawn_texts[token] = repr(drawn_text(token))
+        return label
+
+    def _set_range(self, xmax: float, n: int) -> None:
+        """The view's range: ``xmax`` across, ``n`` rows down (the range it already has, as
+        pyqtgraph would set it with no padding, is left as it is)."""
+        vb, y_range = self.vb, [-0.6, n - 0.4]
+        state = vb.state
+        if (state["targetRange"] == [[0.0, xmax], y_range] and state["autoRange"] == [False, False]
+                and not state["aspectLocked"] and state["viewRange"] == state["targetRange"]):
+            return
+        vb.setRange(xRange=(0, xmax), yRange=y_range, padding=0)
 
     def _draw_knobs(self, k, idx: list[int], probs: np.ndarray,
                     brushes: list) -> tuple[np.ndarray, list[str]]:

@@ -62,6 +62,15 @@ MIN_LINES = 2
 #: box inset half a pixel, reaches 1 px out; the gaps between chips are 4 px and 5 px).
 CHIP_BLEED = 2
 
+#: An outline of most widths is made from the outline of a box :data:`_WIDE` pixels wide: its
+#: :data:`END_COLUMNS` columns at each end (the rounded corners and the bleed), its middle
+#: column repeated between them (for boxes of :data:`COMPOSED_MIN_WIDTH` and wider); the pens
+#: of :data:`_EVEN_PENS` (generated, query) draw the same all along a box's sides.
+END_COLUMNS = 8
+_WIDE = 64
+COMPOSED_MIN_WIDTH = 2 * END_COLUMNS - 2 * CHIP_BLEED
+_EVEN_PENS = (1, 3)
+
 #: Marks drawn in place of the tokenizer's: its carriage return "␍" has no glyph in common
 #: fonts (an empty box), and must not look like the line feed "↵": CR is drawn "⇤" (back to
 #: the line's start), LF stays "↵"; the tooltips name both.
@@ -75,6 +84,10 @@ def drawn_text(token: str) -> str:
     for mark, drawn in DRAWN_MARKS.items():
         token = token.replace(mark, drawn)
     return token
+
+
+#: A fill's channels (int64, 0..255) to ``0xRRGGBB``: ``fill @ _RGB_SHIFTS`` (exact).
+_RGB_SHIFTS = np.array([1 << 16, 1 << 8, 1], np.int64)
 
 
 class ChipCanvas(QWidget):
@@ -117,6 +130,7 @@ class ChipCanvas(QWidget):
         self._looks_key: tuple | None = None
         self._looks: dict = {}
         self._codes: tuple | None = None  # (first, last, codes) of the data shown
+        self._halves = np.zeros(0)
         self._layout_width = -1
         self._content_height = 40
         self.apply_theme(self.theme)
@@ -315,24 +329,28 @@ class ChipCanvas(QWidget):
             pen[q - first] = 3
         lo, hi = max(first, ws), min(last, ws + self.weights.shape[0])
         if q >= 0 and hi > lo:
-            a = self.weights[lo - ws:hi - ws].astype(np.float64)
-            tinted = a > 0.0
-            if tinted.any():
-                # square-root scale: 0.01 -> 10 %, 0.25 -> 50 %, 1 -> full; pow as Python's
-                # `x ** 0.5` (numpy's `** 0.5` is a sqrt, which may round otherwise)
-                x = np.minimum(1.0, a[tinted])
-                t = 0.9 * np.power(x, np.full_like(x, 0.5))
-                run = fill[lo - first:hi - first]
-                base = run[tinted]
-                run[tinted] = (base + (looks["tint"] - base) * t[:, None]).astype(np.int64)
+            # square-root scale: 0.01 -> 10 %, 0.25 -> 50 %, 1 -> full; pow as Python's
+            # `x ** 0.5` (numpy's `** 0.5` is a sqrt, which may round otherwise). A weight
+            # that is not above 0 (or NaN) gives t = 0: the fill unchanged, exactly
+            x = self.weights[lo - ws:hi - ws].astype(np.float64)
+            np.fmin(np.fmax(x, 0.0, out=x), 1.0, out=x)
+            t = np.power(x, self._half(hi - lo), out=x)
+            t *= 0.9
+            run = fill[lo - first:hi - first]
+            run[:] = run + (looks["tint"] - run) * t[:, None]  # (truncated, as int())
         ink = np.zeros(n, np.int64)  # dim: outside the window and after the query
         lo, hi = max(first, ws), min(last, q + 1)
         if hi > lo:
             f = fill[lo - first:hi - first]
             luma = 0.299 * f[:, 0] + 0.587 * f[:, 1] + 0.114 * f[:, 2]  # theme.luma's
-            ink[lo - first:hi - first] = np.where(luma > 150, 1, 2)
-        rgb = fill[:, 0] << 16 | fill[:, 1] << 8 | fill[:, 2]
-        return rgb << 4 | pen << 2 | ink
+            ink[lo - first:hi - first] = 2 - (luma > 150)
+        return (fill @ _RGB_SHIFTS) << 4 | pen << 2 | ink
+
+    def _half(self, n: int) -> np.ndarray:
+        """``n`` halves (the exponent of the shading's square root), kept."""
+        if self._halves.shape[0] < n:
+            self._halves = np.full(2 * n, 0.5)
+        return self._halves[:n]
 
     def _visible_chips(self, area: QRect) -> tuple[int, int]:
         """The chips whose rows meet ``area`` (rows are sorted by y): ``first, last``."""
@@ -507,6 +525,7 @@ class _ChipDrawing:
         self._statics: dict[str, tuple[QStaticText, float]] = {}  # by token, with its width
         self._brushes: dict[int, QBrush] = {}  # by rgb
         self._outlines: dict[tuple[int, int, int], QImage] = {}  # by chip size and pen
+        self._wide: dict[tuple[int, int], np.ndarray] = {}  # a wide box's, by height and pen
         #: by chip: (its rect, box, text origin, text or None, outline origin); the rect
         #: tells a chip placed anew (a new rect) from one kept
         self._places: dict[int, tuple[QRect, QRectF, QPointF, QStaticText | None, QPoint]] = {}
@@ -514,7 +533,7 @@ class _ChipDrawing:
     def restart(self, font: QFont, pad: int, looks: dict) -> None:
         """Another font or other colours (:meth:`ChipCanvas._chip_looks`): all made again."""
         self.font, self.pad, self.looks = QFont(font), pad, looks
-        for kept in (self._statics, self._brushes, self._outlines, self._places):
+        for kept in (self._statics, self._brushes, self._outlines, self._wide, self._places):
             kept.clear()
 
     def static_text(self, token: str, room: float) -> QStaticText | None:
@@ -559,22 +578,40 @@ class _ChipDrawing:
         gives the pixels of the outline drawn there: the raster engine blends a pen of colour
         ``c`` covering a pixel by ``a`` as ``a·c + (1 - a)·under``; the image holds ``a·c``
         (premultiplied), which source-over blends the same way."""
-        key = (r.width(), r.height(), k)
+        w, h = r.width(), r.height()
+        key = (w, h, k)
         img = self._outlines.get(key)
         if img is None:
-            b = CHIP_BLEED
-            img = QImage(r.width() + 2 * b, r.height() + 2 * b,
-                         QImage.Format.Format_ARGB32_Premultiplied)
-            img.fill(0)
-            q = QPainter(img)
-            q.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-            q.setPen(self.looks["pens"][k])
-            q.drawRoundedRect(QRectF(b, b, r.width(), r.height()).adjusted(0.5, 0.5, -0.5, -0.5),
-                              4, 4)
-            q.end()
+            if w >= COMPOSED_MIN_WIDTH and k in _EVEN_PENS:
+                # the ends of a wide box's outline, its middle column repeated between them:
+                # the rasteriser draws a box's ends alike at any width (pinned down by a
+                # test); a dashed outline's dashes run along it, and are drawn at its size
+                wide = self._wide.get((h, k))
+                if wide is None:
+                    wide = self._wide[(h, k)] = _pixels(self._drawn_outline(_WIDE, h, k))
+                e = END_COLUMNS
+                px = np.concatenate([wide[:, :e],
+                                     np.repeat(wide[:, e:e + 1], w + 2 * CHIP_BLEED - 2 * e, 1),
+                                     wide[:, -e:]], axis=1)
+                img = QImage(px.tobytes(), px.shape[1], px.shape[0], 4 * px.shape[1],
+                             QImage.Format.Format_ARGB32_Premultiplied).copy()
+            else:
+                img = self._drawn_outline(w, h, k)
             if len(self._outlines) > 1000:
                 self._outlines.clear()
             self._outlines[key] = img
+        return img
+
+    def _drawn_outline(self, w: int, h: int, k: int) -> QImage:
+        """Outline ``k`` of a box of ``w`` x ``h`` drawn by Qt (see :meth:`_outline`)."""
+        b = CHIP_BLEED
+        img = QImage(w + 2 * b, h + 2 * b, QImage.Format.Format_ARGB32_Premultiplied)
+        img.fill(0)
+        q = QPainter(img)
+        q.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        q.setPen(self.looks["pens"][k])
+        q.drawRoundedRect(QRectF(b, b, w, h).adjusted(0.5, 0.5, -0.5, -0.5), 4, 4)
+        q.end()
         return img
 
     def draw(self, p: QPainter, rects: list[QRect], tokens: list[str], chips: list[int],
@@ -620,6 +657,12 @@ class _ChipDrawing:
                     p.drawText(r.adjusted(pad, 0, -pad + 1, 0),
                                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
                                drawn_text(tokens[chips[j]]))
+
+
+def _pixels(img: QImage) -> np.ndarray:
+    """The premultiplied ARGB pixels of ``img`` (h, w) uint32, a copy."""
+    rows = np.frombuffer(img.constBits(), np.uint32).reshape(img.height(), -1)
+    return rows[:, :img.width()].copy()
 
 
 def _whole_pixel_offset(p: QPainter) -> bool:

@@ -457,3 +457,64 @@ def test_new_ticks_repaint_what_changed_and_the_screen_is_a_full_repaint(qtbot, 
     port.repaint()
     paint_now()
     assert shown == on_screen(port)
+
+
+@pytest.mark.parametrize("orientation", ["left", "bottom"])
+def test_new_ticks_laid_out_once_are_not_laid_out_again_to_paint(qtbot, orientation,
+                                                                  monkeypatch):
+    """Ticks whose labels mostly changed (the chart's tokens at every step) are laid out
+    once, where they are set, and the paint draws that layout: all of the axis repainted,
+    the screen as a repaint of a new axis puts it. A new range in between is laid out
+    again for the paint."""
+    from PySide6.QtGui import QFont
+
+    from gptviz_app.views.label_axis import LabelAxis
+    from tests.gui.chip_pictures import flush, on_screen
+
+    glw, axis, plot = _axis_plot(qtbot, LabelAxis, orientation, (420, 360))
+    axis.setStyle(tickFont=QFont("DejaVu Sans", 9), tickLength=-4)
+    plot.setRange(xRange=(0, 100), yRange=(0, 100), padding=0)
+
+    def paint_now():
+        qtbot.wait(40)
+        flush()
+
+    def ticks(shift: int):
+        return [[(4.0 * i + 1.5, WORDS[(i + shift) % len(WORDS)]) for i in range(24)]]
+
+    axis.setTicks(ticks(0))
+    for _ in range(3):  # the first layouts (the labels' room) settled
+        paint_now()
+    fresh_glw, fresh, fresh_plot = _axis_plot(qtbot, LabelAxis, orientation, (420, 360))
+    fresh.setStyle(tickFont=QFont("DejaVu Sans", 9), tickLength=-4)
+    fresh_plot.setRange(xRange=(0, 100), yRange=(0, 100), padding=0)
+    layouts = []
+    real = LabelAxis._lay_out
+    monkeypatch.setattr(LabelAxis, "_lay_out",
+                        lambda self: (layouts.append(self), real(self))[1])
+    for shift in (1, 2, 5):
+        axis.setTicks(ticks(shift))
+        assert layouts.count(axis) == 1   # where the ticks were set
+        paint_now()
+        assert layouts.count(axis) == 1, shift   # not again for the paint
+        layouts.clear()
+        fresh.setTicks(ticks(shift))
+        for _ in range(3):
+            paint_now()
+        if axis.width() == fresh.width() and axis.height() == fresh.height():
+            assert on_screen(glw.viewport()) == on_screen(fresh_glw.viewport()), shift
+        shown = on_screen(glw.viewport())
+        glw.viewport().repaint()
+        paint_now()
+        assert shown == on_screen(glw.viewport()), shift
+        layouts.clear()
+    # a new range after the ticks: the paint lays the axis out for it
+    axis.setTicks(ticks(7))
+    plot.setRange(xRange=(0, 90), yRange=(0, 90), padding=0)
+    layouts.clear()
+    paint_now()
+    assert axis in layouts
+    shown = on_screen(glw.viewport())
+    glw.viewport().repaint()
+    paint_now()
+    assert shown == on_screen(glw.viewport())
