@@ -49,16 +49,18 @@ def test_a_case_deletes_its_window_and_unfreezes(qapp, tiny_bundle, monkeypatch)
         return out
 
     monkeypatch.setattr(bench_gui, "_open_at", open_at)
-    out = bench_gui.bench_one("small", 2, size=(1024, 640))
-    assert out["tokens"] == [39, 40] and out["steps"] == 2
-    (win,) = made
-    # the window and its widgets are deleted when the case returns, not at the exit
-    assert not shiboken6.isValid(win)
-    assert not shiboken6.isValid(win.attention)
-    assert [w for w in _main_windows() if id(w) not in before] == []
-    assert not any(t.isRunning() for t in list(THREADS))
-    assert gc.get_freeze_count() > 0  # frozen by the case, as the app does
-    bench_gui.collect_leftovers()
+    try:
+        out = bench_gui.bench_one("small", 2, size=(1024, 640))
+        assert out["tokens"] == [39, 40] and out["steps"] == 2
+        (win,) = made
+        # the window and its widgets are deleted when the case returns, not at the exit
+        assert not shiboken6.isValid(win)
+        assert not shiboken6.isValid(win.attention)
+        assert [w for w in _main_windows() if id(w) not in before] == []
+        assert not any(t.isRunning() for t in list(THREADS))
+        assert gc.get_freeze_count() > 0  # frozen by the case, as the app does
+    finally:  # a failure here must not leave the rest of the test session frozen
+        bench_gui.collect_leftovers()
     assert gc.get_freeze_count() == 0
 
 
