@@ -26,7 +26,7 @@ from PySide6.QtCore import QRectF
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QGraphicsItem
 
-_SLICE = 1 << 16  # pixels per slice of rows: its float and index buffers fit in a core's L2
+from gptviz_app.runtime.grid_pixels import colour_rows, slice_buffers
 
 
 def colour_table(lut: np.ndarray) -> list[int]:
@@ -91,7 +91,7 @@ class FastImageItem(pg.ImageItem):
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("axisOrder", "row-major")
         super().__init__(**kwargs)
-        self._fast_bufs: tuple | None = None  # (width, float slice, index slice, pixel slice)
+        self._fast_bufs: tuple | None = None  # (float, index, pixel slices): _buffers
         self._fast_table: tuple[np.ndarray, np.ndarray] | None = None  # (the lut, its table)
         self._pixels: np.ndarray | None = None  # the picture's pixels (a corner of it)
         #: (levels, table, pixel buffer, (h, w)) of the picture the pixels hold now
@@ -158,12 +158,13 @@ class FastImageItem(pg.ImageItem):
             return False
         return levels is not None and np.ndim(levels) == 1 and len(levels) == 2
 
-    def _buffers(self, w: int) -> tuple:
+    def _buffers(self, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The float, index and pixel buffers of :func:`colour_rows`, room for a slice of
+        rows ``w`` wide (kept: a map is coloured at every step)."""
         bufs = self._fast_bufs
-        if bufs is None or bufs[0] < w:
-            n = max(_SLICE, w)
-            bufs = self._fast_bufs = (n, np.empty(n, np.float32), np.empty(n, np.intp),
-                                      np.empty(n, np.uint32))
+        if bufs is None or len(bufs[0]) < w:
+            work, index = slice_buffers(w)
+            bufs = self._fast_bufs = (work, index, np.empty(len(work), np.uint32))
         return bufs
 
     def _pixel_buffer(self, h: int, w: int) -> np.ndarray:
@@ -210,34 +211,7 @@ class FastImageItem(pg.ImageItem):
 
     def _colour(self, image: np.ndarray, out: np.ndarray, table: np.ndarray,
                 levels: tuple[float, float]) -> None:
-        """``out`` = the pixels of ``image`` (same shape), a slice of rows at a time."""
-        h, w = image.shape
-        if h == 0 or w == 0:
-            return
-        n_buf, work, index, tmp = self._buffers(w)
-        lo, hi = levels
-        n = len(self.lut)
-        scale = np.float32(n / ((hi - lo) or 1.0))
-        direct = out.flags.c_contiguous  # else each slice goes through tmp
-        step = max(1, n_buf // w)
-        for r0 in range(0, h, step):
-            rows = image[r0:r0 + step]
-            k = len(rows)
-            wk, ix = work[:k * w].reshape(k, w), index[:k * w].reshape(k, w)
-            # pyqtgraph's rescaleData: (v - offset) * scale in float32, clipped, truncated
-            if lo == 0.0:  # weights: one pass less (x - 0 is x)
-                np.multiply(rows, scale, out=wk)
-            else:
-                np.subtract(rows, np.float32(lo), out=wk)
-                np.multiply(wk, scale, out=wk)
-            np.clip(wk, 0, n - 1, out=wk)  # NaN stays NaN, infinities are clipped
-            np.fmax(wk, -1, out=wk)         # NaN (only NaN) -> -1: the transparent entry
-            ix[...] = wk
-            # "wrap": -1 is the table's last entry (numpy wraps an index with a loop: only -1
-            # ever wraps, once; "raise" would check every index)
-            if direct:
-                np.take(table, ix, out=out[r0:r0 + k], mode="wrap")
-            else:
-                px = tmp[:k * w].reshape(k, w)
-                np.take(table, ix, out=px, mode="wrap")
-                out[r0:r0 + k] = px
+        """``out`` = the pixels of ``image`` (same shape), a slice of rows at a time, in the
+        buffers the item keeps."""
+        if image.size:
+            colour_rows(image, table, out, levels, self._buffers(image.shape[1]))

@@ -62,15 +62,6 @@ MIN_LINES = 2
 #: box inset half a pixel, reaches 1 px out; the gaps between chips are 4 px and 5 px).
 CHIP_BLEED = 2
 
-#: An outline of most widths is made from the outline of a box :data:`_WIDE` pixels wide: its
-#: :data:`END_COLUMNS` columns at each end (the rounded corners and the bleed), its middle
-#: column repeated between them (for boxes of :data:`COMPOSED_MIN_WIDTH` and wider); the pens
-#: of :data:`_EVEN_PENS` (generated, query) draw the same all along a box's sides.
-END_COLUMNS = 8
-_WIDE = 64
-COMPOSED_MIN_WIDTH = 2 * END_COLUMNS - 2 * CHIP_BLEED
-_EVEN_PENS = (1, 3)
-
 #: Marks drawn in place of the tokenizer's: its carriage return "␍" has no glyph in common
 #: fonts (an empty box), and must not look like the line feed "↵": CR is drawn "⇤" (back to
 #: the line's start), LF stays "↵"; the tooltips name both.
@@ -525,7 +516,6 @@ class _ChipDrawing:
         self._statics: dict[str, tuple[QStaticText, float]] = {}  # by token, with its width
         self._brushes: dict[int, QBrush] = {}  # by rgb
         self._outlines: dict[tuple[int, int, int], QImage] = {}  # by chip size and pen
-        self._wide: dict[tuple[int, int], np.ndarray] = {}  # a wide box's, by height and pen
         #: by chip: (its rect, box, text origin, text or None, outline origin); the rect
         #: tells a chip placed anew (a new rect) from one kept
         self._places: dict[int, tuple[QRect, QRectF, QPointF, QStaticText | None, QPoint]] = {}
@@ -533,7 +523,7 @@ class _ChipDrawing:
     def restart(self, font: QFont, pad: int, looks: dict) -> None:
         """Another font or other colours (:meth:`ChipCanvas._chip_looks`): all made again."""
         self.font, self.pad, self.looks = QFont(font), pad, looks
-        for kept in (self._statics, self._brushes, self._outlines, self._wide, self._places):
+        for kept in (self._statics, self._brushes, self._outlines, self._places):
             kept.clear()
 
     def static_text(self, token: str, room: float) -> QStaticText | None:
@@ -582,36 +572,17 @@ class _ChipDrawing:
         key = (w, h, k)
         img = self._outlines.get(key)
         if img is None:
-            if w >= COMPOSED_MIN_WIDTH and k in _EVEN_PENS:
-                # the ends of a wide box's outline, its middle column repeated between them:
-                # the rasteriser draws a box's ends alike at any width (pinned down by a
-                # test); a dashed outline's dashes run along it, and are drawn at its size
-                wide = self._wide.get((h, k))
-                if wide is None:
-                    wide = self._wide[(h, k)] = _pixels(self._drawn_outline(_WIDE, h, k))
-                e = END_COLUMNS
-                px = np.concatenate([wide[:, :e],
-                                     np.repeat(wide[:, e:e + 1], w + 2 * CHIP_BLEED - 2 * e, 1),
-                                     wide[:, -e:]], axis=1)
-                img = QImage(px.tobytes(), px.shape[1], px.shape[0], 4 * px.shape[1],
-                             QImage.Format.Format_ARGB32_Premultiplied).copy()
-            else:
-                img = self._drawn_outline(w, h, k)
+            b = CHIP_BLEED
+            img = QImage(w + 2 * b, h + 2 * b, QImage.Format.Format_ARGB32_Premultiplied)
+            img.fill(0)
+            q = QPainter(img)
+            q.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+            q.setPen(self.looks["pens"][k])
+            q.drawRoundedRect(QRectF(b, b, w, h).adjusted(0.5, 0.5, -0.5, -0.5), 4, 4)
+            q.end()
             if len(self._outlines) > 1000:
                 self._outlines.clear()
             self._outlines[key] = img
-        return img
-
-    def _drawn_outline(self, w: int, h: int, k: int) -> QImage:
-        """Outline ``k`` of a box of ``w`` x ``h`` drawn by Qt (see :meth:`_outline`)."""
-        b = CHIP_BLEED
-        img = QImage(w + 2 * b, h + 2 * b, QImage.Format.Format_ARGB32_Premultiplied)
-        img.fill(0)
-        q = QPainter(img)
-        q.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        q.setPen(self.looks["pens"][k])
-        q.drawRoundedRect(QRectF(b, b, w, h).adjusted(0.5, 0.5, -0.5, -0.5), 4, 4)
-        q.end()
         return img
 
     def draw(self, p: QPainter, rects: list[QRect], tokens: list[str], chips: list[int],
@@ -657,12 +628,6 @@ class _ChipDrawing:
                     p.drawText(r.adjusted(pad, 0, -pad + 1, 0),
                                Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
                                drawn_text(tokens[chips[j]]))
-
-
-def _pixels(img: QImage) -> np.ndarray:
-    """The premultiplied ARGB pixels of ``img`` (h, w) uint32, a copy."""
-    rows = np.frombuffer(img.constBits(), np.uint32).reshape(img.height(), -1)
-    return rows[:, :img.width()].copy()
 
 
 def _whole_pixel_offset(p: QPainter) -> bool:
