@@ -12,12 +12,14 @@ head's weights, its raw scores q·k/√d (the future included), its masked score
 at -inf, drawn in a colour of its own) or its value-weighted attention ‖α v W_O‖; scores on a
 diverging colour scale centred on 0 with a colour bar in score units.
 
-The range. Unpooled (a token at least a device pixel on a side) it is the window's T x T
-exactly. Pooled on both sides (more tokens than device pixels: ``MapPlot(pool=True)`` draws
-max-pooled blocks of ``f`` tokens) it is T rounded up to a multiple of one step of a few tokens
-(:func:`snapped_range`), the same on both sides so that they move together: the blank margin
-beyond the newest token is at most :data:`MARGIN_PX` device pixels, and the range (with it
-where the axes, their labels and the image sit) stays put for several steps. A range that
+The range: T rounded up to a multiple of one step of a few tokens (:func:`snapped_range`),
+the same on both sides so that they move together: the blank margin beyond the newest token is
+at most :data:`MARGIN_PX` device pixels, and the range (with it where the axes, their labels
+and the image sit) stays put for several steps. Pooled on both sides (more tokens than device
+pixels: ``MapPlot(pool=True)`` draws max-pooled blocks of ``f`` tokens) the range never holds
+more tokens than blocks of ``f`` fit; unpooled (a pixel or more a token on both sides: the
+bundled model's 256 tokens) never more than a pixel a token holds; a token of more pixels
+than the margin, or a map pooled on one side only, shows the window's T x T exactly. A range that
 moved at every step made pyqtgraph move every item, lay both token axes out again and repaint
 the whole map for a one-token change; now such a step repaints the image's new block row and
 column, the backdrop's new strips and the query's outline, and the key axis keeps its ticks
@@ -52,12 +54,12 @@ from gptviz_app.views.panel_layout import (
     set_choice,
     shrinkable_label,
 )
-from gptviz_app.views.plots import MapPlot, sqrt_ticks
+from gptviz_app.views.plots import MapPlot, plot_widget, sqrt_ticks
 from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme, colormap, diverging_colormap
 
 #: The most device pixels of blank margin a pooled map's range leaves beyond its newest token.
-MARGIN_PX = 2.0
+MARGIN_PX = 4.0
 #: Numbers the lists of axis labels (what the axes' ticks were last made of).
 _LABEL_LISTS = itertools.count()
 #: Characters of a token label on the map's axes.
@@ -80,7 +82,10 @@ def _title_choices(full: str, short: str) -> list[str]:
 def snapped_range(T: int, w_px: float, h_px: float,
                   margin_px: float = MARGIN_PX) -> tuple[int, int]:
     """(keys, queries): the fitted range of ``T`` tokens in a view of ``w_px`` x ``h_px``
-    device pixels. A side with at least a pixel a token (unpooled) shows ``T``; pooled on both
+    device pixels. Unpooled on both sides (at least a pixel a token), ``T`` rounded up to a
+    multiple of ``1 + margin_px * T / px`` tokens (``px`` the larger side: the margin is at
+    most ``margin_px`` pixels), no more than the smaller side's pixels; pooled on one side
+    only, ``T``; pooled on both
     sides (``f = ceil(T / px)`` tokens a block), both show ``T`` rounded up to a multiple of
     one step of tokens, so that the range stays for that many steps, on both sides at once,
     with at most ``margin_px`` pixels blank beyond ``T`` on either (a token is at most
@@ -89,6 +94,13 @@ def snapped_range(T: int, w_px: float, h_px: float,
     blocks do), and never more tokens than ``f`` blocks a pixel hold (``f * px``: the block
     size stays ``f``)."""
     pooled = [px for px in (w_px, h_px) if px + 1e-9 < T]
+    if not pooled:
+        # a pixel or more a token (px / T): (step - 1) tokens of margin are at most
+        # margin_px pixels on the larger side, and the range holds no more tokens than
+        # pixels on the smaller (the map stays unpooled)
+        step = max(1, int(1 + margin_px * T / max(w_px, h_px) + 1e-9))
+        extent = max(T, min(-(-T // step) * step, math.floor(min(w_px, h_px) + 1e-9)))
+        return extent, extent
     if len(pooled) < 2:
         return T, T
     # the fewest tokens these block sizes hold, in place of T: one step while they stay
@@ -150,7 +162,7 @@ class AttentionMapView(QWidget):
                                     self.stage_box, [STAGE_SHORT.get(k, t) for k, t in STAGES],
                                     narrow=(self.layer_box, self.head_box))
 
-        self.glw = pg.GraphicsLayoutWidget()
+        self.glw = plot_widget()
         # Not aspect-locked: the map fills the panel, so the axis labels sit right at its edges.
         # The range is this view's (kept while the user has zoomed): no fit on a new shape.
         # The future (masked) triangle: NaN pixels of the image are transparent and let the

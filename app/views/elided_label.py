@@ -15,7 +15,7 @@ from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QFont, QFontMetricsF, QTextDocument
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
-from gptviz_app.views.rich_runs import line_width, parse
+from gptviz_app.views.rich_runs import _metrics, line_width, parse
 
 SLOT = "{}"
 
@@ -79,18 +79,29 @@ class ElidedLabel(QLabel):
         if e.type() == QEvent.Type.FontChange:
             self._refresh()
 
-    def _refresh(self, again: bool = True) -> None:
-        """Elide the text to the label's width; not ``again`` when the text, the width and
-        the font are those of the text shown (a view sets the same header every step)."""
+    def shows(self, text: str) -> bool:
+        """Whether :meth:`setText` of ``text`` would change nothing: the plain text shown (or
+        elided) is ``text``'s, at the label's width and in its font."""
+        return self._template is None and self._part == text and self._made_of() == \
+            self._shown_for
+
+    def _made_of(self) -> tuple:
+        """What the text shown is made of: text, slot, templates, width and font."""
         width = self.contentsRect().width() - 2 * self.margin() - 2  # 2: rounding, cursor
         if width <= 0:  # not laid out yet: show everything, elide at the first resize
             width = 1 << 20
-        font = self.font()
         # the font itself: equal fonts measure alike, and a key is made anew at every call
-        made_of = (self._template, self._part, self._slot_bold, self._shorter, width, font)
+        return (self._template, self._part, self._slot_bold, self._shorter, width,
+                self.font())
+
+    def _refresh(self, again: bool = True) -> None:
+        """Elide the text to the label's width; not ``again`` when the text, the width and
+        the font are those of the text shown (a view sets the same header every step)."""
+        made_of = self._made_of()
         if not again and made_of == self._shown_for:
             return
         self._shown_for = made_of
+        width, font = made_of[4], made_of[5]
         mode = Qt.TextElideMode.ElideRight
         if self._template is None:
             self.setTextFormat(Qt.TextFormat.PlainText)
@@ -98,18 +109,22 @@ class ElidedLabel(QLabel):
             self.elided = shown != self._part
             QLabel.setText(self, shown)
         else:
-            slot_font = QFont(font)
-            slot_font.setBold(self._slot_bold or font.bold())
+            # the slot's font (the metrics kept by font and style)
+            slot = _metrics(font, _font_key(font), self._slot_bold or font.bold(), False)
+            part = self._part
+            part_px = slot.horizontalAdvance(part)
             template = self._template
             if self._shorter:  # the first template the whole part fits in, else the last
-                part_px = QFontMetricsF(slot_font).horizontalAdvance(self._part)
                 for t in (self._template, *self._shorter):
                     template = t
                     if _html_width(t.replace(SLOT, ""), font) + part_px <= width:
                         break
             fixed = _html_width(template.replace(SLOT, ""), font)
             if fixed <= width:
-                shown = QFontMetricsF(slot_font).elidedText(self._part, mode, width - fixed)
+                # a part that fits is what elidedText gives (it measures it alike, and shows
+                # it whole when it fits; a "\x9c" separates variants of the text there)
+                shown = (part if fixed + part_px <= width and "\x9c" not in part
+                         else slot.elidedText(part, mode, width - fixed))
                 self.elided = shown != self._part or template != self._template
                 if shown != self._part and _html_width(template.replace(SLOT, html.escape(shown)),
                                                        font) > width:

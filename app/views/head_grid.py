@@ -28,7 +28,7 @@ from gptviz_app.views.axes import text_px, thin_ticks, tick_step
 from gptviz_app.views.elided_label import ElidedLabel
 from gptviz_app.views.mosaic_image import MosaicImage
 from gptviz_app.views.panel_layout import choice_box, controls_row, panel_layout, set_choice
-from gptviz_app.views.plots import setup_map_plot, style_axis
+from gptviz_app.views.plots import plot_widget, setup_map_plot, style_axis
 from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme, colormap
 
@@ -64,7 +64,7 @@ class HeadGrid(QWidget):
         # a new text every step: a steady label does not lay the window out again for it
         self.caption = SteadyLabel(label=ElidedLabel(""))
         top = controls_row(QLabel("Thumbnails"), self.mode_box, 8, (self.caption, 1))
-        self.glw = pg.GraphicsLayoutWidget()
+        self.glw = plot_widget()
         # Nothing here is antialiased: a step repaints the mosaic's own rectangle, not 2 px
         # more, which would reach the head and layer labels beside it (both axes painted again
         # at every step). The outlines (cosmetic pens wider than their items' bounds on a

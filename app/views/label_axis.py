@@ -12,10 +12,11 @@ other case to pyqtgraph.
 It paints them straight away, without pyqtgraph's recorded picture: the tick lines of a
 level in one call, and each label where ``drawText`` puts it in its rectangle moved by less
 than half a device pixel so that the text starts on whole device pixels (crisp, and the
-same pixels whichever way it is drawn: a ``QStaticText`` at a fractional position rounds
-otherwise than ``drawText``). A label seen for the first time is drawn by ``drawText`` (its
-static text would cost more the first time, and many of a step's labels are new); from its
-second paint on, by its cached static text (a few times cheaper).
+same pixels whichever way it is drawn: text at a fractional position rounds otherwise than
+``drawText``). ``drawText`` lays its text out (itemizes and shapes it, the costly part of a
+new label: new glyphs, fallback fonts) at every call; a label is laid out once instead, in a
+``QTextLayout`` as ``drawText`` lays it out, which every paint of it draws again (it is what
+``drawText`` itself draws). A label's size is measured as pyqtgraph measures it, once.
 
 New ticks that differ from the ones drawn in a few labels (the map's query label moves on by
 a row at every step while the others stay) repaint only those labels' and tick lines'
@@ -37,7 +38,16 @@ from typing import NamedTuple
 
 import pyqtgraph as pg
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QStaticText, QTransform
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetricsF,
+    QPainter,
+    QPen,
+    QTextLayout,
+    QTextOption,
+    QTransform,
+)
 from PySide6.QtWidgets import QGraphicsItem
 
 #: What :attr:`LabelAxis.picture` holds once its specs are made (pyqtgraph sets it to None
@@ -45,9 +55,9 @@ from PySide6.QtWidgets import QGraphicsItem
 _LAID_OUT = object()
 #: Label sizes a :class:`LabelAxis` keeps at most (each a few dozen bytes).
 MAX_SIZES = 100_000
-#: Static texts a :class:`LabelAxis` keeps at most (each about a kilobyte with its glyphs: a
-#: bound of MAX_SIZES would let one axis hold ~90 MB of them in a long session); an axis
-#: shows a few hundred labels at most, so the texts of the labels in view stay cached.
+#: Laid-out labels a :class:`LabelAxis` keeps at most (each a kilobyte or two with its glyphs:
+#: a bound of MAX_SIZES would let one axis hold ~100 MB of them in a long session); an axis
+#: shows a few hundred labels at most, so the layouts of the labels in view stay cached.
 MAX_STATICS = 4096
 _MEASURE_BOX = QRectF(0, 0, 100, 100)  # how pyqtgraph measures a label: centred in a box
 _CENTER = Qt.AlignmentFlag.AlignCenter
@@ -61,7 +71,8 @@ _FLAGS = {
 #: over (rectangle minus the text's advance, across; minus its line height, up) before it:
 #: right-aligned, centred, left- or top-aligned, bottom-aligned.
 _SHIFT = {"left": (1.0, 0.5), "right": (0.0, 0.5), "top": (0.5, 1.0), "bottom": (0.5, 0.0)}
-_NEW, _SEEN = object(), object()  # a label not drawn yet, drawn once (see LabelAxis._draw)
+#: How a label is drawn in its rectangle (as pyqtgraph's specs say), as the int drawText takes.
+_DRAW_FLAGS = {o: int(f | Qt.TextFlag.TextDontClip) for o, f in _FLAGS.items()}
 
 
 class _Layout(NamedTuple):
@@ -79,9 +90,10 @@ class LabelAxis(pg.AxisItem):
 
     def __init__(self, orientation: str, **kwargs) -> None:
         super().__init__(orientation, **kwargs)
-        # label -> (width, height * 0.8, advance, height, label), in the font of _sizes_font
-        self._sizes: dict[str, tuple[float, float, float, float, str]] = {}
-        self._statics: dict[str, object] = {}  # labels drawn: static texts (_draw)
+        # label -> (width, height * 0.8, height, label), in the font of _sizes_font
+        self._sizes: dict[str, tuple[float, float, float, str]] = {}
+        # labels drawn: each laid out, with its advance (None: a label of several lines)
+        self._statics: dict[str, tuple[QTextLayout, float] | None] = {}
         self._sizes_font = ""                              # QFont.key() they were measured in
         self._reserved: float | None = None               # widest reserved label (pixels)
         self._layout: _Layout | None = None               # what paint draws (fast path)
@@ -93,7 +105,7 @@ class LabelAxis(pg.AxisItem):
     def _font(self) -> QFont:
         return self.style.get("tickFont") or QFont()
 
-    def _measured(self) -> dict[str, tuple[float, float, float, float, str]]:
+    def _measured(self) -> dict[str, tuple[float, float, float, str]]:
         """The labels measured in the tick font now (emptied when the font changed)."""
         key = self._font().key()
         # a new font, or more strings than any vocabulary's labels (labels of numbers, a
@@ -108,9 +120,9 @@ class LabelAxis(pg.AxisItem):
         font's bounding box: "usually just a bit too large")."""
         return self._labels_of([text])[0][:2]
 
-    def _labels_of(self, texts: Iterable[str]) -> list[tuple[float, float, float, float, str]]:
-        """Each label's ``(width, height * 0.8, advance, height, text)`` (see
-        :meth:`label_size`; the advance and the whole height place its text)."""
+    def _labels_of(self, texts: Iterable[str]) -> list[tuple[float, float, float, str]]:
+        """Each label's ``(width, height * 0.8, height, text)`` (see :meth:`label_size`; the
+        whole height places its text)."""
         sizes = self._measured()
         out = []
         fm = None
@@ -119,8 +131,7 @@ class LabelAxis(pg.AxisItem):
             if got is None:
                 fm = fm or QFontMetricsF(self._font())
                 br = fm.boundingRect(_MEASURE_BOX, _CENTER, text)
-                got = sizes[text] = (br.width(), br.height() * 0.8, fm.horizontalAdvance(text),
-                                     br.height(), text)
+                got = sizes[text] = (br.width(), br.height() * 0.8, br.height(), text)
             out.append(got)
         return out
 
@@ -276,7 +287,7 @@ class LabelAxis(pg.AxisItem):
         flags = _FLAGS[self.orientation] | Qt.TextFlag.TextDontClip
         return ((lay.axis_pen, lay.axis.p1(), lay.axis.p2()),
                 [(pen, t.p1(), t.p2()) for pen, lines in lay.ticks for t in lines],
-                [(QRectF(x, y, lab[0], lab[1]), flags, lab[4]) for x, y, lab in lay.labels])
+                [(QRectF(x, y, lab[0], lab[1]), flags, lab[3]) for x, y, lab in lay.labels])
 
     # ------------------------------------------------------------------ new ticks
     def setTicks(self, ticks):  # noqa: N802 - pyqtgraph name
@@ -327,7 +338,7 @@ class LabelAxis(pg.AxisItem):
 
     def _draw(self, p: QPainter, lay: _Layout, exposed: QRectF | None = None) -> None:
         """pyqtgraph's lines, and its labels each at whole device pixels (see the module
-        notes): a cached ``QStaticText`` drawn where ``drawText`` would draw the label in a
+        notes): its cached layout drawn where ``drawText`` would draw the label in a
         rectangle moved by less than half a pixel. Only the labels that reach into
         ``exposed`` (what the view repaints; the painter is clipped to it) are drawn."""
         p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
@@ -343,6 +354,7 @@ class LabelAxis(pg.AxisItem):
         font = self.style["tickFont"]
         if font is not None:
             p.setFont(font)
+        font = p.font()  # what drawText lays the labels out in
         p.setPen(self.textPen())
         # within what the view repaints now (a replaced clip would draw over what it keeps)
         p.setClipRect(self.boundingRect().toAlignedRect(), Qt.ClipOperation.IntersectClip)
@@ -352,7 +364,7 @@ class LabelAxis(pg.AxisItem):
                 and dt.m11() > 0 < dt.m22())
         sx, sy, ox, oy = dt.m11(), dt.m22(), dt.dx(), dt.dy()
         fx, fy = _SHIFT[self.orientation]
-        flags = int(_FLAGS[self.orientation] | Qt.TextFlag.TextDontClip)
+        flags = _DRAW_FLAGS[self.orientation]
         statics = self._statics
         if len(statics) >= MAX_STATICS:
             statics.clear()
@@ -361,35 +373,28 @@ class LabelAxis(pg.AxisItem):
         else:
             el = et = -math.inf
             er = eb = math.inf
-        for rx, ry, (width, height, advance, full_h, text) in lay.labels:
+        layout_dir = p.layoutDirection()
+        for rx, ry, (width, height, full_h, text) in lay.labels:
             # the label's pixels lie within a line height of its rectangle (TextDontClip)
             if rx - full_h > er or ry - full_h > eb or rx + width + full_h < el \
                     or ry + height + full_h < et:
                 continue
-            static = statics.get(text, _NEW)
-            if not snap or static is None:  # as pyqtgraph (None: a label of several lines)
+            if not snap:
+                laid = None
+            elif text in statics:
+                laid = statics[text]
+            else:
+                laid = statics[text] = None if _lines(text) else _laid_out(text, font, layout_dir)
+            if laid is None:  # as pyqtgraph (a label of several lines, a rotated view)
                 p.drawText(QRectF(rx, ry, width, height), flags, text)
                 continue
             # where drawText puts the text's top left in this rectangle (it aligns the text's
             # advance and its whole line height, of which the rectangle keeps 0.8), moved to
             # whole device pixels
+            layout, advance = laid
             x = rx + (width - advance) * fx
             y = ry + (height - full_h) * fy
-            wx, wy = (round(x * sx + ox) - ox) / sx, (round(y * sy + oy) - oy) / sy
-            if static is _NEW:
-                # a label seen for the first time is drawn by drawText (a static text costs
-                # more the first time: the labels of a step are often new), the same text
-                # at the same place; from its second paint on, as a cached static text
-                if _lines(text):
-                    statics[text] = None
-                    p.drawText(QRectF(rx, ry, width, height), flags, text)
-                else:
-                    statics[text] = _SEEN
-                    p.drawText(QRectF(rx + wx - x, ry + wy - y, width, height), flags, text)
-                continue
-            if static is _SEEN:
-                static = statics[text] = _static(text, self._font())
-            p.drawStaticText(QPointF(wx, wy), static)
+            layout.draw(p, QPointF((round(x * sx + ox) - ox) / sx, (round(y * sy + oy) - oy) / sy))
 
 
 def _changes(old: _Layout, new: _Layout) -> list[QRectF] | None:
@@ -403,7 +408,7 @@ def _changes(old: _Layout, new: _Layout) -> list[QRectF] | None:
     if len(gone) > max(4, len(new.labels) // 3):
         return None
     rects = []
-    for x, y, (width, height, _advance, full_h, _text) in gone:
+    for x, y, (width, height, full_h, _text) in gone:
         # the text's pixels lie within a line height of its rectangle (see _draw)
         rects.append(QRectF(x - full_h, y - full_h, width + 2 * full_h, height + 2 * full_h))
     for (_pen, a), (_pen2, b) in zip(old.ticks, new.ticks):
@@ -419,13 +424,23 @@ def _line_key(line: QLineF) -> tuple[float, float, float, float]:
 
 
 def _lines(text: str) -> bool:
-    """Whether ``text`` is drawn on several lines (placed otherwise: as pyqtgraph does)."""
-    return "\n" in text or "\r" in text or "\u2028" in text
+    """Whether ``text`` is drawn on several lines (placed otherwise: as pyqtgraph does), or
+    has a tab (``drawText`` draws it as a space, a text layout moves on to a tab stop)."""
+    return "\n" in text or "\r" in text or "\t" in text or "\u2028" in text \
+        or "\u2029" in text
 
 
-def _static(text: str, font: QFont) -> QStaticText:
-    """``text`` (one line) laid out once in ``font``."""
-    static = QStaticText(text)
-    static.setTextFormat(Qt.TextFormat.PlainText)
-    static.prepare(QTransform(), font)
-    return static
+def _laid_out(text: str, font: QFont, direction: Qt.LayoutDirection) -> tuple[QTextLayout, float]:
+    """``text`` (one line) laid out in ``font`` as ``drawText`` lays it out in a painter of
+    that layout ``direction`` (one line as wide as it needs, aligned left, its glyphs kept
+    for the next paint), and its advance, by which ``drawText`` aligns it."""
+    layout = QTextLayout(text, font)
+    option = QTextOption()
+    option.setTextDirection(direction)
+    layout.setTextOption(option)
+    layout.setCacheEnabled(True)
+    layout.beginLayout()
+    line = layout.createLine()
+    line.setLineWidth(0x01000000)  # drawText's width for a line that is not wrapped
+    layout.endLayout()
+    return layout, line.horizontalAdvance()

@@ -29,7 +29,7 @@ from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.bar_rows import BarRows
 from gptviz_app.views.elided_label import ElidedLabel
 from gptviz_app.views.panel_layout import controls_row, stack
-from gptviz_app.views.plots import label_axes, set_label_ticks, style_axis
+from gptviz_app.views.plots import label_axes, plot_widget, set_label_ticks, style_axis
 from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme
 from gptviz_app.views.token_strip import drawn_text
@@ -103,7 +103,7 @@ class NextTokenView(QWidget):
         top.addWidget(self.header)
         top.addWidget(self.detail)
         top.addWidget(self.knob_note)
-        self.glw = pg.GraphicsLayoutWidget()
+        self.glw = plot_widget()
         self.plot: pg.PlotItem = self.glw.addPlot(row=0, col=0)
         label_axes(self.plot)  # laid out again every step: the cheaper axes
         self.plot.setMenuEnabled(False)

@@ -1,6 +1,7 @@
 """pyqtgraph building blocks of every map in the app (attention map, head grid, the analysis
 panels' maps).
 
+* :func:`plot_widget` — a ``GraphicsLayoutWidget`` whose scene keeps no item index;
 * :func:`setup_map_plot` — a ``PlotItem`` set up for a map: rows top to bottom, no menu or
   buttons, no padding, keys on the top axis;
 * :class:`MapPlot` — a map with its items: one row-major ``ImageItem`` (updated in place with
@@ -28,7 +29,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem, QGraphicsScene
 
 from gptviz_app.views.fast_image import FastImageItem, Repainters
 from gptviz_app.views.label_axis import LabelAxis
@@ -117,6 +118,19 @@ def label_axes(plot: pg.PlotItem) -> None:
     plot.setAxisItems({name: LabelAxis(name) for name in shown})
     for name, visible in shown.items():
         plot.showAxis(name, visible)
+
+
+def plot_widget() -> pg.GraphicsLayoutWidget:
+    """A new ``GraphicsLayoutWidget`` whose scene keeps no index of its items.
+
+    Qt files a scene's items in a BSP tree by default and files an item again (a queued
+    update that asks for its bounding rectangle) whenever it moves or changes size: the bars,
+    labels and axes of a plot do at every step. A plot holds a few dozen items, which Qt finds
+    under the mouse or in a repainted region by walking them, without a tree to keep.
+    """
+    glw = pg.GraphicsLayoutWidget()
+    glw.scene().setItemIndexMethod(QGraphicsScene.ItemIndexMethod.NoIndex)
+    return glw
 
 
 def setup_map_plot(plot: pg.PlotItem, aspect: bool = False, mouse: bool = False,
@@ -360,7 +374,7 @@ class MapPlot:
         self._src: np.ndarray | None = None   # what is drawn, whole (before the transform)
         self._transform = None                 # e.g. np.sqrt, applied after pooling
         self._levels: tuple[float, float] = (0.0, 1.0)
-        self._drawn_key: tuple | None = None   # (blocks drawn, source) of the image now
+        self._drawn_key: tuple | None = None   # (blocks drawn, their padding) of the image now
         self._image_rect: tuple | None = None  # (c0, r0, blocks, block size) placed last
         # the pooled image (a view of the first of two buffers kept from draw to draw), the
         # pooling key and colour scale it was made with, and how many leading rows and
@@ -549,9 +563,12 @@ class MapPlot:
         self._dirty = False
         key = (0, src.shape[0], 0, src.shape[1], 1, 1) if full else self.pooling()
         r0, r1, c0, c1, fy, fx = key
-        if key == self._drawn_key:
+        # with the blocks of NaN up to the view's edge: a range that grows past the newest
+        # token (a resize after the fit) pads the image further, the cells drawn the same
+        drawn = key if full else (key, self.image_blocks(key))
+        if drawn == self._drawn_key:
             return
-        self._drawn_key = key
+        self._drawn_key = drawn
         if r1 <= r0 or c1 <= c0:
             self._image_rect = None
             self.image.clear()

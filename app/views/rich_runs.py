@@ -144,6 +144,8 @@ def _parse(text: str) -> tuple[str, tuple[tuple[int, int, Look], ...]] | None:
 _METRICS: dict[tuple[str, bool, bool], QFontMetricsF] = {}
 _ADVANCES: dict[tuple[str, str, bool, bool], float] = {}
 _IN_FONT: dict[tuple[str, bool, bool], dict[str, bool]] = {}
+#: The characters of ``_IN_FONT`` found in the font (a line all of them: one test)
+_IN_SET: dict[tuple[str, bool, bool], set[str]] = {}
 
 
 def _segments(plain: str, runs: tuple[tuple[int, int, Look], ...]):
@@ -194,13 +196,19 @@ def line_fonts(plain: str, runs: tuple[tuple[int, int, Look], ...], font: QFont,
     styles = set()
     for seg, (bold, italic, _, _) in _segments(plain, runs):
         styles.add((bold, italic))
+        in_font = _IN_SET.get((key, bold, italic))
+        if in_font is not None and in_font.issuperset(seg):
+            continue  # every character seen in the font already
         known = _IN_FONT.setdefault((key, bold, italic), {})
+        in_font = _IN_SET.setdefault((key, bold, italic), set())
         for ch in seg:
             ok = known.get(ch)
             if ok is None:
                 if len(known) > 4000:
                     known.clear()
+                    in_font.clear()
                 ok = known[ch] = _metrics(font, key, bold, italic).inFontUcs4(ord(ch))
             if not ok:
                 return None
+            in_font.add(ch)
     return frozenset(styles)

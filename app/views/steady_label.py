@@ -26,6 +26,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
+from gptviz_app.views.elided_label import ElidedLabel
 from gptviz_app.views.rich_runs import line_fonts, line_width
 
 
@@ -43,7 +44,10 @@ class SteadyLabel(QWidget):
         self.grow_only = grow_only
         self._widest = self._widest_min = 0
         self._last: tuple | None = None  # (the label's state, its measures then)
-        self._line: tuple | None = None  # (text, its line) last measured (see _same_line)
+        #: (text, its line, the state it was measured in) last measured (see _same_line)
+        self._line: tuple | None = None
+        self._rich = hasattr(self.label, "set_rich")
+        self._elided = isinstance(self.label, ElidedLabel)
         self.relayouts = 0  # times a change asked the layout to follow (tests read it)
 
     # ------------------------------------------------------------------ size
@@ -163,46 +167,61 @@ class SteadyLabel(QWidget):
 
     # ------------------------------------------------------------------ the label's API
     def setText(self, text: str) -> None:  # noqa: N802 - Qt name
-        if text == self.label.text() and not hasattr(self.label, "set_rich"):
-            return
-        if self._same_line(text):
-            return
-        self._set_text(self.label.setText, text)
+        lab = self.label
+        if self._elided:
+            if lab.shows(text):  # the plain text it shows (or elides) already
+                return
+        elif not self._rich:  # (a label with rich texts of its own is always set)
+            shown = lab.text()
+            if text == shown or self._same_line(text, shown):
+                return
+        self._set_text(lab.setText, text)
         line = self._line_of(text)
-        self._line = None if line is None else (text, line)
+        last = self._last
+        self._line = None if line is None or last is None else (text, line, last[0])
 
     def _line_of(self, text: str) -> tuple | None:
         """``(font key, width, styles)`` of plain ``text`` on one line of a plain ``QLabel``
         in its font; None: not such a label, not such a text, or a character of a fallback
         font."""
         lab = self.label
-        if (type(lab) is not QLabel or lab.wordWrap() or not text or "<" in text
-                or "&" in text or "\t" in text or "\n" in text or text[-1] == " "
-                or lab.textFormat() == Qt.TextFormat.RichText):
+        if type(lab) is not QLabel or lab.textFormat() == Qt.TextFormat.RichText:
             return None
         font = lab.font()
-        key = font.key()
+        return self._plain_line(text, font, font.key())
+
+    def _plain_line(self, text: str, font: QFont, key: str) -> tuple | None:
+        """:meth:`_line_of` for the label's ``font`` (``key``: its key)."""
+        if (not text or "<" in text or "&" in text or "\t" in text or "\n" in text
+                or text[-1] == " " or self.label.wordWrap()):
+            return None
         styles = line_fonts(text, (), font, key)
         return None if styles is None else (key, line_width(text, (), font, key), styles)
 
-    def _same_line(self, text: str) -> bool:
+    def _same_line(self, text: str, shown: str) -> bool:
         """Set ``text`` without measuring it when the label's measures cannot change: a
-        plain line of a plain label as wide as the line last measured, every character in
-        the font of that one, all else as it was (a figure that changes every step: "step
-        12 / 12" after "step 11 / 11"). Its size hints are those of a line of that width and
-        of the font's height."""
+        plain line of a plain label as wide as the line last measured (``shown``, the text
+        it shows), every character in the font of that one, all else as it was (a figure
+        that changes every step: "step 12 / 12" after "step 11 / 11"). Its size hints are
+        those of a line of that width and of the font's height."""
         last, line = self._last, self._line
-        if last is None or line is None:
+        # the line measured in the state last measured (any measure since replaced it)
+        if last is None or line is None or line[2] is not last[0] or shown != line[0]:
             return False
-        state = self._state()
-        if state[:2] != last[0][:2] or state[3:] != last[0][3:] or state[2] != line[0]:
-            return False  # resized, another font, format or size limits, or another text
-        now = self._line_of(text)
+        before = last[0]
+        lab = self.label
+        if (self.width() != before[0] or lab.font() != before[1]
+                or lab.textFormat() != before[3] or lab.minimumSize() != before[4]
+                or lab.maximumSize() != before[5]):
+            return False  # resized, another font, format or size limits
+        # the font is the one the line was measured in: its key, kept with the line
+        now = self._plain_line(text, before[1], line[1][0])
         if now is None or now != line[1]:
             return False
-        self.label.setText(text)
-        self._last = (state[:2] + (text,) + state[3:], last[1])
-        self._line = (text, now)
+        lab.setText(text)
+        state = (*before[:2], text, *before[3:])
+        self._last = (state, last[1])
+        self._line = (text, now, state)
         return True
 
     def set_rich(self, *args, **kwargs) -> None:
@@ -231,7 +250,7 @@ class SteadyLabel(QWidget):
             self.label.setFont(font)
 
     def setToolTip(self, tip: str) -> None:  # noqa: N802 - Qt name
-        if tip != self.label.toolTip() or hasattr(self.label, "set_rich"):
+        if self._rich or tip != self.label.toolTip():
             self.label.setToolTip(tip)
 
     def toolTip(self) -> str:  # noqa: N802 - Qt name

@@ -7,12 +7,14 @@ Generate menu with their keyboard shortcuts (Space, Left, Right, Home, Shift+Spa
 from __future__ import annotations
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QKeySequence, QRegion
 from PySide6.QtWidgets import (
+    QAbstractSlider,
     QDoubleSpinBox,
     QHBoxLayout,
     QSlider,
     QStyle,
+    QStyleOptionSlider,
     QToolButton,
     QWidget,
 )
@@ -20,6 +22,69 @@ from PySide6.QtWidgets import (
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme
+
+
+class TimelineSlider(QSlider):
+    """A slider that repaints for a new range or value only when what it draws changed.
+
+    ``QSlider`` repaints itself (and, not being opaque, the toolbar and window under it) at
+    every ``setRange``/``setValue``, even when its handle stays on the same pixel: a step at
+    the end of the timeline sets ``n / n`` after ``n-1 / n-1``, whose handle is at the right
+    end both times. Without tick marks the style draws the groove, the handle and the
+    groove's fill up to the handle: what the handle's rectangle, the widget's rectangle and
+    state (enabled, hovered, pressed, palette...) say, which :meth:`drawn` collects. Every
+    other change (a resize, a hover, a new palette) repaints the slider as before.
+    """
+
+    def __init__(self, orientation: Qt.Orientation, parent: QWidget | None = None) -> None:
+        super().__init__(orientation, parent)
+        self._painted: tuple | None = None  # drawn() at the last paint of the whole slider
+        self._moving = False  # inside set_position: one look at the end
+        self._moved = False  # a range or value change inside it
+        self.repaints_asked = 0  # range/value changes that asked for a repaint (tests read it)
+
+    def set_position(self, maximum: int, value: int | None = None) -> None:
+        """``setRange(0, maximum)``, then ``setValue(value)`` (unless None), repainted once if
+        at all: the range alone moves the handle that the value then puts back."""
+        self._moving, self._moved = True, False
+        try:
+            self.setRange(0, maximum)
+            if value is not None:
+                self.setValue(value)
+        finally:
+            self._moving = False
+        if self._moved:
+            self.sliderChange(QAbstractSlider.SliderChange.SliderValueChange)
+
+    def drawn(self) -> tuple:
+        """What a paint of the slider now depends on (equal tuples: equal pixels)."""
+        opt = QStyleOptionSlider()
+        self.initStyleOption(opt)
+        cc = QStyle.ComplexControl.CC_Slider
+        handle = self.style().subControlRect(cc, opt, QStyle.SubControl.SC_SliderHandle, self)
+        ticks = (opt.tickPosition, opt.tickInterval, opt.minimum, opt.maximum, opt.pageStep,
+                 opt.singleStep) if opt.tickPosition != QSlider.TickPosition.NoTicks else ()
+        return (handle.getRect(), opt.rect.getRect(), int(opt.state.value),
+                int(opt.activeSubControls.value), opt.palette.cacheKey(), opt.direction,
+                opt.orientation, opt.upsideDown, opt.minimum == opt.maximum, ticks)
+
+    def sliderChange(self, change: QAbstractSlider.SliderChange) -> None:  # noqa: N802
+        moved = (QAbstractSlider.SliderChange.SliderRangeChange,
+                 QAbstractSlider.SliderChange.SliderValueChange)
+        if change in moved and self._moving:
+            self._moved = True
+            return
+        if change in moved and self._painted is not None and self.drawn() == self._painted:
+            return  # the same pixels: QAbstractSlider's sliderChange only repaints
+        self.repaints_asked += change in moved
+        super().sliderChange(change)
+
+    def paintEvent(self, e) -> None:  # noqa: N802 - Qt name
+        # a part repainted (an expose): what the rest shows is not known, the next change
+        # repaints
+        whole = QRegion(self.rect()).subtracted(e.region()).isEmpty()
+        super().paintEvent(e)
+        self._painted = self.drawn() if whole else None
 
 
 class SteppingControls(QWidget):
@@ -87,7 +152,7 @@ class SteppingControls(QWidget):
         self.rate.valueChanged.connect(self.rateChanged)
         lay.addWidget(self.rate)
         lay.addSpacing(10)
-        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider = TimelineSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, 0)
         self.slider.setToolTip("Timeline: drag to any earlier step (redo keeps the later ones)")
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -145,7 +210,6 @@ class SteppingControls(QWidget):
         self.actions["forward"].setEnabled(snap.can_redo)
         self.actions["reset"].setEnabled(snap.n_generated > 0 or snap.can_redo)
         with QSignalBlocker(self.slider):
-            self.slider.setRange(0, snap.n_total)
-            if not self.slider.isSliderDown():
-                self.slider.setValue(snap.n_generated)
+            down = self.slider.isSliderDown()
+            self.slider.set_position(snap.n_total, None if down else snap.n_generated)
         self.position.setText(f"step {snap.n_generated} / {snap.n_total}")

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import bisect
-import html
 
 import numpy as np
 from PySide6.QtCore import (
@@ -53,6 +52,7 @@ from PySide6.QtWidgets import (
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot, tokens_kept
 from gptviz_app.views.panel_layout import controls_row, stack
 from gptviz_app.views.steady_label import SteadyLabel
+from gptviz_app.views.strip_legend import LegendKeys, LegendRow, legend_keys, legend_says
 from gptviz_app.views.theme import DARK, Theme
 
 #: Whole lines of chips the strip always shows (the newest line and the one before it).
@@ -673,8 +673,10 @@ class TokenStrip(QWidget):
         self.scroll.setWidgetResizable(True)
         self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        # a new text every step (the query): a steady label lays the window out again only
-        # when the legend needs another height (a second line)
+        # the legend: its colour keys, set with the theme, and what the shading shows, a new
+        # text every step (the query) in a steady label, which lays the window out again only
+        # when it needs another height (a second line)
+        self.legend_keys = LegendKeys()
         self.legend = SteadyLabel(label=QLabel())
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
@@ -685,7 +687,10 @@ class TokenStrip(QWidget):
         self.follow.setChecked(True)
         self.follow.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.follow.toggled.connect(self._on_follow)
-        head = controls_row((self.legend, 1), self.follow)
+        # the legend's two labels as tall as their text, centred in the row as the one label
+        # was (the switch is taller than a line), the keys on its first line
+        self.legend_row = LegendRow(self.legend_keys, self.legend)
+        head = controls_row((self.legend_row, 1, Qt.AlignmentFlag.AlignVCenter), self.follow)
         lay = stack(self, head, self.scroll)
         lay.addStretch(0)  # the few pixels below the last whole line of chips
         self.canvas.chipClicked.connect(self._on_chip)
@@ -759,24 +764,10 @@ class TokenStrip(QWidget):
         self._update_legend()
 
     def _update_legend(self) -> None:
+        """The legend's texts after a step, a shading or a theme: a label is set again only
+        when its text changed (the keys' with the theme alone)."""
         th = self.theme
-        snap = self._snap
-        extra = ""
-        if self._shading is not None:
-            extra = f" &nbsp;·&nbsp; shading = {self._shading}"
-        elif snap is not None:
-            qtok = snap.tokens[snap.query] if 0 <= snap.query < len(snap.tokens) else ""
-            head = "avg" if snap.view.average else f"H{snap.view.head}"
-            extra = (f" &nbsp;·&nbsp; shading = attention from query <b>{snap.query}</b> "
-                     f"{html.escape(repr(qtok))} (L{snap.view.layer} {head})")
-        self.legend.setText(
-            f"<span style='background:{th.prompt_chip}'>&nbsp;prompt&nbsp;</span> "
-            f"<span style='background:{th.generated_chip}; color:{th.generated_edge}'>"
-            f"&nbsp;generated&nbsp;</span> "
-            f"<span style='color:{th.forced_edge}'>forced</span> "
-            f"<span style='color:{th.accent}'>▣ query</span>"
-            + (f" <span style='color:{th.accent}'>┃</span> window from token {snap.window_start}"
-               if snap is not None and snap.window_start else "") + extra)
+        self.legend_row.set_texts(legend_keys(th), legend_says(th, self._snap, self._shading))
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         grew = snap.n_tokens > self._n
