@@ -82,17 +82,20 @@ def _title_choices(full: str, short: str) -> list[str]:
 def snapped_range(T: int, w_px: float, h_px: float,
                   margin_px: float = MARGIN_PX) -> tuple[int, int]:
     """(keys, queries): the fitted range of ``T`` tokens in a view of ``w_px`` x ``h_px``
-    device pixels. Unpooled on both sides (at least a pixel a token), ``T`` rounded up to a
-    multiple of ``1 + margin_px * T / px`` tokens (``px`` the larger side: the margin is at
-    most ``margin_px`` pixels), no more than the smaller side's pixels; pooled on one side
-    only, ``T``; pooled on both
-    sides (``f = ceil(T / px)`` tokens a block), both show ``T`` rounded up to a multiple of
-    one step of tokens, so that the range stays for that many steps, on both sides at once,
-    with at most ``margin_px`` pixels blank beyond ``T`` on either (a token is at most
-    ``px / T`` pixels: the step is at most ``1 + margin_px * T / px`` tokens, with the fewest
-    tokens that blocks of ``f`` hold, ``(f - 1) px``, for ``T``: the step stays while the
-    blocks do), and never more tokens than ``f`` blocks a pixel hold (``f * px``: the block
-    size stays ``f``)."""
+    device pixels.
+
+    * Unpooled on both sides (at least a pixel a token): ``T`` rounded up to a multiple of
+      ``1 + margin_px * T / px`` tokens (``px`` the larger side: the margin is at most
+      ``margin_px`` pixels), no more than the smaller side's pixels.
+    * Pooled on one side only: ``T``.
+    * Pooled on both sides (``f = ceil(T / px)`` tokens a block): both show ``T`` rounded up
+      to a multiple of one step of tokens, so that the range stays for that many steps,
+      on both sides at once, with at most ``margin_px`` pixels blank beyond ``T`` on either
+      (a token is at most ``px / T`` pixels: the step is at most ``1 + margin_px * T / px``
+      tokens, with the fewest tokens that blocks of ``f`` hold, ``(f - 1) px``, for ``T``:
+      the step stays while the blocks do), and never more tokens than ``f`` blocks a pixel
+      hold (``f * px``: the block size stays ``f``).
+    """
     pooled = [px for px in (w_px, h_px) if px + 1e-9 < T]
     if not pooled:
         # a pixel or more a token (px / T): (step - 1) tokens of margin are at most

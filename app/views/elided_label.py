@@ -15,7 +15,7 @@ from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QFont, QFontMetricsF, QTextDocument
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
-from gptviz_app.views.rich_runs import _metrics, line_width, parse
+from gptviz_app.views.rich_runs import line_width, metrics, parse
 
 SLOT = "{}"
 
@@ -110,7 +110,7 @@ class ElidedLabel(QLabel):
             QLabel.setText(self, shown)
         else:
             # the slot's font (the metrics kept by font and style)
-            slot = _metrics(font, _font_key(font), self._slot_bold or font.bold(), False)
+            slot = metrics(font, _font_key(font), self._slot_bold or font.bold(), False)
             part = self._part
             part_px = slot.horizontalAdvance(part)
             template = self._template

@@ -58,7 +58,7 @@ MAX_SIZES = 100_000
 #: Laid-out labels a :class:`LabelAxis` keeps at most (each a kilobyte or two with its glyphs:
 #: a bound of MAX_SIZES would let one axis hold ~100 MB of them in a long session); an axis
 #: shows a few hundred labels at most, so the layouts of the labels in view stay cached.
-MAX_STATICS = 4096
+MAX_LAID = 4096
 _MEASURE_BOX = QRectF(0, 0, 100, 100)  # how pyqtgraph measures a label: centred in a box
 _CENTER = Qt.AlignmentFlag.AlignCenter
 _FLAGS = {
@@ -93,7 +93,7 @@ class LabelAxis(pg.AxisItem):
         # label -> (width, height * 0.8, height, label), in the font of _sizes_font
         self._sizes: dict[str, tuple[float, float, float, str]] = {}
         # labels drawn: each laid out, with its advance (None: a label of several lines)
-        self._statics: dict[str, tuple[QTextLayout, float] | None] = {}
+        self._laid: dict[str, tuple[QTextLayout, float] | None] = {}
         self._sizes_font = ""                              # QFont.key() they were measured in
         self._reserved: float | None = None               # widest reserved label (pixels)
         self._layout: _Layout | None = None               # what paint draws (fast path)
@@ -112,7 +112,7 @@ class LabelAxis(pg.AxisItem):
         # session of hand-typed tokens): measured afresh
         if key != self._sizes_font or len(self._sizes) > MAX_SIZES:
             self._sizes, self._sizes_font = {}, key
-            self._statics = {}
+            self._laid = {}
         return self._sizes
 
     def label_size(self, text: str) -> tuple[float, float]:
@@ -365,9 +365,9 @@ class LabelAxis(pg.AxisItem):
         sx, sy, ox, oy = dt.m11(), dt.m22(), dt.dx(), dt.dy()
         fx, fy = _SHIFT[self.orientation]
         flags = _DRAW_FLAGS[self.orientation]
-        statics = self._statics
-        if len(statics) >= MAX_STATICS:
-            statics.clear()
+        cache = self._laid
+        if len(cache) >= MAX_LAID:
+            cache.clear()
         if exposed is not None and exposed.isValid():
             el, et, er, eb = exposed.left(), exposed.top(), exposed.right(), exposed.bottom()
         else:
@@ -381,10 +381,10 @@ class LabelAxis(pg.AxisItem):
                 continue
             if not snap:
                 laid = None
-            elif text in statics:
-                laid = statics[text]
+            elif text in cache:
+                laid = cache[text]
             else:
-                laid = statics[text] = None if _lines(text) else _laid_out(text, font, layout_dir)
+                laid = cache[text] = None if _lines(text) else _laid_out(text, font, layout_dir)
             if laid is None:  # as pyqtgraph (a label of several lines, a rotated view)
                 p.drawText(QRectF(rx, ry, width, height), flags, text)
                 continue

@@ -143,9 +143,9 @@ def _parse(text: str) -> tuple[str, tuple[tuple[int, int, Look], ...]] | None:
 
 _METRICS: dict[tuple[str, bool, bool], QFontMetricsF] = {}
 _ADVANCES: dict[tuple[str, str, bool, bool], float] = {}
-_IN_FONT: dict[tuple[str, bool, bool], dict[str, bool]] = {}
-#: The characters of ``_IN_FONT`` found in the font (a line all of them: one test)
-_IN_SET: dict[tuple[str, bool, bool], set[str]] = {}
+#: The characters looked up in each font (key, bold, italic): those in it, those not (a line
+#: of characters all found before: one set test)
+_IN_FONT: dict[tuple[str, bool, bool], tuple[set[str], set[str]]] = {}
 
 
 def _segments(plain: str, runs: tuple[tuple[int, int, Look], ...]):
@@ -159,7 +159,8 @@ def _segments(plain: str, runs: tuple[tuple[int, int, Look], ...]):
         pos = start + length
 
 
-def _metrics(font: QFont, key: str, bold: bool, italic: bool) -> QFontMetricsF:
+def metrics(font: QFont, key: str, bold: bool, italic: bool) -> QFontMetricsF:
+    """The metrics of ``font`` (``key``: its ``key()``) made bold and/or italic, kept."""
     fm = _METRICS.get((key, bold, italic))
     if fm is None:
         f = QFont(font)
@@ -182,7 +183,7 @@ def line_width(plain: str, runs: tuple[tuple[int, int, Look], ...], font: QFont,
         if w is None:
             if len(_ADVANCES) > 8000:
                 _ADVANCES.clear()
-            w = _ADVANCES[k] = _metrics(font, key, bold, italic).horizontalAdvance(seg)
+            w = _ADVANCES[k] = metrics(font, key, bold, italic).horizontalAdvance(seg)
         total += w
     return total
 
@@ -196,19 +197,19 @@ def line_fonts(plain: str, runs: tuple[tuple[int, int, Look], ...], font: QFont,
     styles = set()
     for seg, (bold, italic, _, _) in _segments(plain, runs):
         styles.add((bold, italic))
-        in_font = _IN_SET.get((key, bold, italic))
-        if in_font is not None and in_font.issuperset(seg):
+        found, missing = _IN_FONT.setdefault((key, bold, italic), (set(), set()))
+        if found.issuperset(seg):
             continue  # every character seen in the font already
-        known = _IN_FONT.setdefault((key, bold, italic), {})
-        in_font = _IN_SET.setdefault((key, bold, italic), set())
         for ch in seg:
-            ok = known.get(ch)
-            if ok is None:
-                if len(known) > 4000:
-                    known.clear()
-                    in_font.clear()
-                ok = known[ch] = _metrics(font, key, bold, italic).inFontUcs4(ord(ch))
-            if not ok:
+            if ch in found:
+                continue
+            if ch in missing:
                 return None
-            in_font.add(ch)
+            if len(found) + len(missing) > 4000:
+                found.clear()
+                missing.clear()
+            if not metrics(font, key, bold, italic).inFontUcs4(ord(ch)):
+                missing.add(ch)
+                return None
+            found.add(ch)
     return frozenset(styles)

@@ -46,7 +46,7 @@ class SteadyLabel(QWidget):
         self._last: tuple | None = None  # (the label's state, its measures then)
         #: (text, its line, the state it was measured in) last measured (see _same_line)
         self._line: tuple | None = None
-        self._rich = hasattr(self.label, "set_rich")
+        #: an ElidedLabel: it says itself whether a text is the one it shows (rich or not)
         self._elided = isinstance(self.label, ElidedLabel)
         self.relayouts = 0  # times a change asked the layout to follow (tests read it)
 
@@ -171,7 +171,7 @@ class SteadyLabel(QWidget):
         if self._elided:
             if lab.shows(text):  # the plain text it shows (or elides) already
                 return
-        elif not self._rich:  # (a label with rich texts of its own is always set)
+        else:
             shown = lab.text()
             if text == shown or self._same_line(text, shown):
                 return
@@ -250,7 +250,7 @@ class SteadyLabel(QWidget):
             self.label.setFont(font)
 
     def setToolTip(self, tip: str) -> None:  # noqa: N802 - Qt name
-        if self._rich or tip != self.label.toolTip():
+        if self._elided or tip != self.label.toolTip():
             self.label.setToolTip(tip)
 
     def toolTip(self) -> str:  # noqa: N802 - Qt name

@@ -23,6 +23,10 @@ from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
 from gptviz_app.views.steady_label import SteadyLabel
 from gptviz_app.views.theme import DARK, Theme
 
+#: The slider changes that move its handle (the ones a repaint may be skipped for).
+_MOVED = (QAbstractSlider.SliderChange.SliderRangeChange,
+          QAbstractSlider.SliderChange.SliderValueChange)
+
 
 class TimelineSlider(QSlider):
     """A slider that repaints for a new range or value only when what it draws changed.
@@ -69,8 +73,7 @@ class TimelineSlider(QSlider):
                 opt.orientation, opt.upsideDown, opt.minimum == opt.maximum, ticks)
 
     def sliderChange(self, change: QAbstractSlider.SliderChange) -> None:  # noqa: N802
-        moved = (QAbstractSlider.SliderChange.SliderRangeChange,
-                 QAbstractSlider.SliderChange.SliderValueChange)
+        moved = _MOVED
         if change in moved and self._moving:
             self._moved = True
             return

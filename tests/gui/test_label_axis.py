@@ -373,21 +373,21 @@ def test_a_step_paints_the_map_once(qtbot, tiny_bundle):
 def test_the_static_texts_an_axis_keeps_are_bounded(qtbot):
     """Labels of many tokens over a long session (each label's static text ≈ 1 KB): the axis
     keeps a bounded number of them, and still draws the labels in view."""
-    from gptviz_app.views.label_axis import MAX_STATICS, LabelAxis
+    from gptviz_app.views.label_axis import MAX_LAID, LabelAxis
     from gptviz_app.views.plots import set_label_ticks
 
     glw, axis, plot = _axis_plot(qtbot, LabelAxis, "left", (300, 900))
-    per_round, rounds = 200, MAX_STATICS // 200 + 3
+    per_round, rounds = 200, MAX_LAID // 200 + 3
     plot.setRange(yRange=(0, per_round), padding=0)
     most = 0
     for r in range(rounds):
         set_label_ticks(plot, "left", [(i + 0.5, f"w{r}_{i}") for i in range(per_round)])
         glw.grab()  # first paint: drawn by drawText
         glw.grab()  # second: static texts made
-        most = max(most, len(axis._statics))
-    assert rounds * per_round > MAX_STATICS + per_round  # (more labels than the bound)
-    assert most <= MAX_STATICS + per_round
-    assert axis._statics and f"w{rounds - 1}_0" in axis._statics
+        most = max(most, len(axis._laid))
+    assert rounds * per_round > MAX_LAID + per_round  # (more labels than the bound)
+    assert most <= MAX_LAID + per_round
+    assert axis._laid and f"w{rounds - 1}_0" in axis._laid
 
 
 @pytest.mark.parametrize("orientation", ["left", "top"])

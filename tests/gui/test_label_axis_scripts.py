@@ -52,10 +52,10 @@ def test_an_axis_lays_each_label_out_once(qtbot):
     qtbot.wait(20)  # (the new width laid out)
     glw.grab()
     assert [lab[-1] for _x, _y, lab in axis._layout.labels] == SCRIPTS[:6]
-    first = {t: axis._statics[t] for t in SCRIPTS[:6]}
+    first = {t: axis._laid[t] for t in SCRIPTS[:6]}
     axis.setTicks([[(i, w) for i, w in enumerate([*SCRIPTS[3:9], "x\ty"])]])
     glw.grab()
     for t in SCRIPTS[3:6]:  # the same layout object, not a new one
-        assert axis._statics[t] is first[t]
-    assert all(axis._statics[t] is not None for t in SCRIPTS[6:9])
-    assert axis._statics["x\ty"] is None  # (a tab: drawn by drawText, as pyqtgraph)
+        assert axis._laid[t] is first[t]
+    assert all(axis._laid[t] is not None for t in SCRIPTS[6:9])
+    assert axis._laid["x\ty"] is None  # (a tab: drawn by drawText, as pyqtgraph)

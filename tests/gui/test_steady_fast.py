@@ -13,23 +13,16 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
-from PySide6.QtGui import QFont, QFontMetricsF, QTextDocument  # noqa: E402
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget  # noqa: E402
+from PySide6.QtGui import QFont, QFontMetricsF  # noqa: E402
+from PySide6.QtWidgets import QLabel  # noqa: E402
 
 from gptviz_app.views.elided_label import ElidedLabel  # noqa: E402
 from gptviz_app.views.rich_runs import line_fonts  # noqa: E402
-from gptviz_app.views.steady_label import SteadyLabel  # noqa: E402
+from tests.gui.test_elided_label import _px  # noqa: E402
+from tests.gui.test_steady_lines import boxes  # noqa: E402
 
 TEMPLATE = "<b>Step 12</b>: <span style='color:#ffb000'><b>{}</b></span> · after position 99"
 SHORTER = (TEMPLATE.replace("position ", ""), TEMPLATE.replace(" · after position 99", ""))
-
-
-def _doc_width(text: str, font: QFont) -> float:
-    doc = QTextDocument()
-    doc.setDocumentMargin(0)
-    doc.setDefaultFont(font)
-    doc.setHtml(text)
-    return doc.idealWidth()
 
 
 def _expected(part: str, width: int, font: QFont) -> str:
@@ -41,12 +34,12 @@ def _expected(part: str, width: int, font: QFont) -> str:
     fm = QFontMetricsF(slot)
     part_px = fm.horizontalAdvance(part)
     for chosen in (TEMPLATE, *SHORTER):
-        if _doc_width(chosen.replace("{}", ""), font) + part_px <= w:
+        if _px(chosen.replace("{}", ""), font) + part_px <= w:
             break
-    fixed = _doc_width(chosen.replace("{}", ""), font)
+    fixed = _px(chosen.replace("{}", ""), font)
     assert fixed <= w  # (the widths below leave room for the shortest template)
     shown = fm.elidedText(part, Qt.TextElideMode.ElideRight, w - fixed)
-    if shown != part and _doc_width(chosen.replace("{}", html.escape(shown)), font) > w:
+    if shown != part and _px(chosen.replace("{}", html.escape(shown)), font) > w:
         shown = ""
     return chosen.replace("{}", html.escape(shown))
 
@@ -59,8 +52,8 @@ def test_a_token_is_shown_whole_where_elided_text_shows_it_whole(qtbot, part):
     slot = QFont(font)
     slot.setBold(True)
     part_px = QFontMetricsF(slot).horizontalAdvance(part)
-    edges = [_doc_width(t.replace("{}", ""), font) + part_px + 2 for t in (TEMPLATE, *SHORTER)]
-    least = int(_doc_width(SHORTER[-1].replace("{}", ""), font)) + 4
+    edges = [_px(t.replace("{}", ""), font) + part_px + 2 for t in (TEMPLATE, *SHORTER)]
+    least = int(_px(SHORTER[-1].replace("{}", ""), font)) + 4
     # each pixel around each template's fit (and the token's elision after the last)
     widths = sorted({w for e in edges for w in range(int(e) - 3, int(e) + 4) if w >= least}
                     | {least, least + 5, least + 17})
@@ -75,30 +68,9 @@ def test_a_token_is_shown_whole_where_elided_text_shows_it_whole(qtbot, part):
     assert len(seen) >= (3 if part else 2)
 
 
-def _boxes(qtbot, make):
-    """A steady box and the same label alone, each in a row of its own (shown), and the
-    rows (kept by the caller: a row let go deletes its label)."""
-    shown, hosts = [], []
-    for steady in (True, False):
-        host = QWidget()
-        qtbot.addWidget(host)
-        row = QHBoxLayout(host)
-        label = make()
-        widget = SteadyLabel(label=label) if steady else label
-        row.addWidget(widget)
-        row.addWidget(QLabel("beside"))
-        row.addStretch(1)
-        host.resize(420, 60)
-        host.show()
-        qtbot.waitExposed(host)
-        shown.append(widget)
-        hosts.append(host)
-    return (*shown, hosts)
-
-
 def test_an_elided_label_given_its_text_again_is_not_set_again(qtbot, monkeypatch):
     long = "row of the newest query, thirty keys on a line and more words than fit"
-    box, alone, _hosts = _boxes(qtbot, lambda: ElidedLabel(""))
+    box, alone, _hosts = boxes(qtbot, lambda: ElidedLabel(""))
     for w in (box, alone):
         w.setText(long)
         w.setFixedWidth(150)
@@ -137,7 +109,7 @@ def test_an_elided_label_given_its_text_again_is_not_set_again(qtbot, monkeypatc
 
 
 def test_a_font_a_style_sheet_gives_is_measured_again(qtbot, monkeypatch):
-    box, alone, _hosts = _boxes(qtbot, lambda: QLabel("step 0 / 0"))
+    box, alone, _hosts = boxes(qtbot, lambda: QLabel("step 0 / 0"))
     for w in (box, alone):  # as wide in every font: the font alone tells the lines apart
         w.setFixedWidth(300)
     measured = []

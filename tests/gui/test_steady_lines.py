@@ -14,22 +14,29 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget  # noqa: E402
 from gptviz_app.views.steady_label import SteadyLabel  # noqa: E402
 
 
-def test_a_line_as_wide_is_set_without_measuring_and_laid_out_as_the_label(qtbot, monkeypatch):
-    hosts, shown = [], []
+def boxes(qtbot, make, size=(420, 60)):
+    """A steady box and the same label alone (``make()``), each in a row of its own (shown,
+    ``size``), and the rows (kept by the caller: a row let go deletes its label)."""
+    shown, hosts = [], []
     for steady in (True, False):
         host = QWidget()
         qtbot.addWidget(host)
         row = QHBoxLayout(host)
-        label = QLabel("step 0 / 0")
+        label = make()
         widget = SteadyLabel(label=label) if steady else label
         row.addWidget(widget)
         row.addWidget(QLabel("beside"))
         row.addStretch(1)
-        host.resize(400, 40)
+        host.resize(*size)
         host.show()
         qtbot.waitExposed(host)
-        hosts.append(host)
         shown.append(widget)
+        hosts.append(host)
+    return (*shown, hosts)
+
+
+def test_a_line_as_wide_is_set_without_measuring_and_laid_out_as_the_label(qtbot, monkeypatch):
+    *shown, hosts = boxes(qtbot, lambda: QLabel("step 0 / 0"), (400, 40))
     box = shown[0]
     measured = []
     real = box._measures
