@@ -110,7 +110,9 @@ def test_the_effect_after_steps_runs_the_clean_model_one_token_a_step(setup):
         want = ablation_effect(s.model, ids[:-1], [(0, 1)], k=5)
         eff = res.get("effect")
         assert eff["position"] == len(ids) - 2 and eff["step"] == n + 1
-        assert eff["kl_bits"] == pytest.approx(want["kl_bits"], abs=1e-6)
+        # (the clean run stepped token by token through its cache, the reference ran the
+        # whole prefix: float32 sums in another order; 3e-6 relative seen)
+        assert eff["kl_bits"] == pytest.approx(want["kl_bits"], rel=2e-5)
         assert eff["kl_bits"] > 0
         assert eff["chosen_token"] == ids[-1]  # the token drawn from this distribution
         assert eff["top_token_str"] == s.display(want["top_token"])

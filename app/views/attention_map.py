@@ -156,7 +156,7 @@ class AttentionMapView(QWidget):
         self.stage_box.setMinimumContentsLength(1)
         # a new title every step ("18 tokens"): a steady label does not lay the window out
         # again for it
-        self.title = SteadyLabel(label=shrinkable_label(""))
+        self.title = SteadyLabel(label=shrinkable_label(""), steady_height=True)
         words = (QLabel("Layer"), QLabel("Head"))
         top = controls_row(words[0], self.layer_box, 8, words[1], self.head_box, 8,
                            self.stage_box, 4, self.sqrt_box, 8, (self.title, 1))

@@ -62,7 +62,7 @@ class HeadGrid(QWidget):
                                    "(wrapped like text) for long ones · Value-wtd: "
                                    "value-weighted maps ‖α·v W_O‖, rows as shares")
         # a new text every step: a steady label does not lay the window out again for it
-        self.caption = SteadyLabel(label=ElidedLabel(""))
+        self.caption = SteadyLabel(label=ElidedLabel(""), steady_height=True)
         top = controls_row(QLabel("Thumbnails"), self.mode_box, 8, (self.caption, 1))
         self.glw = plot_widget()
         # Nothing here is antialiased: a step repaints the mosaic's own rectangle, not 2 px

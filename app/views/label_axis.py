@@ -94,6 +94,8 @@ class LabelAxis(pg.AxisItem):
         self._sizes: dict[str, tuple[float, float, float, str]] = {}
         # labels drawn: each laid out, with its advance (None: a label of several lines)
         self._laid: dict[str, tuple[QTextLayout, float] | None] = {}
+        #: the painter's font (its key) and layout direction the labels were laid out in
+        self._laid_in: tuple[str, Qt.LayoutDirection] | None = None
         self._sizes_font = ""                              # QFont.key() they were measured in
         self._reserved: float | None = None               # widest reserved label (pixels)
         self._layout: _Layout | None = None               # what paint draws (fast path)
@@ -366,14 +368,18 @@ class LabelAxis(pg.AxisItem):
         fx, fy = _SHIFT[self.orientation]
         flags = _DRAW_FLAGS[self.orientation]
         cache = self._laid
-        if len(cache) >= MAX_LAID:
+        layout_dir = p.layoutDirection()
+        # laid out again in another painter's font or direction (the tick font unset, a
+        # right-to-left widget), and when there are more labels than a vocabulary's
+        laid_in = (font.key(), layout_dir)
+        if len(cache) >= MAX_LAID or laid_in != self._laid_in:
             cache.clear()
+            self._laid_in = laid_in
         if exposed is not None and exposed.isValid():
             el, et, er, eb = exposed.left(), exposed.top(), exposed.right(), exposed.bottom()
         else:
             el = et = -math.inf
             er = eb = math.inf
-        layout_dir = p.layoutDirection()
         for rx, ry, (width, height, full_h, text) in lay.labels:
             # the label's pixels lie within a line height of its rectangle (TextDontClip)
             if rx - full_h > er or ry - full_h > eb or rx + width + full_h < el \

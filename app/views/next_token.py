@@ -48,8 +48,9 @@ TICK_STEPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0)
 
 
 def steady(text: str) -> SteadyLabel:
-    """An :class:`ElidedLabel` in a :class:`SteadyLabel`."""
-    return SteadyLabel(label=ElidedLabel(text))
+    """An :class:`ElidedLabel` in a :class:`SteadyLabel` that keeps its tallest height (a
+    token of a taller fallback font in the header does not move the chart)."""
+    return SteadyLabel(label=ElidedLabel(text), steady_height=True)
 
 
 class NextTokenView(QWidget):

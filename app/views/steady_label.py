@@ -14,6 +14,12 @@ every other attribute on to the label: ``setText``, ``set_rich`` (an
 :class:`~gptviz_app.views.elided_label.ElidedLabel`'s), ``setAlignment``, ``text()``… Fonts,
 style sheets and tooltips go to the label itself (a font also to the box: it lays the window
 out again, as it should; :meth:`SteadyLabel.set_bold` changes the label's weight alone).
+
+A label made with ``steady_height`` keeps the tallest height it was asked for while its font
+(and, for a wrapped one, the width asked about) stays: a token whose characters come from a
+taller fallback font (Devanagari, Bengali, Myanmar… beside a Latin font) shown for one step
+would otherwise make the line a few pixels taller and then shorter again, laying the window
+out twice and moving the view under it (the chart's plot) by those pixels, both ways.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ class SteadyLabel(QWidget):
     """``label`` (default: a new ``QLabel(text)``) in a box that keeps the layout still."""
 
     def __init__(self, text: str = "", parent: QWidget | None = None,
-                 label: QLabel | None = None, grow_only: bool = False) -> None:
+                 label: QLabel | None = None, grow_only: bool = False,
+                 steady_height: bool = False) -> None:
         super().__init__(parent)
         self.label = label if label is not None else QLabel(text)
         self.label.setParent(self)
@@ -43,6 +50,12 @@ class SteadyLabel(QWidget):
         #: and "10.2 ms": the fields beside it stay where they are)
         self.grow_only = grow_only
         self._widest = self._widest_min = 0
+        #: keep the tallest height asked for (see the module notes)
+        self.steady_height = steady_height
+        #: the label's font the tallest heights were seen in, and those heights: the size
+        #: hint's and the minimum's (by their key, -1 and -2) and for each width asked about
+        self._tall_font: QFont | None = None
+        self._tallest: dict[int, int] = {}
         self._last: tuple | None = None  # (the label's state, its measures then)
         #: (text, its line, the state it was measured in) last measured (see _same_line)
         self._line: tuple | None = None
@@ -56,11 +69,15 @@ class SteadyLabel(QWidget):
         if self.grow_only:
             self._widest = max(self._widest, hint.width())
             hint.setWidth(self._widest)
+        if self.steady_height:
+            hint.setHeight(self._tall(-1, hint.height()))
         return hint
 
     def reset_width(self) -> None:
-        """Forget the widest width seen (``grow_only``; e.g. after a font change)."""
+        """Forget the widest width (``grow_only``) and the tallest heights (``steady_height``)
+        seen: e.g. after a font change."""
         self._widest = self._widest_min = 0
+        self._tallest = {}
         self._last = None
         self.updateGeometry()
 
@@ -69,13 +86,36 @@ class SteadyLabel(QWidget):
         if self.grow_only:
             self._widest_min = max(self._widest_min, hint.width())
             hint.setWidth(self._widest_min)
+        if self.steady_height:
+            hint.setHeight(self._tall(-2, hint.height()))
         return hint
 
     def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt name
         return self.label.hasHeightForWidth()
 
     def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt name
-        return self.label.heightForWidth(width)
+        h = self.label.heightForWidth(width)
+        return self._tall(max(0, width), h) if self.steady_height else h
+
+    def _tall(self, key: int, h: int) -> int:
+        """The tallest of ``h`` and the heights seen for ``key`` (a width, or -1 / -2: the
+        size hint, the minimum) in the label's font now (``steady_height``); -1 (no height
+        for a width: not a text) stays. A label that does not wrap is one line high at any
+        width: one key for all."""
+        if h < 0:
+            return h
+        lab = self.label
+        if not lab.hasHeightForWidth():
+            key = -1
+        font = lab.font()
+        tallest = self._tallest
+        # a new font measures afresh; so do more widths than a few resizes ask about
+        if font != self._tall_font or len(tallest) > 64:
+            tallest.clear()
+            self._tall_font = font
+        h = max(h, tallest.get(key, 0))
+        tallest[key] = h
+        return h
 
     def resizeEvent(self, e) -> None:  # noqa: N802 - Qt name
         super().resizeEvent(e)
@@ -116,7 +156,7 @@ class SteadyLabel(QWidget):
             # hint's heights are the height of that line (QLabel's sizeForWidth), whatever
             # the width asked for, which heightForWidth gives in one measure (sizeHint and
             # minimumSizeHint take three: -1, 0 and the largest width); -1: not a text
-            line = lab.heightForWidth(max(1, self.width()))
+            line = self.heightForWidth(max(1, self.width()))
             if line >= 0:
                 out = ((0, min(max(line, least.height()), most.height())),
                        (0, max(line, least.height())), -1, least, most)
@@ -130,7 +170,7 @@ class SteadyLabel(QWidget):
         # rich text's layout at every change)
         wrapped = hfw and not keep_w
         out = (hint, (0, 0) if wrapped else side(self.minimumSizeHint().expandedTo(least)),
-               lab.heightForWidth(max(1, self.width())) if hfw else -1, least, most)
+               self.heightForWidth(max(1, self.width())) if hfw else -1, least, most)
         self._last = (state, out)
         return out
 

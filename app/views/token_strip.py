@@ -677,7 +677,9 @@ class TokenStrip(QWidget):
         # text every step (the query) in a steady label, which lays the window out again only
         # when it needs another height (a second line)
         self.legend_keys = LegendKeys()
-        self.legend = SteadyLabel(label=QLabel())
+        # (its tallest height kept: a query token of a taller fallback font does not move
+        # the chips under it)
+        self.legend = SteadyLabel(label=QLabel(), steady_height=True)
         self.legend.setTextFormat(Qt.TextFormat.RichText)
         self.legend.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.legend.setWordWrap(True)  # big presentation fonts: a second line, not a clip

@@ -345,9 +345,13 @@ def _linear(lin: Any, x: torch.Tensor) -> torch.Tensor:
 
 # A one-token step multiplies a vector by each weight matrix; torch runs such a product on one
 # thread however many it has. Cut into column blocks, one per thread, as a batched product, it
-# runs on all of them, with the same sums per output (bit-identical on CPU, tested): measured
-# with 2 threads, 9.4 -> 6.7 us for 256 x 768 and 57 -> 30 us for the 256 x 4096 output head.
-# Smaller matrices gain nothing (256 x 256: 3.9 us either way) and stay whole.
+# runs on all of them, with the same sums per output: measured with 2 threads, 9.4 -> 6.7 us
+# for 256 x 768 and 57 -> 30 us for the 256 x 4096 output head. Smaller matrices gain nothing
+# (256 x 256: 3.9 us either way) and stay whole. "The same sums" is the CPU kernels' choice,
+# not a law: on a CPU with AVX-512 and AMX some shapes and thread counts run the whole product
+# with another summation order (threads splitting the inner dimension), so every matrix's
+# blocks are checked against the whole product on this machine (:func:`_same_sums`) and a
+# matrix whose last bits would differ stays whole.
 SPLIT_MIN_ELEMENTS = 1 << 17
 SPLIT_MAX_BLOCKS = 4
 
@@ -386,6 +390,24 @@ def _column_blocks(weight: torch.Tensor, bias: torch.Tensor | None, parts: int
     tail_w = weight.narrow(0, out - t, t) if rest else None  # (t, in)
     tail_b = bias.narrow(0, out - t, t) if rest and bias is not None else None  # (t,)
     return _Blocks(w, b, tail_w, tail_b, rest)
+
+
+def _same_sums(blocks: _Blocks, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether the product by ``blocks`` gives ``F.linear(x, weight, bias)`` bit for bit here
+    (this machine's kernels, the threads now), for a fixed random row ``x``: a kernel's
+    summation order follows the shapes, strides and threads, not the values."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, weight.size(1), generator=gen).to(weight.device, weight.dtype)
+    with torch.no_grad():
+        return torch.equal(_linear_blocks(None, x, blocks), F.linear(x, weight, bias))
+
+
+def _checked_blocks(weight: torch.Tensor, bias: torch.Tensor | None, parts: int
+                    ) -> _Blocks | None:
+    """:func:`_column_blocks`, or ``None`` where their product would not be bit-identical
+    to the whole one on this machine (:func:`_same_sums`)."""
+    blocks = _column_blocks(weight, bias, parts)
+    return blocks if blocks is not None and _same_sums(blocks, weight, bias) else None
 
 
 def _linear_blocks(lin: nn.Module | None, x: torch.Tensor, blocks: _Blocks | None
@@ -830,7 +852,8 @@ class GPT(nn.Module):
         """Column blocks of every matrix for :meth:`decode_step` (see ``_column_blocks``):
         per layer those of c_attn, attn.c_proj, c_fc, mlp.c_proj (and c_gate in a gated
         feed-forward layer), then the output head's (or ``None``). One block per CPU thread,
-        at most ``SPLIT_MAX_BLOCKS``; none on a GPU or with one thread.
+        at most ``SPLIT_MAX_BLOCKS``; none on a GPU or with one thread, nor for a matrix whose
+        blocks would not give the whole product's sums on this machine (``_same_sums``).
 
         Views of the weights, kept while the same weight and bias storage sits in the same
         modules (checked by address on every call; ``to`` and :meth:`use_decoding_layout`
@@ -848,14 +871,15 @@ class GPT(nn.Module):
             if "c_gate" in mlp:  # gated feed-forward layers only: the step's lb[4]
                 lin = mlp["c_gate"]
                 params.append((lin._parameters["weight"], lin._parameters["bias"]))
-        key = (parts, head_w.data_ptr(),
+        # (the threads themselves: the whole product's summation order may follow them)
+        key = (parts, torch.get_num_threads(), head_w.data_ptr(),
                *(t.data_ptr() for pair in params for t in pair if t is not None))
         cached = self.__dict__.get("_decode_blocks_cache")
         if cached is None or cached[0] != key:
-            found = [_column_blocks(w, b, parts) for w, b in params]
+            found = [_checked_blocks(w, b, parts) for w, b in params]
             per = len(found) // len(self.h)  # matrices per layer: 4, or 5 when gated
             blocks: list = [tuple(found[i:i + per]) for i in range(0, len(found), per)]
-            blocks.append(_column_blocks(head_w, None, parts))
+            blocks.append(_checked_blocks(head_w, None, parts))
             cached = (key, blocks)
             self.__dict__["_decode_blocks_cache"] = cached
         return cached[1]

@@ -176,8 +176,10 @@ def test_trace_npz_has_the_trace_command_schema(qtbot, window, tmp_path, tiny_bu
     assert got["token_ids"].tolist() == snap.ids[snap.window_start:].tolist()
     assert got["tokens"].tolist() == snap.tokens[snap.window_start:]
     assert got["attention"].shape == (L, H, T, T) and got["attention"].dtype == np.float32
+    # the trace runs the window's tokens through the model again, the session stepped them
+    # through its cache: float32 sums in another order (a few ulps of a weight; 1.2e-6 seen)
     np.testing.assert_allclose(got["attention"],
-                               window.controller.client.worker.session.attention(), atol=1e-6)
+                               window.controller.client.worker.session.attention(), atol=1e-5)
     assert got["probs"].shape == (T, tiny_bundle.config.vocab_size)
     np.testing.assert_allclose(got["probs"].sum(axis=1), 1.0, atol=1e-5)
     assert int(got["prompt_len"]) == snap.prompt_len

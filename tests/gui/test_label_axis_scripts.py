@@ -59,3 +59,38 @@ def test_an_axis_lays_each_label_out_once(qtbot):
         assert axis._laid[t] is first[t]
     assert all(axis._laid[t] is not None for t in SCRIPTS[6:9])
     assert axis._laid["x\ty"] is None  # (a tab: drawn by drawText, as pyqtgraph)
+
+
+def test_labels_are_laid_out_again_in_another_painters_font(qtbot):
+    """An axis with no tick font draws in its painter's font: a label laid out for a painter
+    of one font is laid out again for a painter of another (it looks as on a fresh axis
+    painted in that one). (The painter's layout direction is kept with the layouts too; a
+    graphics scene paints its items left to right whatever its view's direction.)"""
+    import pyqtgraph as pg
+    from PySide6.QtGui import QFont
+
+    from gptviz_app.views.label_axis import LabelAxis
+
+    small, big = QFont("DejaVu Sans", 8), QFont("DejaVu Sans", 13)
+    words = ["'Ωμέγα'", "שלום 12", "abc", "漢字", "x 3"]
+
+    def axis_in(*fonts):
+        glw, axis, plot = base._axis_plot(qtbot, LabelAxis, "left", (300, 220), show=False)
+        axis.setWidth(150)
+        axis.setPen(pg.mkPen("#888"))
+        axis.setTextPen(pg.mkPen("#eee"))
+        axis.setTicks([[(i, w) for i, w in enumerate(words)]])
+        plot.setRange(xRange=(0, 1), yRange=(-1, len(words)), padding=0)
+        glw.show()
+        qtbot.waitExposed(glw)
+        shots = []
+        for font in fonts:  # the view's painter starts with its viewport's font
+            glw.viewport().setFont(font)
+            shots.append(glw.viewport().grab().toImage())
+        assert axis.style["tickFont"] is None
+        glw.close()
+        return shots
+
+    again = axis_in(small, big)
+    assert again[0] != again[1]  # (the two fonts draw the labels differently)
+    assert again[1] == axis_in(big)[0]

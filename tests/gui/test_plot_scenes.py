@@ -1,7 +1,8 @@
 """The main pyqtgraph views (map, head grid, chart) keep no item index in their scenes
 (``plots.plot_widget``): a plot's items move or change size at every step, and Qt would
 file each of them again in a BSP tree. Finding items without the tree must still work: the
-item under a point, and the items a repaint of a region draws."""
+item under a point, and the items a repaint of a region draws. (The first test pins the
+index off; the second guards the behaviour the views rely on, and passes with an index too.)"""
 
 from __future__ import annotations
 
