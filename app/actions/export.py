@@ -28,7 +28,7 @@ Every file is written atomically (temporary file, then rename).
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -387,12 +387,13 @@ class Exporter(QObject):
                 analysis.catch_up(key)
             lines = export_lines(self._snap(), key) if title else None
             colors = (self.win.theme.plot_bg, self.win.theme.text)
-            if fmt == "svg":
-                out = export_svg(path, view, lines, colors)
-            elif fmt == "png":
-                out = export_png(path, view, width, lines, colors)
-            else:
+            if fmt not in ("svg", "png"):
                 raise ValueError(f"unknown plot format {fmt!r}")
+            # the main map's picture ends at its newest token (no blank margin)
+            exact = self.win.attention.exact_range() if what == "attention" else nullcontext()
+            with exact:
+                out = (export_svg(path, view, lines, colors) if fmt == "svg"
+                       else export_png(path, view, width, lines, colors))
         self.win.status.showMessage(f"Exported {out}", 6000)
         self.exported.emit(what, str(out))
         return out

@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pyqtgraph as pg
@@ -429,6 +431,23 @@ class AttentionMapView(QWidget):
     def _refit(self, *_) -> None:
         if not self._user_range and (extent := self._extent()) != self._fitted:
             self._fit(extent)
+
+    @contextmanager
+    def exact_range(self) -> Iterator[None]:
+        """Inside, the fitted map shows its T x T exactly, without the blank margin of its
+        rounded range (an export's picture ends at the newest token); a range the user
+        zoomed or panned to stays. The fitted range is back after."""
+        exact = (max(1, self.T), max(1, self.T))
+        fitted = self._fitted
+        if self._user_range or fitted == exact:
+            yield
+            return
+        self._fit(exact)
+        try:
+            yield
+        finally:
+            if not self._user_range:
+                self._fit(fitted)
 
     def _on_manual_range(self, *_):
         self._user_range = True

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QPen
+from PySide6.QtGui import QBrush, QColor, QFontMetricsF, QPen
 from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsView, QLabel, QWidget
 
 from gptviz_app.runtime.grid_pixels import same_table
@@ -145,6 +145,7 @@ class HeadGrid(QWidget):
         step = 1 if self.vb.width() <= 1 else tick_step(label_px, px_per_cell)
         self.plot.getAxis("top").setTicks(
             [thin_ticks([f"H{j}" for j in range(self.H)], step, offset=c / 2, pitch=p)])
+        self._layer_ticks()
 
     def cell_shown(self) -> int | None:
         """The thumbnail size (device pixels) that fills the panel's thumbnails one pixel
@@ -222,9 +223,17 @@ class HeadGrid(QWidget):
         self._place_selection()
 
     def _layer_ticks(self) -> None:
+        """Layer labels at the left, every ``step``-th one so that they never overlap (rows
+        of a few pixels: a short panel, presentation fonts at 1024 x 640)."""
+        if not self.L:
+            return
         p, c = self.pitch, self.cell
+        _, (y0, y1) = self.vb.viewRange()
+        px_per_row = max(1e-9, self.vb.height()) * p / max(1e-9, y1 - y0)
+        line_px = QFontMetricsF(self.theme.font(0.85)).height()
+        step = 1 if self.vb.height() <= 1 else tick_step(line_px, px_per_row)
         self.plot.getAxis("left").setTicks(
-            [thin_ticks([f"L{i}" for i in range(self.L)], 1, offset=c / 2, pitch=p)])
+            [thin_ticks([f"L{i}" for i in range(self.L)], step, offset=c / 2, pitch=p)])
 
     def _place_selection(self) -> None:
         p, c = self.pitch, self.cell

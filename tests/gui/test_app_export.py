@@ -247,3 +247,39 @@ def test_export_dialog(qtbot, window, tmp_path, monkeypatch):
         assert dlg2.export_to(str(tmp_path / "nope" / "x.csv")) is None
     window.last_error_box.close()
     dlg2.close()
+
+
+def test_the_maps_picture_ends_at_its_newest_token(window, tmp_path):
+    """A map fitted to a range rounded past its newest token (as at 1,024 tokens: a few blank
+    pixels beyond it) is exported without that margin: the picture's last row of the plot
+    is the newest query's cells, not the background; the range on screen stays rounded."""
+    from PySide6.QtGui import QColor, QImage
+
+    from gptviz_app.actions.export import export_png, plot_panels
+
+    view = plot_panels(window)["attention"][1]
+    att = window.attention
+    T = window.controller.snapshot.T
+    att._fit((T + 2, T + 2))  # a rounded range, as snapped_range gives at other sizes
+    assert att.vb.viewRange()[0][1] == T + 2
+    ex = window.features.exporter
+    bg = QColor(window.theme.plot_bg).rgb()
+
+    def blank_share(path) -> float:
+        """The share of the background's colour in the plot's last pixel row."""
+        img = QImage(str(path))
+        r = att.vb.mapRectToItem(view.ci, att.vb.boundingRect())
+        y = int(r.bottom()) - 1
+        xs = range(int(r.left()) + 1, int(r.right()) - 1)
+        return sum(img.pixel(x, y) == bg for x in xs) / len(xs)
+
+    margin = blank_share(export_png(tmp_path / "margin.png", view))  # the view as it is
+    exact = blank_share(ex.export("attention", str(tmp_path / "exact.png"), "png"))
+    assert margin > 0.9 and exact < 0.1, (margin, exact)
+    assert att.vb.viewRange()[0][1] == T + 2 and att._fitted == (T + 2, T + 2)  # as before
+    # a range the user zoomed to is exported as it is, and stays
+    att.vb.setRange(xRange=(1, 4), yRange=(1, 4), padding=0)
+    att._on_manual_range()  # (what a drag or a wheel turn emits)
+    before = att.vb.viewRange()
+    ex.export("attention", str(tmp_path / "zoomed.png"), "png")
+    assert att.vb.viewRange() == before

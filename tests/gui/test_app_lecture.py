@@ -562,3 +562,64 @@ def test_recent_prompts_menu(qtbot, window):
     assert lec.prefs.recent("prompts")[0] == "The quick brown fox"
     assert window.menus["recent_prompts"].menuAction() in window.menus["file"].actions()
     assert c.model is not None
+
+
+def test_presentation_in_a_small_window_keeps_values_and_layer_labels_readable(qtbot, window):
+    """Presentation fonts in a 1024 x 640 window (the window grows to what its panels need):
+    every bar's value label ends inside the narrow chart, and the thumbnails' layer labels
+    are thinned so that no two overlap (rows of a few pixels stacked "L0 L1 L2 L3")."""
+    from PySide6.QtGui import QFontMetricsF
+
+    c = window.controller
+    c.step(2)
+    settle(qtbot, window)
+    window.resize(1024, 640)
+    window.features.presentation.set_active(True, fullscreen=False)
+    try:
+        for _ in range(3):
+            qtbot.waitUntil(lambda: not window.window_layout.pending, timeout=TIMEOUT)
+            qtbot.wait(20)
+        nt, grid = window.next_token, window.grid
+        qtbot.waitUntil(lambda: nt.vb.width() > 20 and grid.vb.height() > 10, timeout=TIMEOUT)
+        # (a label wider than the chart's plot starts at its left and is cut at its right:
+        # the column is that narrow only when the window is smaller than its panels need)
+        box = nt.vb.sceneBoundingRect()
+        shown = nt.rows.label_rects()
+        assert shown
+        for _text, rect in shown:
+            assert rect.right() <= box.right() + 1 or abs(rect.left() - box.left()) <= 1, \
+                (box, rect)
+        ticks = sorted(v for level in grid.plot.getAxis("left")._tickLevels for v, _ in level)
+        (_, _), (y0, y1) = grid.vb.viewRange()
+        px = grid.vb.height() / (y1 - y0)
+        line = QFontMetricsF(grid.plot.getAxis("left").style["tickFont"]).height()
+        assert ticks and all((b - a) * px >= line - 0.5 for a, b in zip(ticks, ticks[1:])), \
+            ([round(t * px) for t in ticks], line)
+    finally:
+        window.features.presentation.set_active(False)
+
+
+@pytest.mark.parametrize("height", [110, 160, 400])
+def test_layer_labels_of_short_thumbnail_rows_never_overlap(qtbot, height):
+    """Twelve layers in a short panel: every ``step``-th layer labelled, the labels at least
+    a line apart; in a tall panel every layer."""
+    from types import SimpleNamespace
+
+    from gptviz_app.views.head_grid import HeadGrid
+
+    grid = HeadGrid()
+    qtbot.addWidget(grid)
+    grid.resize(420, height)
+    grid.show()
+    qtbot.waitExposed(grid)
+    grid.set_model(SimpleNamespace(n_layer=12, n_head=12, kv_heads=12))
+    qtbot.waitUntil(lambda: grid.vb.height() > 10, timeout=TIMEOUT)
+    grid._fit()
+    axis = grid.plot.getAxis("left")
+    ticks = sorted(v for level in axis._tickLevels for v, _ in level)
+    _, (y0, y1) = grid.vb.viewRange()
+    px = grid.vb.height() / (y1 - y0)
+    line = QFontMetricsF(axis.style["tickFont"]).height()
+    gaps = [(b - a) * px for a, b in zip(ticks, ticks[1:])]
+    assert ticks and all(g >= line - 0.5 for g in gaps), (gaps, line)
+    assert (len(ticks) == 12) == (grid.pitch * px >= line)

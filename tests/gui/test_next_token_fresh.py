@@ -86,3 +86,22 @@ def test_a_chart_shown_fewer_rows_then_resized_looks_as_a_new_one(qtbot):
     view.apply_snapshot(_Snap(third, 11))
     _settle(qtbot)
     assert (_pixels(view) == _drawn_once(qtbot, third, 11)).all()
+
+
+@pytest.mark.parametrize("width", [150, 165, 180, 200, 240])
+def test_every_value_label_ends_inside_a_narrow_chart(qtbot, width):
+    """However narrow the chart, a value label no wider than its plot ends inside it (after
+    its bar where there is room, else over the bar's end); the longest bar's label was cut
+    off where its column kept the labels less room than they take."""
+    rng = np.random.default_rng(5)
+    view = _view(qtbot, (width, 420))
+    view.apply_theme(view.theme)
+    view.apply_snapshot(_Snap(_candidates(1, rng, False, knobs=False), 12))
+    _settle(qtbot)
+    box = view.vb.sceneBoundingRect()
+    shown = view.rows.label_rects()
+    assert shown
+    for text, rect in shown:
+        if rect.width() <= box.width():
+            assert box.left() - 0.5 <= rect.left() and rect.right() <= box.right() + 0.5, \
+                (text, rect, box)
