@@ -390,7 +390,8 @@ class Exporter(QObject):
             if fmt not in ("svg", "png"):
                 raise ValueError(f"unknown plot format {fmt!r}")
             # the main map's picture ends at its newest token (no blank margin)
-            exact = self.win.attention.exact_range() if what == "attention" else nullcontext()
+            att = self.win.attention
+            exact = att.exact_range() if view is att.glw else nullcontext()
             with exact:
                 out = (export_svg(path, view, lines, colors) if fmt == "svg"
                        else export_png(path, view, width, lines, colors))

@@ -101,6 +101,7 @@ class HeadGrid(QWidget):
         self.vb.sigResized.connect(self._fit)
         self.vb.sigRangeChanged.connect(self._head_ticks)
         self.wanted_cell: int | None = None  # the size last asked for (cellWanted)
+        self._layer_key: tuple | None = None  # (layers, pitch, cell, step) of the layer ticks
         self._want = QTimer(self)  # a resize's last size is asked for, not every one on the way
         self._want.setSingleShot(True)
         self._want.setInterval(WANT_DELAY_MS)
@@ -232,7 +233,15 @@ class HeadGrid(QWidget):
         px_per_row = max(1e-9, self.vb.height()) * p / max(1e-9, y1 - y0)
         line_px = QFontMetricsF(self.theme.font(0.85)).height()
         step = 1 if self.vb.height() <= 1 else tick_step(line_px, px_per_row)
-        self.plot.getAxis("left").setTicks(
+        key = (self.L, p, c, step)
+        if key == self._layer_key:
+            return  # (set at every range change: the same ticks are not laid out again)
+        self._layer_key = key
+        axis = self.plot.getAxis("left")
+        # as wide as its widest label ever: thinned labels ("L9" for "L10") would narrow
+        # it, widen the thumbnails' rows and bring the label back, and so on
+        axis.setStyle(autoReduceTextSpace=False)
+        axis.setTicks(
             [thin_ticks([f"L{i}" for i in range(self.L)], step, offset=c / 2, pitch=p)])
 
     def _place_selection(self) -> None:

@@ -19,7 +19,9 @@ A label made with ``steady_height`` keeps the tallest height it was asked for wh
 (and, for a wrapped one, the width asked about) stays: a token whose characters come from a
 taller fallback font (Devanagari, Bengali, Myanmar… beside a Latin font) shown for one step
 would otherwise make the line a few pixels taller and then shorter again, laying the window
-out twice and moving the view under it (the chart's plot) by those pixels, both ways.
+out twice and moving the view under it (the chart's plot) by those pixels, both ways. A text
+a line or more shorter (a wrapped text on fewer lines) is as tall as it is; a new font or style
+sheet measures afresh.
 """
 
 from __future__ import annotations
@@ -113,7 +115,12 @@ class SteadyLabel(QWidget):
         if font != self._tall_font or len(tallest) > 64:
             tallest.clear()
             self._tall_font = font
-        h = max(h, tallest.get(key, 0))
+        kept = tallest.get(key, 0)
+        # a few pixels shorter (a line without the taller font's characters) keeps the
+        # height; a line or more shorter is a shorter text (a wrapped one on fewer lines)
+        if kept - h >= lab.fontMetrics().lineSpacing():
+            kept = 0
+        h = max(h, kept)
         tallest[key] = h
         return h
 
@@ -277,6 +284,7 @@ class SteadyLabel(QWidget):
             self.label.setFont(font)
 
     def setStyleSheet(self, sheet: str) -> None:  # noqa: N802 - Qt name
+        self._tallest = {}  # (another padding or font: measured afresh)
         with self.steady():
             self.label.setStyleSheet(sheet)
 

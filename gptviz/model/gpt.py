@@ -343,15 +343,16 @@ def _linear(lin: Any, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, p["weight"], p["bias"])
 
 
-# A one-token step multiplies a vector by each weight matrix; torch runs such a product on one
-# thread however many it has. Cut into column blocks, one per thread, as a batched product, it
-# runs on all of them, with the same sums per output: measured with 2 threads, 9.4 -> 6.7 us
-# for 256 x 768 and 57 -> 30 us for the 256 x 4096 output head. Smaller matrices gain nothing
-# (256 x 256: 3.9 us either way) and stay whole. "The same sums" is the CPU kernels' choice,
-# not a law: on a CPU with AVX-512 and AMX some shapes and thread counts run the whole product
-# with another summation order (threads splitting the inner dimension), so every matrix's
-# blocks are checked against the whole product on this machine (:func:`_same_sums`) and a
-# matrix whose last bits would differ stays whole.
+# A one-token step multiplies a vector by each weight matrix; on most CPUs torch runs such a
+# product on one thread however many it has. Cut into column blocks, one per thread, as a
+# batched product, it runs on all of them, with the same sums per output: measured with 2
+# threads, 9.4 -> 6.7 us for 256 x 768 and 57 -> 30 us for the 256 x 4096 output head.
+# Smaller matrices gain nothing (256 x 256: 3.9 us either way) and stay whole. "The same
+# sums" is the CPU kernels' choice, not a law: on a CPU with AVX-512 some shapes and thread
+# counts run the whole product with another summation order (threads splitting the inner
+# dimension, it seems), so every matrix's blocks are checked against the whole product
+# whenever they are made (:func:`_same_sums`) and a matrix whose last bits would differ
+# stays whole.
 SPLIT_MIN_ELEMENTS = 1 << 17
 SPLIT_MAX_BLOCKS = 4
 
@@ -395,11 +396,16 @@ def _column_blocks(weight: torch.Tensor, bias: torch.Tensor | None, parts: int
 def _same_sums(blocks: _Blocks, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether the product by ``blocks`` gives ``F.linear(x, weight, bias)`` bit for bit here
     (this machine's kernels, the threads now), for a fixed random row ``x``: a kernel's
-    summation order follows the shapes, strides and threads, not the values."""
+    summation order follows the shapes, strides, threads and the row's alignment in memory,
+    not the values. Checked for a row on a fresh allocation (every row the step multiplies
+    is one) and for one a few elements past it (seen here: a 50,257 x 768 head whose sums
+    agreed at one offset only)."""
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(1, weight.size(1), generator=gen).to(weight.device, weight.dtype)
+    inp = weight.size(1)
+    buf = torch.randn(1, inp + 4, generator=gen).to(weight.device, weight.dtype)
     with torch.no_grad():
-        return torch.equal(_linear_blocks(None, x, blocks), F.linear(x, weight, bias))
+        return all(torch.equal(_linear_blocks(None, x, blocks), F.linear(x, weight, bias))
+                   for x in (buf[:, :inp].clone(), buf[:, 1:inp + 1], buf[:, 4:]))
 
 
 def _checked_blocks(weight: torch.Tensor, bias: torch.Tensor | None, parts: int
