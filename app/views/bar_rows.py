@@ -123,7 +123,7 @@ class BarRows(pg.GraphicsObject):
             w = self._widths[text] = self._metrics.horizontalAdvance(text)
         return w
 
-    def _text_box(self, text: str) -> tuple[float, float]:
+    def text_box(self, text: str) -> tuple[float, float]:
         """Width and height of a label with its margins, as a ``QGraphicsTextItem``'s."""
         return self.text_width(text) + 2 * TEXT_MARGIN, self._box_h
 
@@ -132,7 +132,7 @@ class BarRows(pg.GraphicsObject):
         out = []
         for text, x, y in self._labels:
             at = self.mapToScene(QPointF(x, y))
-            w, h = self._text_box(text)
+            w, h = self.text_box(text)
             out.append((text, QRectF(at.x(), at.y() - h / 2, w, h)))
         return out
 

@@ -99,7 +99,7 @@ class HeadGrid(QWidget):
         self.glw.scene().sigMouseClicked.connect(self._on_click)
         self.glw.scene().sigMouseMoved.connect(self._on_move)
         self.vb.sigResized.connect(self._fit)
-        self.vb.sigRangeChanged.connect(self._head_ticks)
+        self.vb.sigRangeChanged.connect(self._ticks)
         self.wanted_cell: int | None = None  # the size last asked for (cellWanted)
         self._layer_key: tuple | None = None  # (layers, pitch, cell, step) of the layer ticks
         self._want = QTimer(self)  # a resize's last size is asked for, not every one on the way
@@ -125,8 +125,11 @@ class HeadGrid(QWidget):
             style_axis(self.plot.getAxis(name), theme, theme.font(0.85), tick_length=0,
                        line=theme.plot_bg)
         self.readout.setFont(theme.font(0.95))
+        # the layer axis as wide as its widest label ever: thinned labels ("L9" for "L10")
+        # would narrow it, widen the thumbnails' rows and bring the label back, and so on
+        self.plot.getAxis("left").setStyle(autoReduceTextSpace=False)
         self._draw_backdrop()
-        self._head_ticks()
+        self._ticks()
 
     def _send_colours(self) -> None:
         table = self.image.colours()
@@ -134,16 +137,23 @@ class HeadGrid(QWidget):
             table.flags.writeable = False  # the worker's from now on
             self.coloursWanted.emit(table)
 
-    def _head_ticks(self, *_) -> None:
-        """Head labels on top, every ``step``-th one so that they never touch (big fonts in
-        presentation mode, many heads in a narrow panel)."""
+    def _label_step(self, label_px: float, along_px: float, span: float) -> int:
+        """Label every ``step``-th row or column of thumbnails so that labels ``label_px``
+        long never touch along an axis ``along_px`` long that shows ``span`` scene units."""
+        if along_px <= 1:
+            return 1
+        return tick_step(label_px, along_px * self.pitch / max(1e-9, span))
+
+    def _ticks(self, *_) -> None:
+        """Head labels on top and layer labels at the left, every ``step``-th one so that
+        they never touch (big fonts in presentation mode, many heads in a narrow panel,
+        rows of a few pixels in a short one)."""
         if not self.H:
             return
         p, c = self.pitch, self.cell
         (x0, x1), _ = self.vb.viewRange()
-        px_per_cell = max(1e-9, self.vb.width()) * p / max(1e-9, x1 - x0)
         label_px = text_px(self.theme.pt(0.85), len(f"H{self.H - 1}") + 1.5)
-        step = 1 if self.vb.width() <= 1 else tick_step(label_px, px_per_cell)
+        step = self._label_step(label_px, self.vb.width(), x1 - x0)
         self.plot.getAxis("top").setTicks(
             [thin_ticks([f"H{j}" for j in range(self.H)], step, offset=c / 2, pitch=p)])
         self._layer_ticks()
@@ -181,7 +191,7 @@ class HeadGrid(QWidget):
         scale = max(1e-9, min((w - 2 * MARGIN_PX) / width, (h - 2 * MARGIN_PX) / height))
         x0 = y0 = -MARGIN_PX / scale
         self.vb.setRange(xRange=(x0, x0 + w / scale), yRange=(y0, y0 + h / scale), padding=0)
-        self._head_ticks()
+        self._ticks()
         if self.wanted_cell is None:
             self._ask_cell()  # the first size at once: the next snapshot is drawn at it
         elif self.cell_shown() != self.wanted_cell:
@@ -215,8 +225,7 @@ class HeadGrid(QWidget):
         self.L, self.H = info.n_layer, info.n_head
         # Grouped-query attention: fewer key/value heads than query heads (0: one each).
         self.kv_heads = getattr(info, "kv_heads", 0) or info.n_head
-        self._layer_ticks()
-        self._head_ticks()
+        self._ticks()
         self.image.clear()
         self._pending = self._mosaic = None
         self._draw_backdrop()
@@ -230,18 +239,13 @@ class HeadGrid(QWidget):
             return
         p, c = self.pitch, self.cell
         _, (y0, y1) = self.vb.viewRange()
-        px_per_row = max(1e-9, self.vb.height()) * p / max(1e-9, y1 - y0)
         line_px = QFontMetricsF(self.theme.font(0.85)).height()
-        step = 1 if self.vb.height() <= 1 else tick_step(line_px, px_per_row)
+        step = self._label_step(line_px, self.vb.height(), y1 - y0)
         key = (self.L, p, c, step)
         if key == self._layer_key:
             return  # (set at every range change: the same ticks are not laid out again)
         self._layer_key = key
-        axis = self.plot.getAxis("left")
-        # as wide as its widest label ever: thinned labels ("L9" for "L10") would narrow
-        # it, widen the thumbnails' rows and bring the label back, and so on
-        axis.setStyle(autoReduceTextSpace=False)
-        axis.setTicks(
+        self.plot.getAxis("left").setTicks(
             [thin_ticks([f"L{i}" for i in range(self.L)], step, offset=c / 2, pitch=p)])
 
     def _place_selection(self) -> None:

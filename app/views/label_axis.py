@@ -94,8 +94,8 @@ class LabelAxis(pg.AxisItem):
         self._sizes: dict[str, tuple[float, float, float, str]] = {}
         # labels drawn: each laid out, with its advance (None: a label of several lines)
         self._laid: dict[str, tuple[QTextLayout, float] | None] = {}
-        #: the painter's font (its key) and layout direction the labels were laid out in
-        self._laid_in: tuple[str, Qt.LayoutDirection] | None = None
+        #: the painter's font and layout direction the labels were laid out in
+        self._laid_in: tuple[QFont, Qt.LayoutDirection] | None = None
         self._sizes_font = ""                              # QFont.key() they were measured in
         self._reserved: float | None = None               # widest reserved label (pixels)
         self._layout: _Layout | None = None               # what paint draws (fast path)
@@ -370,8 +370,9 @@ class LabelAxis(pg.AxisItem):
         cache = self._laid
         layout_dir = p.layoutDirection()
         # laid out again in another painter's font or direction (the tick font unset, a
-        # right-to-left widget), and when there are more labels than a vocabulary's
-        laid_in = (font.key(), layout_dir)
+        # right-to-left widget), and when there are more labels than a vocabulary's (the
+        # font itself compared: a key is a new string at every call)
+        laid_in = (font, layout_dir)
         if len(cache) >= MAX_LAID or laid_in != self._laid_in:
             cache.clear()
             self._laid_in = laid_in

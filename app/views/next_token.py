@@ -26,7 +26,7 @@ from PySide6.QtGui import QFont, QFontMetricsF
 from PySide6.QtWidgets import QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from gptviz_app.runtime.snapshot import ModelInfo, Snapshot
-from gptviz_app.views.bar_rows import TEXT_MARGIN, BarRows
+from gptviz_app.views.bar_rows import BarRows
 from gptviz_app.views.elided_label import ElidedLabel
 from gptviz_app.views.panel_layout import controls_row, stack
 from gptviz_app.views.plots import label_axes, plot_widget, set_label_ticks, style_axis
@@ -369,7 +369,7 @@ class NextTokenView(QWidget):
         per_px = xmax / max(1.0, self.vb.width())
         self.rows.set_labels([
             (t, max(0.0, min(float(e) + xmax * 0.01,
-                             xmax - (self.rows.text_width(t) + 2 * TEXT_MARGIN + 1) * per_px)),
+                             xmax - (self.rows.text_box(t)[0] + 1) * per_px)),
              row)
             for row, (t, e) in enumerate(zip(labels, ends, strict=True))])
         # the range first: a new one lays the probability axis out afresh at the paint, which

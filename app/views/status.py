@@ -51,7 +51,7 @@ class StatusBar(QStatusBar):
     def apply_theme(self, theme) -> None:
         for w in (self.model, self.context, self.timing, self.settings):
             w.setFont(theme.font(0.95))
-        self.timing.reset_width()
+        self.timing.reset_sizes()
         self._fit_message(self.currentMessage())
 
     # ------------------------------------------------------------------ messages

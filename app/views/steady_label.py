@@ -54,9 +54,10 @@ class SteadyLabel(QWidget):
         self._widest = self._widest_min = 0
         #: keep the tallest height asked for (see the module notes)
         self.steady_height = steady_height
-        #: the label's font the tallest heights were seen in, and those heights: the size
-        #: hint's and the minimum's (by their key, -1 and -2) and for each width asked about
-        self._tall_font: QFont | None = None
+        #: the label's font the tallest heights were seen in and its line spacing, and those
+        #: heights: the size hint's and the minimum's (by their key, -1 and -2) and for each
+        #: width asked about
+        self._tall_font: tuple[QFont, int] | None = None
         self._tallest: dict[int, int] = {}
         self._last: tuple | None = None  # (the label's state, its measures then)
         #: (text, its line, the state it was measured in) last measured (see _same_line)
@@ -75,9 +76,9 @@ class SteadyLabel(QWidget):
             hint.setHeight(self._tall(-1, hint.height()))
         return hint
 
-    def reset_width(self) -> None:
+    def reset_sizes(self) -> None:
         """Forget the widest width (``grow_only``) and the tallest heights (``steady_height``)
-        seen: e.g. after a font change."""
+        seen: e.g. after a font change, or another kind of text."""
         self._widest = self._widest_min = 0
         self._tallest = {}
         self._last = None
@@ -112,13 +113,13 @@ class SteadyLabel(QWidget):
         font = lab.font()
         tallest = self._tallest
         # a new font measures afresh; so do more widths than a few resizes ask about
-        if font != self._tall_font or len(tallest) > 64:
+        if self._tall_font is None or font != self._tall_font[0] or len(tallest) > 64:
             tallest.clear()
-            self._tall_font = font
+            self._tall_font = (font, lab.fontMetrics().lineSpacing())
         kept = tallest.get(key, 0)
         # a few pixels shorter (a line without the taller font's characters) keeps the
         # height; a line or more shorter is a shorter text (a wrapped one on fewer lines)
-        if kept - h >= lab.fontMetrics().lineSpacing():
+        if kept - h >= self._tall_font[1]:
             kept = 0
         h = max(h, kept)
         tallest[key] = h

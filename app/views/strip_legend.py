@@ -109,6 +109,6 @@ class LegendRow(QWidget):
             self.joined = joined
             self.keys.setVisible(not joined)
             self.set_texts(*self._texts)
-            reset = getattr(self.says, "reset_width", None)
+            reset = getattr(self.says, "reset_sizes", None)
             if reset is not None:  # another text now: not the tallest of the other one
                 reset()

@@ -1,7 +1,7 @@
 """A steady label made with ``steady_height`` keeps the tallest height it was asked for: a text
 with characters of a taller fallback font (a token in Devanagari beside a Latin font) makes it
 taller once, and the next ordinary text does not make it shorter again (the window is not laid
-out twice and what lies under the label does not move). A new font, or ``reset_width``, measures
+out twice and what lies under the label does not move). A new font, or ``reset_sizes``, measures
 afresh; a wrapped label keeps the tallest height for each width. Without ``steady_height`` the
 same texts move what is under the label both ways (the test tells the two apart)."""
 
@@ -98,7 +98,7 @@ def test_a_new_font_or_a_reset_measures_the_height_afresh(qtbot):
     box.setText(PLAIN)
     _settled(qtbot)
     assert box.height() > h0
-    box.reset_width()
+    box.reset_sizes()
     _settled(qtbot)
     assert box.height() == h0
     box.setText(tall)
